@@ -1,0 +1,45 @@
+/*
+ * Command line: one table of commands and one of options drive both
+ * parsing and --help. Parsing fills struct cli and never exits; errors
+ * come back as RB_ERR_USAGE.
+ */
+#ifndef RUNBOOK_CLI_H
+#define RUNBOOK_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "vars.h"
+
+struct rb_error;
+
+enum cli_cmd {
+	CMD_NONE, CMD_VALIDATE, CMD_PLAN, CMD_APPLY, CMD_REHEARSE,
+	CMD_ROLLBACK, CMD_STATUS, CMD_LOG, CMD_SHOW,
+};
+
+struct cli {
+	enum cli_cmd cmd;
+	bool help;
+	bool version;
+	char **args;		/* positional arguments (borrowed from argv) */
+	size_t n_args;
+	const char *target;
+	struct varset vars;	/* --var */
+	char **var_names;	/* names given with --var, for validation */
+	size_t n_var_names;
+	const char *notes;
+	const char *known_hosts;
+	bool json, no_color, quiet, verbose, accept_new, dry_run, last;
+	unsigned forks;
+	unsigned log_n;
+};
+
+/* Parses argv; on error returns -1 with err set (class RB_ERR_USAGE). */
+int cli_parse(struct cli *c, int argc, char **argv, struct rb_error *err);
+void cli_release(struct cli *c);
+const char *cli_cmd_name(enum cli_cmd cmd);
+void cli_usage(FILE *fp);
+void cli_cmd_help(FILE *fp, enum cli_cmd cmd);
+
+#endif

@@ -1,0 +1,914 @@
+/*
+ * struct ynode tree -> struct runbook. Each mapping is checked against
+ * a table of its keys first (unknown and missing keys), then each value
+ * is converted with one typed getter that reports what it expected and
+ * what it found. Loading goes on after a problem so one run reports
+ * them all; the model is handed out only when there was none.
+ */
+#include "load.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "runbook.h"
+#include "yamltree.h"
+
+struct loader {
+	struct diag *d;
+	struct runbook *rb;
+};
+
+struct keyspec {
+	const char *name;
+	bool required;
+};
+
+static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *pathf(const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vaddf(&b, fmt, ap);
+	va_end(ap);
+	return buf_detach(&b);
+}
+
+static const char *join(struct buf *b, const char *path, const char *key)
+{
+	buf_reset(b);
+	if (*path)
+		buf_addf(b, "%s.%s", path, key);
+	else
+		buf_adds(b, key);
+	return buf_str(b);
+}
+
+/* Quoted excerpt of a scalar for messages, cut at 60 characters. */
+static void found_text(struct buf *b, const struct ynode *n)
+{
+	if (n->type != YN_SCALAR) {
+		buf_addf(b, "a %s", ynode_type_name(n));
+		return;
+	}
+	if (ynode_is_null(n)) {
+		buf_adds(b, "null");
+		return;
+	}
+	buf_addc(b, '"');
+	for (size_t i = 0; i < n->len && i < 60; i++) {
+		unsigned char c = (unsigned char)n->text[i];
+
+		if (c == '"' || c == '\\')
+			buf_addf(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			buf_addf(b, "\\x%02x", c);
+		else
+			buf_addc(b, (char)c);
+	}
+	if (n->len > 60)
+		buf_adds(b, "...");
+	buf_addc(b, '"');
+}
+
+static void bad(struct loader *L, const struct ynode *n, const char *path,
+		const char *expected)
+{
+	struct buf f = BUF_INIT;
+
+	found_text(&f, n);
+	diag_at(L->d, &n->pos, "%s: expected %s, found %s", path, expected,
+		buf_str(&f));
+	buf_release(&f);
+}
+
+/* Reports unknown keys (but skip, handled by the caller) and missing ones. */
+static bool check_keys_skip(struct loader *L, const struct ynode *map,
+			    const char *path, const struct keyspec *keys,
+			    size_t nkeys, const char *skip)
+{
+	struct buf p = BUF_INIT;
+	bool ok = true;
+
+	for (size_t i = 0; i < map->n; i++) {
+		const struct ynode *k = map->keys[i];
+		bool known = false;
+
+		known = skip && strcmp(k->text, skip) == 0;
+		for (size_t j = 0; j < nkeys && !known; j++)
+			known = strcmp(k->text, keys[j].name) == 0;
+		if (!known) {
+			struct buf list = BUF_INIT;
+
+			for (size_t j = 0; j < nkeys; j++)
+				buf_addf(&list, "%s%s", j ? ", " : "",
+					 keys[j].name);
+			diag_at(L->d, &k->pos,
+				"%s: expected one of the keys %s, found unknown key \"%s\"",
+				join(&p, path, k->text), buf_str(&list),
+				k->text);
+			buf_release(&list);
+			ok = false;
+		}
+	}
+	for (size_t j = 0; j < nkeys; j++) {
+		if (keys[j].required && !ynode_get(map, keys[j].name)) {
+			diag_at(L->d, &map->pos,
+				"%s: expected a key \"%s\", found none",
+				join(&p, path, keys[j].name), keys[j].name);
+			ok = false;
+		}
+	}
+	buf_release(&p);
+	return ok;
+}
+
+static bool check_keys(struct loader *L, const struct ynode *map,
+		       const char *path, const struct keyspec *keys,
+		       size_t nkeys)
+{
+	return check_keys_skip(L, map, path, keys, nkeys, NULL);
+}
+
+/* Duplicate keys: the spec requires unique keys, libyaml does not check. */
+static int cmp_keyptr(const void *a, const void *b)
+{
+	const struct ynode *x = *(const struct ynode *const *)a;
+	const struct ynode *y = *(const struct ynode *const *)b;
+	int c = strcmp(x->text, y->text);
+
+	if (c)
+		return c;
+	if (x->pos.line != y->pos.line)
+		return x->pos.line < y->pos.line ? -1 : 1;
+	return x->pos.col < y->pos.col ? -1 : x->pos.col > y->pos.col;
+}
+
+static void check_dup_keys(struct loader *L, const struct ynode *n,
+			   const char *path, unsigned depth)
+{
+	struct buf p = BUF_INIT;
+
+	if (depth > YTREE_MAX_DEPTH)
+		return;
+	if (n->type == YN_MAP && n->n > 1) {
+		const struct ynode **ks = xmalloc(n->n * sizeof(*ks));
+
+		for (size_t i = 0; i < n->n; i++)
+			ks[i] = n->keys[i];
+		qsort(ks, n->n, sizeof(*ks), cmp_keyptr);
+		for (size_t i = 1; i < n->n; i++)
+			if (strcmp(ks[i]->text, ks[i - 1]->text) == 0)
+				diag_at(L->d, &ks[i]->pos,
+					"%s: expected each key once, found \"%s\" again (first at line %u)",
+					join(&p, path, ks[i]->text),
+					ks[i]->text, ks[i - 1]->pos.line);
+		free(ks);
+	}
+	for (size_t i = 0; i < n->n; i++) {
+		char *sub = n->type == YN_MAP ?
+			xstrdup(join(&p, path, n->keys[i]->text)) :
+			pathf("%s[%zu]", path, i);
+
+		check_dup_keys(L, n->items[i], sub, depth + 1);
+		free(sub);
+	}
+	buf_release(&p);
+}
+
+static bool want_map(struct loader *L, const struct ynode *n,
+		     const char *path)
+{
+	if (n->type == YN_MAP)
+		return true;
+	bad(L, n, path, "a mapping");
+	return false;
+}
+
+static bool want_seq(struct loader *L, const struct ynode *n,
+		     const char *path)
+{
+	if (n->type == YN_SEQ)
+		return true;
+	bad(L, n, path, "a list");
+	return false;
+}
+
+static bool is_text(const struct ynode *n)
+{
+	return n->type == YN_SCALAR && !ynode_is_null(n);
+}
+
+/* Where s[0] sits, if the scalar's text is its source text. */
+static unsigned first_col(const struct ynode *n)
+{
+	if (memchr(n->text, '\n', n->len))
+		return 0;
+	switch (n->style) {
+	case YS_PLAIN:
+		return n->pos.col;
+	case YS_SINGLE:
+		return memchr(n->text, '\'', n->len) ? 0 : n->pos.col + 1;
+	case YS_DOUBLE:
+		for (size_t i = 0; i < n->len; i++)
+			if (n->text[i] == '\\' || n->text[i] == '"' ||
+			    (unsigned char)n->text[i] < 0x20)
+				return 0;
+		return n->pos.col + 1;
+	default:
+		return 0;
+	}
+}
+
+static bool get_string(struct loader *L, const struct ynode *n,
+		       const char *path, struct strval *out)
+{
+	if (!n)
+		return false;
+	if (!is_text(n)) {
+		bad(L, n, path, "a string");
+		return false;
+	}
+	out->s = xstrndup(n->text, n->len);
+	out->pos = n->pos;
+	out->col0 = first_col(n);
+	return true;
+}
+
+static bool get_nonempty(struct loader *L, const struct ynode *n,
+			 const char *path, struct strval *out)
+{
+	if (!n)
+		return false;
+	if (!is_text(n) || strspn(n->text, " \t\r\n") == n->len) {
+		bad(L, n, path, "a non-empty string");
+		return false;
+	}
+	out->s = xstrndup(n->text, n->len);
+	out->pos = n->pos;
+	out->col0 = first_col(n);
+	return true;
+}
+
+static bool get_bool(struct loader *L, const struct ynode *n,
+		     const char *path, bool *out)
+{
+	if (n->type == YN_SCALAR && n->style == YS_PLAIN && !n->tag_str) {
+		if (strcmp(n->text, "true") == 0) {
+			*out = true;
+			return true;
+		}
+		if (strcmp(n->text, "false") == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	bad(L, n, path, "true or false");
+	return false;
+}
+
+static bool get_uint(struct loader *L, const struct ynode *n,
+		     const char *path, unsigned min, unsigned max,
+		     unsigned *out)
+{
+	char expected[96];
+
+	if (n->type == YN_SCALAR && n->style == YS_PLAIN && n->len > 0 &&
+	    n->len <= 9 && strspn(n->text, "0123456789") == n->len) {
+		unsigned long v = strtoul(n->text, NULL, 10);
+
+		if (v >= min && v <= max) {
+			*out = (unsigned)v;
+			return true;
+		}
+	}
+	snprintf(expected, sizeof(expected), "a whole number from %u to %u",
+		 min, max);
+	bad(L, n, path, expected);
+	return false;
+}
+
+static bool get_duration(struct loader *L, const struct ynode *n,
+			 const char *path, unsigned *out)
+{
+	if (is_text(n) && parse_duration(n->text, out) == 0)
+		return true;
+	bad(L, n, path, "a duration such as 30s, 5m or 1h30m (at most 24h)");
+	return false;
+}
+
+/* name -> string maps: vars, env, capture. */
+static void get_kvs(struct loader *L, const struct ynode *n,
+		    const char *path, const char *what, struct kv **out,
+		    size_t *nout)
+{
+	struct buf p = BUF_INIT;
+	size_t cap = 0;
+
+	if (!want_map(L, n, path))
+		return;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ynode *k = n->keys[i], *v = n->items[i];
+		const char *sub = join(&p, path, k->text);
+		struct kv kv = { 0 };
+
+		if (!is_var_name(k->text)) {
+			diag_at(L->d, &k->pos,
+				"%s: expected %s name of letters, digits and _ (not starting with a digit), found \"%s\"",
+				sub, what, k->text);
+			continue;
+		}
+		if (!is_text(v)) {
+			bad(L, v, sub, "a string");
+			continue;
+		}
+		kv.key = xstrdup(k->text);
+		kv.key_pos = k->pos;
+		kv.val = xstrndup(v->text, v->len);
+		kv.pos = v->pos;
+		*out = xgrow(*out, &cap, *nout + 1, sizeof(**out));
+		(*out)[(*nout)++] = kv;
+	}
+	buf_release(&p);
+}
+
+static void get_pattern(struct loader *L, const struct ynode *map,
+			const char *key, const char *path, struct strval *out)
+{
+	struct buf p = BUF_INIT;
+	const struct ynode *n = ynode_get(map, key);
+
+	if (n)
+		get_string(L, n, join(&p, path, key), out);
+	buf_release(&p);
+}
+
+static void load_expect(struct loader *L, const struct ynode *n,
+			const char *path, struct expect *e)
+{
+	static const struct keyspec keys[] = {
+		{ "exit", false }, { "stdout", false }, { "stderr", false },
+		{ "not_stdout", false }, { "not_stderr", false },
+	};
+	struct buf p = BUF_INIT;
+	const struct ynode *x;
+
+	if (!want_map(L, n, path))
+		return;
+	check_keys(L, n, path, keys, sizeof(keys) / sizeof(keys[0]));
+	if ((x = ynode_get(n, "exit"))) {
+		const char *sub = join(&p, path, "exit");
+		unsigned v;
+
+		e->exit_pos = x->pos;
+		if (x->type == YN_SEQ) {
+			if (x->n == 0)
+				bad(L, x, sub, "an exit code or a non-empty list of them");
+			free(e->exit_codes);
+			e->exit_codes = xcalloc(x->n ? x->n : 1, sizeof(int));
+			e->n_exit = 0;
+			for (size_t i = 0; i < x->n; i++) {
+				char *item = pathf("%s[%zu]", sub, i);
+
+				if (get_uint(L, x->items[i], item, 0, 255, &v))
+					e->exit_codes[e->n_exit++] = (int)v;
+				free(item);
+			}
+			if (e->n_exit == 0) {
+				e->exit_codes[0] = 0;
+				e->n_exit = 1;
+			}
+		} else if (get_uint(L, x, sub, 0, 255, &v)) {
+			e->exit_codes[0] = (int)v;
+		}
+	}
+	get_pattern(L, n, "stdout", path, &e->out);
+	get_pattern(L, n, "stderr", path, &e->err);
+	get_pattern(L, n, "not_stdout", path, &e->not_out);
+	get_pattern(L, n, "not_stderr", path, &e->not_err);
+	buf_release(&p);
+}
+
+/* YAML 1.1 would read these as booleans or null: never a rollback. */
+static bool ambiguous_word(const struct ynode *n)
+{
+	static const char *const words[] = {
+		"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+		"true", "True", "TRUE", "false", "False", "FALSE", "on", "On",
+		"ON", "off", "Off", "OFF",
+	};
+
+	if (n->style != YS_PLAIN || n->tag_str)
+		return false;
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(n->text, words[i]) == 0)
+			return true;
+	return false;
+}
+
+static void load_step(struct loader *L, const struct ynode *n,
+		      enum phase ph, size_t idx, struct step *s)
+{
+	static const struct keyspec step_keys[] = {
+		{ "name", true }, { "run", true }, { "rollback", true },
+		{ "expect", false }, { "capture", false }, { "timeout", false },
+		{ "retries", false }, { "retry_delay", false }, { "env", false },
+		{ "dir", false }, { "skip_if", false }, { "local", false },
+	};
+	static const struct keyspec check_keys_[] = {
+		{ "name", true }, { "run", true }, { "expect", false },
+		{ "capture", false }, { "timeout", false }, { "retries", false },
+		{ "retry_delay", false }, { "env", false }, { "dir", false },
+		{ "skip_if", false }, { "local", false },
+	};
+	static const struct keyspec metric_keys[] = {
+		{ "name", true }, { "run", true }, { "pattern", true },
+		{ "timeout", false }, { "env", false }, { "dir", false },
+		{ "local", false },
+	};
+	struct buf p = BUF_INIT;
+	const struct ynode *x;
+
+	s->phase = ph;
+	s->index = idx;
+	s->path = pathf("%s[%zu]", phase_key(ph), idx);
+	s->pos = n->pos;
+	s->timeout_ms = RB_DEFAULT_TIMEOUT_MS;
+	s->retry_delay_ms = RB_DEFAULT_RETRY_DELAY_MS;
+	s->expect.exit_codes = xcalloc(1, sizeof(int));
+	s->expect.n_exit = 1;
+	if (!want_map(L, n, s->path))
+		goto out;
+
+	if (ph == PHASE_STEPS) {
+		check_keys(L, n, s->path, step_keys,
+			   sizeof(step_keys) / sizeof(step_keys[0]));
+	} else if (ph == PHASE_METRICS) {
+		check_keys(L, n, s->path, metric_keys,
+			   sizeof(metric_keys) / sizeof(metric_keys[0]));
+	} else {
+		check_keys_skip(L, n, s->path, check_keys_,
+				sizeof(check_keys_) / sizeof(check_keys_[0]),
+				"rollback");
+		for (size_t i = 0; i < n->n; i++)
+			if (strcmp(n->keys[i]->text, "rollback") == 0)
+				diag_at(L->d, &n->keys[i]->pos,
+					"%s.rollback: expected no rollback in %s (it must be read-only), found one; move the command to steps",
+					s->path, phase_key(ph));
+	}
+
+	if ((x = ynode_get(n, "name"))) {
+		const char *sub = join(&p, s->path, "name");
+
+		if (get_nonempty(L, x, sub, &s->name)) {
+			bool ctl = false;
+
+			for (const char *c = s->name.s; *c; c++)
+				ctl |= (unsigned char)*c < 0x20 || *c == 0x7f;
+			if (ctl || strlen(s->name.s) > RB_MAX_STEP_NAME)
+				bad(L, x, sub, "a name of at most 200 characters on one line");
+		}
+	}
+	if ((x = ynode_get(n, "run")))
+		get_nonempty(L, x, join(&p, s->path, "run"), &s->run);
+	if (ph == PHASE_STEPS && (x = ynode_get(n, "rollback"))) {
+		const char *sub = join(&p, s->path, "rollback");
+
+		if (x->type == YN_SCALAR && (ynode_is_null(x) ||
+					     ambiguous_word(x)))
+			bad(L, x, sub, "a command, or none to say nothing needs undoing");
+		else if (get_nonempty(L, x, sub, &s->rollback))
+			s->rollback_none = x->style == YS_PLAIN &&
+					   strcmp(s->rollback.s, "none") == 0;
+	}
+	if (ph == PHASE_METRICS && (x = ynode_get(n, "pattern")))
+		get_nonempty(L, x, join(&p, s->path, "pattern"), &s->pattern);
+	if (ph != PHASE_METRICS) {
+		if ((x = ynode_get(n, "expect")))
+			load_expect(L, x, join(&p, s->path, "expect"),
+				    &s->expect);
+		if ((x = ynode_get(n, "capture")))
+			get_kvs(L, x, join(&p, s->path, "capture"),
+				"a variable", &s->capture, &s->n_capture);
+		if ((x = ynode_get(n, "retries")))
+			get_uint(L, x, join(&p, s->path, "retries"), 0,
+				 RB_MAX_RETRIES, &s->retries);
+		if ((x = ynode_get(n, "retry_delay")))
+			get_duration(L, x, join(&p, s->path, "retry_delay"),
+				     &s->retry_delay_ms);
+		if ((x = ynode_get(n, "skip_if")))
+			get_nonempty(L, x, join(&p, s->path, "skip_if"),
+				     &s->skip_if);
+	}
+	if ((x = ynode_get(n, "timeout"))) {
+		const char *sub = join(&p, s->path, "timeout");
+
+		if (get_duration(L, x, sub, &s->timeout_ms) &&
+		    s->timeout_ms == 0)
+			bad(L, x, sub, "a duration above zero, such as 30s or 5m");
+	}
+	if ((x = ynode_get(n, "env")))
+		get_kvs(L, x, join(&p, s->path, "env"),
+			"an environment variable", &s->env, &s->n_env);
+	if ((x = ynode_get(n, "dir")))
+		get_nonempty(L, x, join(&p, s->path, "dir"), &s->dir);
+	if ((x = ynode_get(n, "local")))
+		get_bool(L, x, join(&p, s->path, "local"), &s->local);
+out:
+	buf_release(&p);
+}
+
+static void load_phase(struct loader *L, const struct ynode *root,
+		       enum phase ph)
+{
+	const struct ynode *n = ynode_get(root, phase_key(ph));
+
+	if (!n)
+		return;
+	if (!want_seq(L, n, phase_key(ph)))
+		return;
+	if (ph == PHASE_STEPS && n->n == 0)
+		bad(L, n, "steps", "a non-empty list of steps");
+	L->rb->phases[ph] = xcalloc(n->n ? n->n : 1, sizeof(struct step));
+	L->rb->n_phase[ph] = n->n;
+	for (size_t i = 0; i < n->n; i++)
+		load_step(L, n->items[i], ph, i, &L->rb->phases[ph][i]);
+}
+
+/* [user@]host[:port], [user@][v6addr][:port], or local. */
+static bool parse_host(struct host *h)
+{
+	const char *s = h->spec, *at = strrchr(s, '@'), *hp, *colon;
+	size_t hl;
+
+	if (strcmp(s, "local") == 0) {
+		h->local = true;
+		return true;
+	}
+	if (strpbrk(s, " \t\r\n/\\'\"`$;&|<>(){}*?!"))
+		return false;
+	if (at) {
+		if (at == s)
+			return false;
+		h->user = xstrndup(s, (size_t)(at - s));
+		if (strchr(h->user, '@') || strchr(h->user, ':'))
+			return false;
+		hp = at + 1;
+	} else {
+		hp = s;
+	}
+	if (*hp == '[') {
+		const char *end = strchr(hp, ']');
+
+		if (!end || end == hp + 1)
+			return false;
+		h->address = xstrndup(hp + 1, (size_t)(end - hp - 1));
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] && !colon)
+			return false;
+	} else {
+		colon = strchr(hp, ':');
+		hl = colon ? (size_t)(colon - hp) : strlen(hp);
+		if (hl == 0 || hp[0] == '-')
+			return false;
+		h->address = xstrndup(hp, hl);
+	}
+	if (colon) {
+		const char *port = colon + 1;
+		unsigned long v;
+
+		if (!*port || strlen(port) > 5 ||
+		    strspn(port, "0123456789") != strlen(port))
+			return false;
+		v = strtoul(port, NULL, 10);
+		if (v == 0 || v > 65535)
+			return false;
+		h->port = (unsigned)v;
+	}
+	return true;
+}
+
+static void load_host(struct loader *L, const struct ynode *n,
+		      const char *path, struct host *h)
+{
+	static const struct keyspec keys[] = { { "host", true },
+					       { "identity", false } };
+	struct buf p = BUF_INIT;
+	const struct ynode *spec = n, *id;
+	struct strval sv = { 0 };
+
+	h->pos = n->pos;
+	if (n->type == YN_MAP) {
+		check_keys(L, n, path, keys, 2);
+		if ((id = ynode_get(n, "identity")) &&
+		    get_nonempty(L, id, join(&p, path, "identity"), &sv))
+			h->identity = sv.s;
+		spec = ynode_get(n, "host");
+		path = join(&p, path, "host");
+		if (!spec)
+			goto out;
+	}
+	if (!is_text(spec)) {
+		bad(L, spec, path, "a host such as local, host, user@host or user@host:2222");
+		goto out;
+	}
+	h->spec = xstrndup(spec->text, spec->len);
+	if (!parse_host(h))
+		bad(L, spec, path, "a host such as local, host, user@host or user@host:2222");
+out:
+	buf_release(&p);
+}
+
+static void load_target(struct loader *L, const struct ynode *k,
+			const struct ynode *n, struct target *t)
+{
+	static const struct keyspec keys[] = {
+		{ "hosts", true }, { "serial", false }, { "identity", false },
+	};
+	char *path = pathf("targets.%s", k->text);
+	struct buf p = BUF_INIT;
+	const struct ynode *x;
+
+	t->name = xstrdup(k->text);
+	t->pos = k->pos;
+	if (!is_runbook_name(k->text))
+		diag_at(L->d, &k->pos,
+			"targets: expected a target name of a-z, 0-9, '.', '_' and '-' (at most 64, starting with a letter or digit), found \"%s\"",
+			k->text);
+	if (!want_map(L, n, path))
+		goto out;
+	check_keys(L, n, path, keys, sizeof(keys) / sizeof(keys[0]));
+	if ((x = ynode_get(n, "hosts"))) {
+		const char *sub = join(&p, path, "hosts");
+
+		if (want_seq(L, x, sub)) {
+			if (x->n == 0)
+				bad(L, x, sub, "a non-empty list of hosts");
+			t->hosts = xcalloc(x->n ? x->n : 1, sizeof(*t->hosts));
+			t->n_hosts = x->n;
+			for (size_t i = 0; i < x->n; i++) {
+				char *item = pathf("%s[%zu]", sub, i);
+
+				load_host(L, x->items[i], item, &t->hosts[i]);
+				free(item);
+			}
+		}
+	}
+	if ((x = ynode_get(n, "serial"))) {
+		const char *sub = join(&p, path, "serial");
+		unsigned v = 0;
+		bool ok = false;
+
+		if (x->type == YN_SCALAR && x->len >= 2 && x->len <= 4 &&
+		    x->text[x->len - 1] == '%' &&
+		    strspn(x->text, "0123456789") == x->len - 1) {
+			v = (unsigned)strtoul(x->text, NULL, 10);
+			ok = v >= 1 && v <= 100;
+			t->serial_percent = true;
+		} else if (x->type == YN_SCALAR && x->style == YS_PLAIN &&
+			   x->len > 0 && x->len <= 6 &&
+			   strspn(x->text, "0123456789") == x->len) {
+			v = (unsigned)strtoul(x->text, NULL, 10);
+			ok = v >= 1;
+		}
+		if (ok)
+			t->serial = v;
+		else
+			bad(L, x, sub, "a number of hosts per batch (1 or more) or a percentage such as 25%");
+	}
+	if ((x = ynode_get(n, "identity")))
+		get_nonempty(L, x, join(&p, path, "identity"), &t->identity);
+out:
+	buf_release(&p);
+	free(path);
+}
+
+static void load_secrets(struct loader *L, const struct ynode *n)
+{
+	static const struct keyspec keys[] = { { "env", false },
+					       { "file", false } };
+	struct buf p = BUF_INIT;
+	size_t cap = 0;
+
+	if (!want_map(L, n, "secrets"))
+		return;
+	for (size_t i = 0; i < n->n; i++) {
+		const struct ynode *k = n->keys[i], *v = n->items[i];
+		const struct ynode *env, *file;
+		char *path = pathf("secrets.%s", k->text);
+		struct secret s = { 0 };
+		struct strval from = { 0 };
+
+		if (!is_var_name(k->text)) {
+			diag_at(L->d, &k->pos,
+				"%s: expected a secret name of letters, digits and _ (not starting with a digit), found \"%s\"",
+				path, k->text);
+			free(path);
+			continue;
+		}
+		if (!want_map(L, v, path)) {
+			free(path);
+			continue;
+		}
+		check_keys(L, v, path, keys, 2);
+		env = ynode_get(v, "env");
+		file = ynode_get(v, "file");
+		if ((env && file) || (!env && !file)) {
+			diag_at(L->d, &v->pos,
+				"%s: expected exactly one source, env: VARIABLE or file: PATH, found %s",
+				path, env ? "both" : "neither");
+		} else if (env) {
+			if (get_nonempty(L, env, join(&p, path, "env"), &from)) {
+				if (!is_var_name(from.s))
+					bad(L, env, join(&p, path, "env"),
+					    "an environment variable name");
+				s.source = SECRET_ENV;
+			}
+		} else if (get_nonempty(L, file, join(&p, path, "file"),
+					&from)) {
+			s.source = SECRET_FILE;
+		}
+		free(path);
+		if (!from.s)
+			continue;
+		s.name = xstrdup(k->text);
+		s.pos = k->pos;
+		s.from = from.s;
+		L->rb->secrets = xgrow(L->rb->secrets, &cap,
+				       L->rb->n_secrets + 1, sizeof(s));
+		L->rb->secrets[L->rb->n_secrets++] = s;
+	}
+	buf_release(&p);
+}
+
+static void load_root(struct loader *L, const struct ynode *root)
+{
+	static const struct keyspec keys[] = {
+		{ "version", true }, { "name", true }, { "owner", true },
+		{ "reason", true }, { "expected", true }, { "targets", false },
+		{ "vars", false }, { "secrets", false }, { "redact", false },
+		{ "preflight", false }, { "steps", true }, { "verify", false },
+		{ "metrics", false },
+	};
+	struct runbook *rb = L->rb;
+	const struct ynode *x;
+
+	check_keys(L, root, "", keys, sizeof(keys) / sizeof(keys[0]));
+	if ((x = ynode_get(root, "version")) &&
+	    get_uint(L, x, "version", 1, 1, &rb->version) == false)
+		rb->version = 0;
+	if ((x = ynode_get(root, "name")) && get_string(L, x, "name", &rb->name) &&
+	    !is_runbook_name(rb->name.s))
+		bad(L, x, "name",
+		    "a name of a-z, 0-9, '.', '_' and '-' (at most 64, starting with a letter or digit)");
+	if ((x = ynode_get(root, "owner")))
+		get_nonempty(L, x, "owner", &rb->owner);
+	if ((x = ynode_get(root, "reason")))
+		get_nonempty(L, x, "reason", &rb->reason);
+	if ((x = ynode_get(root, "expected")))
+		get_nonempty(L, x, "expected", &rb->expected);
+
+	if ((x = ynode_get(root, "targets")) && want_map(L, x, "targets")) {
+		if (x->n == 0)
+			bad(L, x, "targets", "at least one target");
+		rb->targets = xcalloc(x->n ? x->n : 1, sizeof(*rb->targets));
+		rb->n_targets = x->n;
+		for (size_t i = 0; i < x->n; i++)
+			load_target(L, x->keys[i], x->items[i],
+				    &rb->targets[i]);
+	}
+	if (!rb->targets) {
+		rb->implicit_target = true;
+		rb->targets = xcalloc(1, sizeof(*rb->targets));
+		rb->n_targets = 1;
+		rb->targets[0].name = xstrdup("local");
+		rb->targets[0].hosts = xcalloc(1, sizeof(struct host));
+		rb->targets[0].n_hosts = 1;
+		rb->targets[0].hosts[0].spec = xstrdup("local");
+		rb->targets[0].hosts[0].local = true;
+	}
+	if ((x = ynode_get(root, "vars")))
+		get_kvs(L, x, "vars", "a variable", &rb->vars, &rb->n_vars);
+	if ((x = ynode_get(root, "secrets")))
+		load_secrets(L, x);
+	if ((x = ynode_get(root, "redact")) && want_seq(L, x, "redact")) {
+		rb->redact = xcalloc(x->n ? x->n : 1, sizeof(*rb->redact));
+		for (size_t i = 0; i < x->n; i++) {
+			char *item = pathf("redact[%zu]", i);
+
+			if (get_nonempty(L, x->items[i], item,
+					 &rb->redact[rb->n_redact]))
+				rb->n_redact++;
+			free(item);
+		}
+	}
+	for (int ph = 0; ph < PHASE_COUNT; ph++)
+		load_phase(L, root, (enum phase)ph);
+}
+
+int runbook_load_mem(const char *path, const char *data, size_t len,
+		     struct runbook **out, struct diag *d)
+{
+	struct loader L = { d, NULL };
+	struct ynode *root = NULL;
+	size_t before = diag_count(d);
+
+	if (len > YTREE_MAX_FILE) {
+		struct src_pos p = { 1, 1 };
+
+		diag_at(d, &p, "expected a runbook of at most 16 MiB, found %zu bytes",
+			len);
+		return -1;
+	}
+	if (ytree_parse(data, len, &root, d) < 0)
+		return -1;
+	if (!root) {
+		struct src_pos p = { 1, 1 };
+
+		diag_at(d, &p, "expected a runbook (a mapping with version, name, owner, reason, expected and steps), found an empty document");
+		return -1;
+	}
+	if (root->type != YN_MAP) {
+		bad(&L, root, "(top level)",
+		    "a runbook (a mapping with version, name, owner, reason, expected and steps)");
+		ytree_free(root);
+		return -1;
+	}
+	L.rb = xcalloc(1, sizeof(*L.rb));
+	L.rb->file = xstrdup(path);
+	check_dup_keys(&L, root, "", 0);
+	load_root(&L, root);
+	ytree_free(root);
+	*out = L.rb;
+	return diag_count(d) > before ? -1 : 0;
+}
+
+int runbook_load(const char *path, struct runbook **out, struct diag *d,
+		 struct rb_error *err)
+{
+	struct buf data = BUF_INIT;
+	struct stat st;
+	int fd, ret = -1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		rb_error_errno(err, RB_ERR_INVALID,
+			       "cannot read runbook '%s'; nothing was run", path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (errno == 0 || S_ISDIR(st.st_mode))
+			errno = EISDIR;
+		rb_error_set(err, RB_ERR_INVALID,
+			     "cannot read runbook '%s': expected a regular file; nothing was run",
+			     path);
+		goto out;
+	}
+	if ((unsigned long long)st.st_size > YTREE_MAX_FILE) {
+		struct src_pos p = { 1, 1 };
+
+		diag_at(d, &p, "expected a runbook of at most 16 MiB, found %lld bytes",
+			(long long)st.st_size);
+		goto out;
+	}
+	buf_grow(&data, (size_t)st.st_size);
+	for (;;) {
+		ssize_t r;
+
+		buf_grow(&data, 65536);
+		r = read(fd, data.data + data.len, 65536);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rb_error_errno(err, RB_ERR_INVALID,
+				       "cannot read runbook '%s'; nothing was run",
+				       path);
+			goto out;
+		}
+		if (r == 0)
+			break;
+		data.len += (size_t)r;
+		data.data[data.len] = '\0';
+		if (data.len > YTREE_MAX_FILE)
+			break;
+	}
+	if (data.len == 0) {
+		struct src_pos p = { 1, 1 };
+
+		diag_at(d, &p, "expected a runbook (a mapping with version, name, owner, reason, expected and steps), found an empty file");
+		goto out;
+	}
+	ret = runbook_load_mem(path, data.data, data.len, out, d);
+out:
+	buf_release(&data);
+	close(fd);
+	return ret;
+}

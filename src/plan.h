@@ -1,0 +1,26 @@
+/*
+ * `runbook plan`: what apply would run, per host and phase, with every
+ * command rendered as it would run (secrets as [secret:NAME], captures
+ * that exist only at run time as {{ name }}). Runs nothing.
+ */
+#ifndef RUNBOOK_PLAN_H
+#define RUNBOOK_PLAN_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+struct runbook;
+struct target;
+struct varset;
+struct rb_error;
+
+/*
+ * Writes the plan of rb on target t to out, as text or as one JSON
+ * object per line. cli_vars are the --var values. Returns 0, or -1 with
+ * err set if a command cannot be rendered.
+ */
+int plan_write(const struct runbook *rb, const struct target *t,
+	       const struct varset *cli_vars, bool json, FILE *out,
+	       struct rb_error *err);
+
+#endif

@@ -1,0 +1,250 @@
+/* The model's lifetime and small shared parsers. */
+#include "runbook.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+struct src_pos strval_pos_at(const struct strval *v, size_t off)
+{
+	struct src_pos p = v->pos;
+
+	if (!v->col0 || !v->s)
+		return p;
+	p.col = v->col0;
+	for (size_t i = 0; i < off && v->s[i]; i++)
+		if (((unsigned char)v->s[i] & 0xc0) != 0x80)
+			p.col++;
+	return p;
+}
+
+const char *phase_name(enum phase p)
+{
+	static const char *const names[] = { "preflight", "step", "verify",
+					     "metric" };
+
+	return p < PHASE_COUNT ? names[p] : "?";
+}
+
+const char *phase_key(enum phase p)
+{
+	static const char *const keys[] = { "preflight", "steps", "verify",
+					    "metrics" };
+
+	return p < PHASE_COUNT ? keys[p] : "?";
+}
+
+static void free_kvs(struct kv *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].key);
+		free(v[i].val);
+	}
+	free(v);
+}
+
+static void free_step(struct step *s)
+{
+	free(s->path);
+	free(s->name.s);
+	free(s->run.s);
+	free(s->rollback.s);
+	free(s->skip_if.s);
+	free(s->dir.s);
+	free(s->pattern.s);
+	free(s->expect.exit_codes);
+	free(s->expect.out.s);
+	free(s->expect.err.s);
+	free(s->expect.not_out.s);
+	free(s->expect.not_err.s);
+	free_kvs(s->capture, s->n_capture);
+	free_kvs(s->env, s->n_env);
+}
+
+void runbook_free(struct runbook *rb)
+{
+	if (!rb)
+		return;
+	free(rb->file);
+	free(rb->name.s);
+	free(rb->owner.s);
+	free(rb->reason.s);
+	free(rb->expected.s);
+	for (size_t i = 0; i < rb->n_targets; i++) {
+		struct target *t = &rb->targets[i];
+
+		for (size_t j = 0; j < t->n_hosts; j++) {
+			free(t->hosts[j].spec);
+			free(t->hosts[j].identity);
+			free(t->hosts[j].user);
+			free(t->hosts[j].address);
+		}
+		free(t->hosts);
+		free(t->name);
+		free(t->identity.s);
+	}
+	free(rb->targets);
+	free_kvs(rb->vars, rb->n_vars);
+	for (size_t i = 0; i < rb->n_secrets; i++) {
+		free(rb->secrets[i].name);
+		free(rb->secrets[i].from);
+	}
+	free(rb->secrets);
+	for (size_t i = 0; i < rb->n_redact; i++)
+		free(rb->redact[i].s);
+	free(rb->redact);
+	for (int p = 0; p < PHASE_COUNT; p++) {
+		for (size_t i = 0; i < rb->n_phase[p]; i++)
+			free_step(&rb->phases[p][i]);
+		free(rb->phases[p]);
+	}
+	free(rb);
+}
+
+const struct target *runbook_target(const struct runbook *rb,
+				    const char *name)
+{
+	for (size_t i = 0; i < rb->n_targets; i++)
+		if (strcmp(rb->targets[i].name, name) == 0)
+			return &rb->targets[i];
+	return NULL;
+}
+
+const struct secret *runbook_secret(const struct runbook *rb,
+				    const char *name)
+{
+	for (size_t i = 0; i < rb->n_secrets; i++)
+		if (strcmp(rb->secrets[i].name, name) == 0)
+			return &rb->secrets[i];
+	return NULL;
+}
+
+const struct kv *kv_find(const struct kv *v, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].key, key) == 0)
+			return &v[i];
+	return NULL;
+}
+
+int parse_duration(const char *s, unsigned *out_ms)
+{
+	unsigned long long total = 0;
+	const char *p = s;
+	bool any = false;
+
+	if (!*s)
+		return -1;
+	if (strspn(s, "0123456789") == strlen(s)) {
+		if (strlen(s) > 6)
+			return -1;
+		total = strtoull(s, NULL, 10) * 1000;
+		goto done;
+	}
+	while (*p) {
+		unsigned long long v = 0, mult;
+		size_t digits = 0;
+
+		while (*p >= '0' && *p <= '9') {
+			v = v * 10 + (unsigned)(*p++ - '0');
+			if (++digits > 9)
+				return -1;
+		}
+		if (!digits)
+			return -1;
+		if (p[0] == 'm' && p[1] == 's') {
+			mult = 1;
+			p += 2;
+		} else if (*p == 's') {
+			mult = 1000;
+			p++;
+		} else if (*p == 'm') {
+			mult = 60000;
+			p++;
+		} else if (*p == 'h') {
+			mult = 3600000;
+			p++;
+		} else {
+			return -1;
+		}
+		total += v * mult;
+		if (total > RB_MAX_DURATION_MS)
+			return -1;
+		any = true;
+	}
+	if (!any)
+		return -1;
+done:
+	if (total > RB_MAX_DURATION_MS)
+		return -1;
+	*out_ms = (unsigned)total;
+	return 0;
+}
+
+void format_duration(unsigned ms, char out[32])
+{
+	unsigned h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
+	unsigned rest = ms % 1000;
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (rest || ms == 0) {
+		if (ms >= 1000)
+			snprintf(out, 32, "%u.%03us", ms / 1000, rest);
+		else
+			snprintf(out, 32, "%ums", rest);
+		return;
+	}
+	if (h)
+		n += (size_t)snprintf(out + n, 32 - n, "%uh", h);
+	if (m)
+		n += (size_t)snprintf(out + n, 32 - n, "%um", m);
+	if (s)
+		snprintf(out + n, 32 - n, "%us", s);
+}
+
+bool is_runbook_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > RB_MAX_NAME || strstr(s, ".."))
+		return false;
+	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool is_var_name(const char *s)
+{
+	if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+	      *s == '_'))
+		return false;
+	for (s++; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+size_t target_batch_size(const struct target *t)
+{
+	size_t n = t->n_hosts;
+
+	if (t->serial == 0 || n == 0)
+		return n ? n : 1;
+	if (t->serial_percent) {
+		size_t k = (n * t->serial + 99) / 100;
+
+		return k ? k : 1;
+	}
+	return t->serial < n ? t->serial : n;
+}

@@ -1,0 +1,140 @@
+/*
+ * The runbook model: plain data, loaded from one YAML file by load.c and
+ * checked by validate.c. Every value keeps the position it came from so
+ * later checks can point at it. The model owns all its strings;
+ * runbook_free() releases everything.
+ *
+ * A string field that was absent from the file is NULL; its pos is
+ * {0, 0}. Defaults (timeout 10m, retry_delay 1s, exit 0, the implicit
+ * `local` target) are filled in by the loader.
+ */
+#ifndef RUNBOOK_RUNBOOK_H
+#define RUNBOOK_RUNBOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "diag.h"
+
+#define RB_DEFAULT_TIMEOUT_MS (10u * 60 * 1000)
+#define RB_DEFAULT_RETRY_DELAY_MS 1000u
+#define RB_MAX_DURATION_MS (24u * 60 * 60 * 1000)
+#define RB_MAX_RETRIES 100u
+#define RB_MAX_NAME 64
+#define RB_MAX_STEP_NAME 200
+
+struct strval {
+	char *s;
+	struct src_pos pos;
+	unsigned col0;		/* column of s[0] when s maps 1:1 onto one
+				   source line, else 0 */
+};
+
+/* Position of byte off of v->s: exact when possible, else v->pos. */
+struct src_pos strval_pos_at(const struct strval *v, size_t off);
+
+/* A key and its value, for vars, env and capture maps. */
+struct kv {
+	char *key;
+	struct src_pos key_pos;
+	char *val;
+	struct src_pos pos;
+};
+
+enum phase { PHASE_PREFLIGHT, PHASE_STEPS, PHASE_VERIFY, PHASE_METRICS,
+	     PHASE_COUNT };
+
+struct expect {
+	int *exit_codes;	/* never empty: {0} by default */
+	size_t n_exit;
+	struct src_pos exit_pos;
+	struct strval out, err, not_out, not_err;
+};
+
+struct step {
+	enum phase phase;
+	size_t index;		/* within its phase */
+	char *path;		/* "steps[2]", for messages */
+	struct src_pos pos;
+	struct strval name, run, rollback, skip_if, dir, pattern;
+	bool rollback_none;	/* rollback: none */
+	struct expect expect;
+	struct kv *capture;
+	size_t n_capture;
+	struct kv *env;
+	size_t n_env;
+	unsigned timeout_ms;
+	unsigned retries;
+	unsigned retry_delay_ms;
+	bool local;
+};
+
+struct host {
+	char *spec;		/* as written: local, [user@]host[:port] */
+	struct src_pos pos;
+	char *identity;		/* NULL: the target's, then defaults */
+	bool local;
+	char *user;		/* NULL: from ssh config or $USER */
+	char *address;
+	unsigned port;		/* 0: from ssh config or 22 */
+};
+
+struct target {
+	char *name;
+	struct src_pos pos;
+	struct host *hosts;
+	size_t n_hosts;
+	unsigned serial;	/* 0: all hosts in one batch */
+	bool serial_percent;	/* serial is a percentage of the hosts */
+	struct strval identity;
+};
+
+enum secret_source { SECRET_ENV, SECRET_FILE };
+
+struct secret {
+	char *name;
+	struct src_pos pos;
+	enum secret_source source;
+	char *from;		/* variable name or file path */
+};
+
+struct runbook {
+	char *file;		/* path as given */
+	unsigned version;
+	struct strval name, owner, reason, expected;
+	struct target *targets;	/* never empty */
+	size_t n_targets;
+	bool implicit_target;	/* no targets key: the one target `local` */
+	struct kv *vars;
+	size_t n_vars;
+	struct secret *secrets;
+	size_t n_secrets;
+	struct strval *redact;
+	size_t n_redact;
+	struct step *phases[PHASE_COUNT];
+	size_t n_phase[PHASE_COUNT];
+};
+
+const char *phase_name(enum phase p);
+/* Key of a phase in the file: "preflight", "steps", "verify", "metrics". */
+const char *phase_key(enum phase p);
+
+void runbook_free(struct runbook *rb);
+const struct target *runbook_target(const struct runbook *rb,
+				    const char *name);
+const struct secret *runbook_secret(const struct runbook *rb,
+				    const char *name);
+const struct kv *kv_find(const struct kv *v, size_t n, const char *key);
+
+/* Hosts per batch for t: serial, a percentage of the hosts rounded up, or all. */
+size_t target_batch_size(const struct target *t);
+
+/* Parses "30s", "5m", "1h30m", "250ms" or bare seconds. 0 or -1. */
+int parse_duration(const char *s, unsigned *out_ms);
+/* Formats ms as the shortest duration text ("1m30s", "250ms"). */
+void format_duration(unsigned ms, char out[32]);
+/* Name forms of docs/format.md. */
+bool is_runbook_name(const char *s);
+bool is_var_name(const char *s);
+
+#endif

@@ -1,0 +1,275 @@
+/*
+ * Semantic checks over the loaded model. Variable scope follows the
+ * order things run in: vars and --var everywhere; preflight captures
+ * for everything after them; a step's captures for later steps, for
+ * its own rollback and for verify; metrics see vars and preflight
+ * captures only (they are measured before the steps too).
+ */
+#include "validate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "diag.h"
+#include "match.h"
+#include "runbook.h"
+#include "template.h"
+
+static const char *const builtins[] = { "change.id", "target", "host",
+					"runbook.name" };
+
+int is_builtin_var(const char *name)
+{
+	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+		if (strcmp(name, builtins[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* A set of defined names; small, so a list does. */
+struct scope {
+	const char **v;
+	size_t n, cap;
+};
+
+static void scope_add(struct scope *s, const char *name)
+{
+	s->v = xgrow(s->v, &s->cap, s->n + 1, sizeof(*s->v));
+	s->v[s->n++] = name;
+}
+
+static bool scope_has(const struct scope *s, const char *name)
+{
+	for (size_t i = s->n; i-- > 0;)
+		if (strcmp(s->v[i], name) == 0)
+			return true;
+	return false;
+}
+
+struct vctx {
+	const struct runbook *rb;
+	struct diag *d;
+	struct scope names;
+	size_t problems;
+};
+
+static void problem_at(struct vctx *V, struct src_pos pos, const char *fmt,
+		       ...) __attribute__((format(printf, 3, 4)));
+static void problem_at(struct vctx *V, struct src_pos pos, const char *fmt,
+		       ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vaddf(&b, fmt, ap);
+	va_end(ap);
+	diag_at(V->d, &pos, "%s", buf_str(&b));
+	buf_release(&b);
+	V->problems++;
+}
+
+static void check_pattern(struct vctx *V, const struct strval *v,
+			  const char *path, int want_groups)
+{
+	struct pattern *p;
+	char msg[256];
+	size_t off = 0;
+
+	if (!v->s)
+		return;
+	p = pattern_compile(v->s, msg, sizeof(msg), &off);
+	if (!p) {
+		problem_at(V, strval_pos_at(v, off),
+			   "%s: expected a PCRE2 pattern, found \"%.80s\" which does not compile: %s at offset %zu",
+			   path, v->s, msg, off);
+		return;
+	}
+	if (want_groups >= 0 && pattern_groups(p) != (unsigned)want_groups)
+		problem_at(V, v->pos,
+			   "%s: expected a pattern with exactly one capture group (...), found %u groups in \"%.80s\"",
+			   path, pattern_groups(p), v->s);
+	pattern_free(p);
+}
+
+static void check_template(struct vctx *V, const struct strval *v,
+			   const char *path, enum tpl_mode mode)
+{
+	struct tpl_refs refs = { 0 };
+	char problem[512];
+	size_t off = 0;
+
+	if (!v->s)
+		return;
+	if (tpl_scan(v->s, mode, &refs, problem, sizeof(problem), &off) < 0) {
+		problem_at(V, strval_pos_at(v, off), "%s: %s", path, problem);
+		goto out;
+	}
+	for (size_t i = 0; i < refs.n; i++) {
+		const char *name = refs.v[i].name;
+		struct src_pos pos = strval_pos_at(v, refs.v[i].off);
+
+		if (strncmp(name, "secrets.", 8) == 0) {
+			if (!runbook_secret(V->rb, name + 8))
+				problem_at(V, pos,
+					   "%s: expected a secret declared under secrets, found unknown \"{{ %s }}\"",
+					   path, name);
+			continue;
+		}
+		if (is_builtin_var(name) || scope_has(&V->names, name))
+			continue;
+		problem_at(V, pos,
+			   "%s: expected a variable defined before this point (vars, an earlier capture, a built-in, or --var), found unknown \"{{ %s }}\"",
+			   path, name);
+	}
+out:
+	tpl_refs_release(&refs);
+}
+
+static void check_kv_templates(struct vctx *V, const struct kv *kvs,
+			       size_t n, const char *path)
+{
+	struct buf p = BUF_INIT;
+
+	for (size_t i = 0; i < n; i++) {
+		struct strval sv = { kvs[i].val, kvs[i].pos, 0 };
+
+		buf_reset(&p);
+		buf_addf(&p, "%s.%s", path, kvs[i].key);
+		check_template(V, &sv, buf_str(&p), TPL_RAW);
+	}
+	buf_release(&p);
+}
+
+static void check_name_clash(struct vctx *V, const char *name,
+			     struct src_pos pos, const char *path)
+{
+	static const char *const reserved[] = { "target", "host", "change",
+						"runbook", "secrets" };
+
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (strcmp(name, reserved[i]) == 0)
+			problem_at(V, pos,
+				   "%s: expected a name of your own, found \"%s\", which is built in",
+				   path, name);
+}
+
+static void check_step(struct vctx *V, const struct step *s)
+{
+	struct buf p = BUF_INIT;
+
+#define SUB(key) (buf_reset(&p), buf_addf(&p, "%s.%s", s->path, key), \
+		  buf_str(&p))
+	check_template(V, &s->run, SUB("run"), TPL_SHELL);
+	check_template(V, &s->skip_if, SUB("skip_if"), TPL_SHELL);
+	check_template(V, &s->dir, SUB("dir"), TPL_RAW);
+	buf_reset(&p);
+	buf_addf(&p, "%s.env", s->path);
+	{
+		char *envp = buf_detach(&p);
+
+		check_kv_templates(V, s->env, s->n_env, envp);
+		free(envp);
+	}
+	check_pattern(V, &s->expect.out, SUB("expect.stdout"), -1);
+	check_pattern(V, &s->expect.err, SUB("expect.stderr"), -1);
+	check_pattern(V, &s->expect.not_out, SUB("expect.not_stdout"), -1);
+	check_pattern(V, &s->expect.not_err, SUB("expect.not_stderr"), -1);
+	check_pattern(V, &s->pattern, SUB("pattern"), 1);
+	for (size_t i = 0; i < s->n_capture; i++) {
+		struct strval sv = { s->capture[i].val, s->capture[i].pos, 0 };
+		char *path;
+
+		buf_reset(&p);
+		buf_addf(&p, "%s.capture.%s", s->path, s->capture[i].key);
+		path = buf_detach(&p);
+		check_name_clash(V, s->capture[i].key, s->capture[i].key_pos,
+				 path);
+		check_pattern(V, &sv, path, 1);
+		free(path);
+	}
+	/* the step's captures exist for its own rollback and later */
+	for (size_t i = 0; i < s->n_capture; i++)
+		scope_add(&V->names, s->capture[i].key);
+	if (!s->rollback_none)
+		check_template(V, &s->rollback, SUB("rollback"), TPL_SHELL);
+#undef SUB
+	buf_release(&p);
+}
+
+static int cmp_step_name(const void *a, const void *b)
+{
+	const struct step *x = *(const struct step *const *)a;
+	const struct step *y = *(const struct step *const *)b;
+	int c = strcmp(x->name.s, y->name.s);
+
+	if (c)
+		return c;
+	if (x->name.pos.line != y->name.pos.line)
+		return x->name.pos.line < y->name.pos.line ? -1 : 1;
+	return x->name.pos.col < y->name.pos.col ? -1 :
+	       x->name.pos.col > y->name.pos.col;
+}
+
+static void check_unique_names(struct vctx *V)
+{
+	const struct runbook *rb = V->rb;
+	const struct step **all;
+	size_t n = 0, total = 0;
+
+	for (int ph = 0; ph < PHASE_COUNT; ph++)
+		total += rb->n_phase[ph];
+	all = xcalloc(total ? total : 1, sizeof(*all));
+	for (int ph = 0; ph < PHASE_COUNT; ph++)
+		for (size_t i = 0; i < rb->n_phase[ph]; i++)
+			if (rb->phases[ph][i].name.s)
+				all[n++] = &rb->phases[ph][i];
+	qsort(all, n, sizeof(*all), cmp_step_name);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(all[i]->name.s, all[i - 1]->name.s) == 0)
+			problem_at(V, all[i]->name.pos,
+				   "%s.name: expected a step name used once in the file, found \"%s\" again (first at line %u)",
+				   all[i]->path, all[i]->name.s,
+				   all[i - 1]->name.pos.line);
+	free(all);
+}
+
+size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
+			size_t n_extra, struct diag *d)
+{
+	struct vctx V = { rb, d, { 0 }, 0 };
+	size_t after_preflight;
+	struct buf p = BUF_INIT;
+
+	for (size_t i = 0; i < n_extra; i++)
+		scope_add(&V.names, extra_names[i]);
+	for (size_t i = 0; i < rb->n_vars; i++) {
+		check_name_clash(&V, rb->vars[i].key, rb->vars[i].key_pos,
+				 "vars");
+		scope_add(&V.names, rb->vars[i].key);
+	}
+	for (size_t i = 0; i < rb->n_redact; i++) {
+		buf_reset(&p);
+		buf_addf(&p, "redact[%zu]", i);
+		check_pattern(&V, &rb->redact[i], buf_str(&p), -1);
+	}
+	check_unique_names(&V);
+
+	for (size_t i = 0; i < rb->n_phase[PHASE_PREFLIGHT]; i++)
+		check_step(&V, &rb->phases[PHASE_PREFLIGHT][i]);
+	after_preflight = V.names.n;
+	for (size_t i = 0; i < rb->n_phase[PHASE_STEPS]; i++)
+		check_step(&V, &rb->phases[PHASE_STEPS][i]);
+	for (size_t i = 0; i < rb->n_phase[PHASE_VERIFY]; i++)
+		check_step(&V, &rb->phases[PHASE_VERIFY][i]);
+	V.names.n = after_preflight;
+	for (size_t i = 0; i < rb->n_phase[PHASE_METRICS]; i++)
+		check_step(&V, &rb->phases[PHASE_METRICS][i]);
+
+	buf_release(&p);
+	free(V.names.v);
+	return V.problems;
+}

@@ -1,0 +1,26 @@
+/*
+ * Checks that relate one part of a runbook to another: unique step
+ * names, patterns that compile (with the capture groups they need),
+ * templates that parse and name only variables defined at that point,
+ * and no clash with built-in names. Every problem goes to d; nothing is
+ * run and the model is not changed.
+ */
+#ifndef RUNBOOK_VALIDATE_H
+#define RUNBOOK_VALIDATE_H
+
+#include <stddef.h>
+
+struct runbook;
+struct diag;
+
+/*
+ * extra_names: names given with --var (n of them), which count as
+ * defined everywhere. Returns the number of problems added to d.
+ */
+size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
+			size_t n_extra, struct diag *d);
+
+/* True for change.id, target, host, runbook.name. */
+int is_builtin_var(const char *name);
+
+#endif
