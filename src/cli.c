@@ -281,6 +281,12 @@ int cli_parse(struct cli *c, int argc, char **argv, struct rb_error *err)
 			for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
 				if (strcmp(argv[2], cmds[k].name) == 0)
 					c->cmd = cmds[k].cmd;
+			if (c->cmd == CMD_NONE) {
+				rb_error_set(err, RB_ERR_USAGE,
+					     "help: expected a command (validate, plan, apply, rehearse, rollback, status, log, show), found \"%s\"",
+					     argv[2]);
+				return -1;
+			}
 		}
 		return 0;
 	}

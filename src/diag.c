@@ -12,6 +12,28 @@
 /* Past this many, more problems add nothing a person can act on. */
 #define DIAG_MAX 1000
 
+void diag_quote(struct buf *b, const char *s, size_t len, size_t max)
+{
+	size_t chars = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c & 0xc0) != 0x80 && chars++ == max) {
+			buf_adds(b, "...");
+			return;
+		}
+		if (c == '\n')
+			buf_adds(b, "\\n");
+		else if (c == '\t')
+			buf_adds(b, "\\t");
+		else if (c < 0x20 || c == 0x7f)
+			buf_addf(b, "\\x%02x", c);
+		else
+			buf_addc(b, (char)c);
+	}
+}
+
 void diag_init(struct diag *d, const char *file)
 {
 	d->file = file;

@@ -30,6 +30,14 @@ struct diag {
 
 void diag_init(struct diag *d, const char *file);
 void diag_release(struct diag *d);
+
+struct buf;
+/*
+ * Appends s (len bytes) for a message: control characters escaped (a
+ * message stays one line), cut after max characters on a UTF-8
+ * boundary with "..." appended.
+ */
+void diag_quote(struct buf *b, const char *s, size_t len, size_t max);
 void diag_at(struct diag *d, const struct src_pos *pos, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 size_t diag_count(const struct diag *d);

@@ -56,7 +56,8 @@ static const char *join(struct buf *b, const char *path, const char *key)
 static void found_text(struct buf *b, const struct ynode *n)
 {
 	if (n->type != YN_SCALAR) {
-		buf_addf(b, "a %s", ynode_type_name(n));
+		buf_addf(b, "%s %s", n->n ? "a" : "an empty",
+			 ynode_type_name(n));
 		return;
 	}
 	if (ynode_is_null(n)) {
@@ -64,18 +65,7 @@ static void found_text(struct buf *b, const struct ynode *n)
 		return;
 	}
 	buf_addc(b, '"');
-	for (size_t i = 0; i < n->len && i < 60; i++) {
-		unsigned char c = (unsigned char)n->text[i];
-
-		if (c == '"' || c == '\\')
-			buf_addf(b, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			buf_addf(b, "\\x%02x", c);
-		else
-			buf_addc(b, (char)c);
-	}
-	if (n->len > 60)
-		buf_adds(b, "...");
+	diag_quote(b, n->text, n->len, 60);
 	buf_addc(b, '"');
 }
 
@@ -152,11 +142,27 @@ static int cmp_keyptr(const void *a, const void *b)
 	return x->pos.col < y->pos.col ? -1 : x->pos.col > y->pos.col;
 }
 
-static void check_dup_keys(struct loader *L, const struct ynode *n,
-			   const char *path, unsigned depth)
-{
-	struct buf p = BUF_INIT;
+/* A path from the root, built only when a message needs it. */
+struct pathseg {
+	const struct pathseg *up;
+	const char *key;	/* NULL: a list index */
+	size_t idx;
+};
 
+static void path_text(struct buf *b, const struct pathseg *p)
+{
+	if (!p)
+		return;
+	path_text(b, p->up);
+	if (p->key)
+		buf_addf(b, "%s%s", p->up ? "." : "", p->key);
+	else
+		buf_addf(b, "[%zu]", p->idx);
+}
+
+static void check_dup_keys(struct loader *L, const struct ynode *n,
+			   const struct pathseg *up, unsigned depth)
+{
 	if (depth > YTREE_MAX_DEPTH)
 		return;
 	if (n->type == YN_MAP && n->n > 1) {
@@ -165,23 +171,29 @@ static void check_dup_keys(struct loader *L, const struct ynode *n,
 		for (size_t i = 0; i < n->n; i++)
 			ks[i] = n->keys[i];
 		qsort(ks, n->n, sizeof(*ks), cmp_keyptr);
-		for (size_t i = 1; i < n->n; i++)
-			if (strcmp(ks[i]->text, ks[i - 1]->text) == 0)
-				diag_at(L->d, &ks[i]->pos,
-					"%s: expected each key once, found \"%s\" again (first at line %u)",
-					join(&p, path, ks[i]->text),
-					ks[i]->text, ks[i - 1]->pos.line);
+		for (size_t i = 1, first = 0; i < n->n; i++) {
+			struct pathseg seg = { up, ks[i]->text, 0 };
+			struct buf p = BUF_INIT;
+
+			if (strcmp(ks[i]->text, ks[first]->text) != 0) {
+				first = i;
+				continue;
+			}
+			path_text(&p, &seg);
+			diag_at(L->d, &ks[i]->pos,
+				"%s: expected each key once, found \"%s\" again (first at line %u)",
+				buf_str(&p), ks[i]->text, ks[first]->pos.line);
+			buf_release(&p);
+		}
 		free(ks);
 	}
 	for (size_t i = 0; i < n->n; i++) {
-		char *sub = n->type == YN_MAP ?
-			xstrdup(join(&p, path, n->keys[i]->text)) :
-			pathf("%s[%zu]", path, i);
+		struct pathseg seg = { up, n->type == YN_MAP ?
+				       n->keys[i]->text : NULL, i };
 
-		check_dup_keys(L, n->items[i], sub, depth + 1);
-		free(sub);
+		if (n->items[i]->type != YN_SCALAR)
+			check_dup_keys(L, n->items[i], &seg, depth + 1);
 	}
-	buf_release(&p);
 }
 
 static bool want_map(struct loader *L, const struct ynode *n,
@@ -210,6 +222,8 @@ static bool is_text(const struct ynode *n)
 /* Where s[0] sits, if the scalar's text is its source text. */
 static unsigned first_col(const struct ynode *n)
 {
+	if (n->style == YS_BLOCK)
+		return n->block_col;
 	if (memchr(n->text, '\n', n->len))
 		return 0;
 	switch (n->style) {
@@ -240,6 +254,7 @@ static bool get_string(struct loader *L, const struct ynode *n,
 	out->s = xstrndup(n->text, n->len);
 	out->pos = n->pos;
 	out->col0 = first_col(n);
+	out->line0 = n->style == YS_BLOCK ? n->block_line : 0;
 	return true;
 }
 
@@ -255,6 +270,7 @@ static bool get_nonempty(struct loader *L, const struct ynode *n,
 	out->s = xstrndup(n->text, n->len);
 	out->pos = n->pos;
 	out->col0 = first_col(n);
+	out->line0 = n->style == YS_BLOCK ? n->block_line : 0;
 	return true;
 }
 
@@ -334,6 +350,8 @@ static void get_kvs(struct loader *L, const struct ynode *n,
 		kv.key_pos = k->pos;
 		kv.val = xstrndup(v->text, v->len);
 		kv.pos = v->pos;
+		kv.col0 = first_col(v);
+		kv.line0 = v->style == YS_BLOCK ? v->block_line : 0;
 		*out = xgrow(*out, &cap, *nout + 1, sizeof(**out));
 		(*out)[(*nout)++] = kv;
 	}
@@ -486,8 +504,7 @@ static void load_step(struct loader *L, const struct ynode *n,
 					     ambiguous_word(x)))
 			bad(L, x, sub, "a command, or none to say nothing needs undoing");
 		else if (get_nonempty(L, x, sub, &s->rollback))
-			s->rollback_none = x->style == YS_PLAIN &&
-					   strcmp(s->rollback.s, "none") == 0;
+			s->rollback_none = strcmp(s->rollback.s, "none") == 0;
 	}
 	if (ph == PHASE_METRICS && (x = ynode_get(n, "pattern")))
 		get_nonempty(L, x, join(&p, s->path, "pattern"), &s->pattern);
@@ -501,9 +518,13 @@ static void load_step(struct loader *L, const struct ynode *n,
 		if ((x = ynode_get(n, "retries")))
 			get_uint(L, x, join(&p, s->path, "retries"), 0,
 				 RB_MAX_RETRIES, &s->retries);
-		if ((x = ynode_get(n, "retry_delay")))
-			get_duration(L, x, join(&p, s->path, "retry_delay"),
-				     &s->retry_delay_ms);
+		if ((x = ynode_get(n, "retry_delay"))) {
+			const char *sub = join(&p, s->path, "retry_delay");
+
+			if (get_duration(L, x, sub, &s->retry_delay_ms) &&
+			    s->retry_delay_ms == 0)
+				bad(L, x, sub, "a duration above zero, such as 1s or 500ms");
+		}
 		if ((x = ynode_get(n, "skip_if")))
 			get_nonempty(L, x, join(&p, s->path, "skip_if"),
 				     &s->skip_if);
@@ -762,9 +783,13 @@ static void load_root(struct loader *L, const struct ynode *root)
 	const struct ynode *x;
 
 	check_keys(L, root, "", keys, sizeof(keys) / sizeof(keys[0]));
-	if ((x = ynode_get(root, "version")) &&
-	    get_uint(L, x, "version", 1, 1, &rb->version) == false)
-		rb->version = 0;
+	if ((x = ynode_get(root, "version"))) {
+		if (x->type == YN_SCALAR && x->style == YS_PLAIN &&
+		    strcmp(x->text, "1") == 0)
+			rb->version = 1;
+		else
+			bad(L, x, "version", "1 (the only format version)");
+	}
 	if ((x = ynode_get(root, "name")) && get_string(L, x, "name", &rb->name) &&
 	    !is_runbook_name(rb->name.s))
 		bad(L, x, "name",
@@ -844,7 +869,7 @@ int runbook_load_mem(const char *path, const char *data, size_t len,
 	}
 	L.rb = xcalloc(1, sizeof(*L.rb));
 	L.rb->file = xstrdup(path);
-	check_dup_keys(&L, root, "", 0);
+	check_dup_keys(&L, root, NULL, 0);
 	load_root(&L, root);
 	ytree_free(root);
 	*out = L.rb;
@@ -860,16 +885,15 @@ int runbook_load(const char *path, struct runbook **out, struct diag *d,
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
-		rb_error_errno(err, RB_ERR_INVALID,
-			       "cannot read runbook '%s'; nothing was run", path);
+		rb_error_set(err, RB_ERR_INVALID,
+			     "cannot read runbook '%s': %s; nothing was run, check the path and run again",
+			     path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		if (errno == 0 || S_ISDIR(st.st_mode))
-			errno = EISDIR;
 		rb_error_set(err, RB_ERR_INVALID,
-			     "cannot read runbook '%s': expected a regular file; nothing was run",
-			     path);
+			     "cannot read runbook '%s': expected a regular file, found %s; nothing was run, check the path and run again",
+			     path, S_ISDIR(st.st_mode) ? "a directory" : "something else");
 		goto out;
 	}
 	if ((unsigned long long)st.st_size > YTREE_MAX_FILE) {

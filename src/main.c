@@ -2,16 +2,19 @@
  * runbook: command table -> cmd_*(); errors -> exit codes. This is the
  * only file that prints errors or exits; everything below returns them.
  */
+#include <errno.h>
 #include <libssh2.h>
 #include <git2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "apply.h"
 #include "buf.h"
 #include "cli.h"
 #include "config.h"
@@ -89,6 +92,7 @@ static struct runbook *load_checked(const struct cli *c, const char *file,
 
 static int cmd_validate(const struct cli *c)
 {
+	bool diagnosed = false;
 	int code = 0;
 
 	for (size_t i = 0; i < c->n_args; i++) {
@@ -96,8 +100,21 @@ static int cmd_validate(const struct cli *c)
 		struct runbook *rb = load_checked(c, c->args[i], &err);
 
 		if (!rb) {
-			if (strcmp(err.msg, retry_hint) != 0)
+			if (strcmp(err.msg, retry_hint) != 0) {
+				/* unreadable: no diagnostics were printed */
 				fprintf(stderr, "runbook: %s\n", err.msg);
+				if (c->json) {
+					struct diag d;
+					struct src_pos start = { 1, 1 };
+
+					diag_init(&d, c->args[i]);
+					diag_at(&d, &start, "%s", err.msg);
+					json_diags(&d, c->args[i], false);
+					diag_release(&d);
+				}
+			}
+			else
+				diagnosed = true;
 			code = RB_ERR_INVALID;
 			continue;
 		}
@@ -116,7 +133,7 @@ static int cmd_validate(const struct cli *c)
 		}
 		runbook_free(rb);
 	}
-	if (code)
+	if (diagnosed)
 		fprintf(stderr, "%s\n", retry_hint);
 	return code;
 }
@@ -161,6 +178,30 @@ static int cmd_plan(const struct cli *c, struct rb_error *err)
 	return ret;
 }
 
+static int cmd_apply(const struct cli *c, struct rb_error *err)
+{
+	struct runbook *rb = load_checked(c, c->args[0], err);
+	struct apply_opts o;
+	int code;
+
+	if (!rb)
+		return err->cls;
+	memset(&o, 0, sizeof(o));
+	if (!(o.target = pick_target(rb, c->target, err))) {
+		runbook_free(rb);
+		return err->cls;
+	}
+	o.cli_vars = &c->vars;
+	o.json = c->json;
+	o.quiet = c->quiet;
+	o.verbose = c->verbose;
+	o.color = !c->no_color && isatty(2);
+	o.forks = c->forks;
+	code = apply_run(rb, &o, err);
+	runbook_free(rb);
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c;
@@ -191,6 +232,9 @@ int main(int argc, char **argv)
 		if (cmd_plan(&c, &err) < 0)
 			code = err.cls ? (int)err.cls : 1;
 		break;
+	case CMD_APPLY:
+		code = cmd_apply(&c, &err);
+		break;
 	default:
 		rb_error_set(&err, RB_ERR_USAGE,
 			     "'runbook %s' is not available in this version yet; nothing was run",
@@ -205,9 +249,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "runbook: %s\n", err.msg);
 	}
 out:
-	cli_release(&c);
 	fflush(stdout);
-	if (ferror(stdout))
-		return code ? code : 1;
+	if (ferror(stdout)) {
+		/* apply's code says what happened to the target: keep it */
+		fprintf(stderr, "runbook: could not write all output to stdout: %s\n",
+			strerror(errno));
+		if (c.cmd != CMD_APPLY && !code)
+			code = 1;
+	}
+	cli_release(&c);
 	return code;
 }

@@ -47,14 +47,12 @@ static void init_contexts(void)
 	no_jit = getenv("RUNBOOK_PCRE2_NO_JIT") != NULL;
 }
 
-struct pattern *pattern_compile(const char *src, char *msg, size_t msglen,
-				size_t *erroff)
+static pcre2_code *compile(const char *src, char *msg, size_t msglen,
+			   size_t *erroff)
 {
-	struct pattern *p;
 	pcre2_code *code;
 	int errcode;
 	PCRE2_SIZE off = 0;
-	uint32_t groups = 0;
 
 	init_contexts();
 	code = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED,
@@ -66,8 +64,33 @@ struct pattern *pattern_compile(const char *src, char *msg, size_t msglen,
 		pcre2_get_error_message(errcode, buf, sizeof(buf));
 		snprintf(msg, msglen, "%s", (const char *)buf);
 		*erroff = off;
-		return NULL;
 	}
+	return code;
+}
+
+int pattern_check(const char *src, char *msg, size_t msglen, size_t *erroff,
+		  unsigned *groups)
+{
+	pcre2_code *code = compile(src, msg, msglen, erroff);
+	uint32_t n = 0;
+
+	if (!code)
+		return -1;
+	pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &n);
+	*groups = n;
+	pcre2_code_free(code);
+	return 0;
+}
+
+struct pattern *pattern_compile(const char *src, char *msg, size_t msglen,
+				size_t *erroff)
+{
+	struct pattern *p;
+	pcre2_code *code = compile(src, msg, msglen, erroff);
+	uint32_t groups = 0;
+
+	if (!code)
+		return NULL;
 	if (!no_jit)
 		(void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
 	pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &groups);

@@ -30,6 +30,12 @@ struct pattern;
 struct pattern *pattern_compile(const char *src, char *msg, size_t msglen,
 				size_t *erroff);
 void pattern_free(struct pattern *p);
+/*
+ * Checks that src compiles, as pattern_compile() would, without the
+ * cost of JIT; *groups gets the number of capture groups. 0 or -1.
+ */
+int pattern_check(const char *src, char *msg, size_t msglen, size_t *erroff,
+		  unsigned *groups);
 const char *pattern_source(const struct pattern *p);
 /* Number of capture groups. */
 unsigned pattern_groups(const struct pattern *p);

@@ -13,10 +13,17 @@ struct src_pos strval_pos_at(const struct strval *v, size_t off)
 
 	if (!v->col0 || !v->s)
 		return p;
+	if (v->line0)
+		p.line = v->line0;
 	p.col = v->col0;
-	for (size_t i = 0; i < off && v->s[i]; i++)
-		if (((unsigned char)v->s[i] & 0xc0) != 0x80)
+	for (size_t i = 0; i < off && v->s[i]; i++) {
+		if (v->line0 && v->s[i] == '\n') {
+			p.line++;
+			p.col = v->col0;
+		} else if (((unsigned char)v->s[i] & 0xc0) != 0x80) {
 			p.col++;
+		}
+	}
 	return p;
 }
 
@@ -189,20 +196,16 @@ void format_duration(unsigned ms, char out[32])
 	unsigned rest = ms % 1000;
 	size_t n = 0;
 
+	/* the form parse_duration() reads back: 1h30m, 1s500ms, 0ms */
 	out[0] = '\0';
-	if (rest || ms == 0) {
-		if (ms >= 1000)
-			snprintf(out, 32, "%u.%03us", ms / 1000, rest);
-		else
-			snprintf(out, 32, "%ums", rest);
-		return;
-	}
 	if (h)
 		n += (size_t)snprintf(out + n, 32 - n, "%uh", h);
 	if (m)
 		n += (size_t)snprintf(out + n, 32 - n, "%um", m);
 	if (s)
-		snprintf(out + n, 32 - n, "%us", s);
+		n += (size_t)snprintf(out + n, 32 - n, "%us", s);
+	if (rest || ms == 0)
+		snprintf(out + n, 32 - n, "%ums", rest);
 }
 
 bool is_runbook_name(const char *s)

@@ -26,8 +26,10 @@
 struct strval {
 	char *s;
 	struct src_pos pos;
-	unsigned col0;		/* column of s[0] when s maps 1:1 onto one
-				   source line, else 0 */
+	unsigned col0;		/* column of s[0] when s maps 1:1 onto the
+				   source, else 0 */
+	unsigned line0;		/* line of s[0] for a literal block (|),
+				   whose lines all start at col0; else 0 */
 };
 
 /* Position of byte off of v->s: exact when possible, else v->pos. */
@@ -39,6 +41,7 @@ struct kv {
 	struct src_pos key_pos;
 	char *val;
 	struct src_pos pos;
+	unsigned col0, line0;	/* as in struct strval */
 };
 
 enum phase { PHASE_PREFLIGHT, PHASE_STEPS, PHASE_VERIFY, PHASE_METRICS,

@@ -72,31 +72,42 @@ static void problem_at(struct vctx *V, struct src_pos pos, const char *fmt,
 	V->problems++;
 }
 
+/* "steps[2]" + "." + key, for messages */
+#define PATH_FMT "%s%s%s"
+#define PATH_ARGS(base, key) (base), (key) ? "." : "", (key) ? (key) : ""
+
 static void check_pattern(struct vctx *V, const struct strval *v,
-			  const char *path, int want_groups)
+			  const char *base, const char *key, int want_groups)
 {
-	struct pattern *p;
+	unsigned groups = 0;
 	char msg[256];
 	size_t off = 0;
 
 	if (!v->s)
 		return;
-	p = pattern_compile(v->s, msg, sizeof(msg), &off);
-	if (!p) {
+	if (pattern_check(v->s, msg, sizeof(msg), &off, &groups) < 0) {
+		struct buf q = BUF_INIT;
+
+		diag_quote(&q, v->s, strlen(v->s), 80);
 		problem_at(V, strval_pos_at(v, off),
-			   "%s: expected a PCRE2 pattern, found \"%.80s\" which does not compile: %s at offset %zu",
-			   path, v->s, msg, off);
+			   PATH_FMT ": expected a PCRE2 pattern, found \"%s\" which does not compile: %s at offset %zu",
+			   PATH_ARGS(base, key), buf_str(&q), msg, off);
+		buf_release(&q);
 		return;
 	}
-	if (want_groups >= 0 && pattern_groups(p) != (unsigned)want_groups)
+	if (want_groups >= 0 && groups != (unsigned)want_groups) {
+		struct buf q = BUF_INIT;
+
+		diag_quote(&q, v->s, strlen(v->s), 80);
 		problem_at(V, v->pos,
-			   "%s: expected a pattern with exactly one capture group (...), found %u groups in \"%.80s\"",
-			   path, pattern_groups(p), v->s);
-	pattern_free(p);
+			   PATH_FMT ": expected a pattern with exactly one capture group (...), found %u groups in \"%s\"",
+			   PATH_ARGS(base, key), groups, buf_str(&q));
+		buf_release(&q);
+	}
 }
 
 static void check_template(struct vctx *V, const struct strval *v,
-			   const char *path, enum tpl_mode mode)
+			   const char *base, const char *key, enum tpl_mode mode)
 {
 	struct tpl_refs refs = { 0 };
 	char problem[512];
@@ -105,7 +116,8 @@ static void check_template(struct vctx *V, const struct strval *v,
 	if (!v->s)
 		return;
 	if (tpl_scan(v->s, mode, &refs, problem, sizeof(problem), &off) < 0) {
-		problem_at(V, strval_pos_at(v, off), "%s: %s", path, problem);
+		problem_at(V, strval_pos_at(v, off), PATH_FMT ": %s",
+			   PATH_ARGS(base, key), problem);
 		goto out;
 	}
 	for (size_t i = 0; i < refs.n; i++) {
@@ -115,31 +127,34 @@ static void check_template(struct vctx *V, const struct strval *v,
 		if (strncmp(name, "secrets.", 8) == 0) {
 			if (!runbook_secret(V->rb, name + 8))
 				problem_at(V, pos,
-					   "%s: expected a secret declared under secrets, found unknown \"{{ %s }}\"",
-					   path, name);
+					   PATH_FMT ": expected a secret declared under secrets, found unknown \"{{ %s }}\"",
+					   PATH_ARGS(base, key), name);
 			continue;
 		}
 		if (is_builtin_var(name) || scope_has(&V->names, name))
 			continue;
 		problem_at(V, pos,
-			   "%s: expected a variable defined before this point (vars, an earlier capture, a built-in, or --var), found unknown \"{{ %s }}\"",
-			   path, name);
+			   PATH_FMT ": expected a variable defined before this point (vars, an earlier capture, a built-in, or --var), found unknown \"{{ %s }}\"",
+			   PATH_ARGS(base, key), name);
 	}
 out:
 	tpl_refs_release(&refs);
 }
 
 static void check_kv_templates(struct vctx *V, const struct kv *kvs,
-			       size_t n, const char *path)
+			       size_t n, const char *base)
 {
 	struct buf p = BUF_INIT;
 
 	for (size_t i = 0; i < n; i++) {
-		struct strval sv = { kvs[i].val, kvs[i].pos, 0 };
+		struct strval sv = { kvs[i].val, kvs[i].pos, kvs[i].col0,
+				     kvs[i].line0 };
 
+		if (!strstr(sv.s, "{{"))
+			continue;
 		buf_reset(&p);
-		buf_addf(&p, "%s.%s", path, kvs[i].key);
-		check_template(V, &sv, buf_str(&p), TPL_RAW);
+		buf_addf(&p, "%s.%s", base, kvs[i].key);
+		check_template(V, &sv, buf_str(&p), NULL, TPL_RAW);
 	}
 	buf_release(&p);
 }
@@ -159,45 +174,39 @@ static void check_name_clash(struct vctx *V, const char *name,
 
 static void check_step(struct vctx *V, const struct step *s)
 {
-	struct buf p = BUF_INIT;
+	const char *sp = s->path;
 
-#define SUB(key) (buf_reset(&p), buf_addf(&p, "%s.%s", s->path, key), \
-		  buf_str(&p))
-	check_template(V, &s->run, SUB("run"), TPL_SHELL);
-	check_template(V, &s->skip_if, SUB("skip_if"), TPL_SHELL);
-	check_template(V, &s->dir, SUB("dir"), TPL_RAW);
-	buf_reset(&p);
-	buf_addf(&p, "%s.env", s->path);
-	{
-		char *envp = buf_detach(&p);
+	check_template(V, &s->run, sp, "run", TPL_SHELL);
+	check_template(V, &s->skip_if, sp, "skip_if", TPL_SHELL);
+	check_template(V, &s->dir, sp, "dir", TPL_RAW);
+	if (s->n_env) {
+		struct buf p = BUF_INIT;
 
-		check_kv_templates(V, s->env, s->n_env, envp);
-		free(envp);
+		buf_addf(&p, "%s.env", sp);
+		check_kv_templates(V, s->env, s->n_env, buf_str(&p));
+		buf_release(&p);
 	}
-	check_pattern(V, &s->expect.out, SUB("expect.stdout"), -1);
-	check_pattern(V, &s->expect.err, SUB("expect.stderr"), -1);
-	check_pattern(V, &s->expect.not_out, SUB("expect.not_stdout"), -1);
-	check_pattern(V, &s->expect.not_err, SUB("expect.not_stderr"), -1);
-	check_pattern(V, &s->pattern, SUB("pattern"), 1);
+	check_pattern(V, &s->expect.out, sp, "expect.stdout", -1);
+	check_pattern(V, &s->expect.err, sp, "expect.stderr", -1);
+	check_pattern(V, &s->expect.not_out, sp, "expect.not_stdout", -1);
+	check_pattern(V, &s->expect.not_err, sp, "expect.not_stderr", -1);
+	check_pattern(V, &s->pattern, sp, "pattern", 1);
 	for (size_t i = 0; i < s->n_capture; i++) {
-		struct strval sv = { s->capture[i].val, s->capture[i].pos, 0 };
-		char *path;
+		struct strval sv = { s->capture[i].val, s->capture[i].pos,
+				     s->capture[i].col0, s->capture[i].line0 };
+		struct buf p = BUF_INIT;
 
-		buf_reset(&p);
-		buf_addf(&p, "%s.capture.%s", s->path, s->capture[i].key);
-		path = buf_detach(&p);
+		buf_addf(&p, "%s.capture.%s", sp, s->capture[i].key);
 		check_name_clash(V, s->capture[i].key, s->capture[i].key_pos,
-				 path);
-		check_pattern(V, &sv, path, 1);
-		free(path);
+				 buf_str(&p));
+		check_pattern(V, &sv, buf_str(&p), NULL, 1);
+		buf_release(&p);
 	}
 	/* the step's captures exist for its own rollback and later */
 	for (size_t i = 0; i < s->n_capture; i++)
 		scope_add(&V->names, s->capture[i].key);
 	if (!s->rollback_none)
-		check_template(V, &s->rollback, SUB("rollback"), TPL_SHELL);
-#undef SUB
-	buf_release(&p);
+		check_template(V, &s->rollback, sp, "rollback", TPL_SHELL);
 }
 
 static int cmp_step_name(const void *a, const void *b)
@@ -228,12 +237,16 @@ static void check_unique_names(struct vctx *V)
 			if (rb->phases[ph][i].name.s)
 				all[n++] = &rb->phases[ph][i];
 	qsort(all, n, sizeof(*all), cmp_step_name);
-	for (size_t i = 1; i < n; i++)
-		if (strcmp(all[i]->name.s, all[i - 1]->name.s) == 0)
-			problem_at(V, all[i]->name.pos,
-				   "%s.name: expected a step name used once in the file, found \"%s\" again (first at line %u)",
-				   all[i]->path, all[i]->name.s,
-				   all[i - 1]->name.pos.line);
+	for (size_t i = 1, first = 0; i < n; i++) {
+		if (strcmp(all[i]->name.s, all[first]->name.s) != 0) {
+			first = i;
+			continue;
+		}
+		problem_at(V, all[i]->name.pos,
+			   "%s.name: expected a step name used once in the file, found \"%s\" again (first at line %u)",
+			   all[i]->path, all[i]->name.s,
+			   all[first]->name.pos.line);
+	}
 	free(all);
 }
 
@@ -254,7 +267,7 @@ size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 	for (size_t i = 0; i < rb->n_redact; i++) {
 		buf_reset(&p);
 		buf_addf(&p, "redact[%zu]", i);
-		check_pattern(&V, &rb->redact[i], buf_str(&p), -1);
+		check_pattern(&V, &rb->redact[i], buf_str(&p), NULL, -1);
 	}
 	check_unique_names(&V);
 

@@ -30,6 +30,10 @@ struct frame {
 
 struct builder {
 	struct diag *d;
+	const char *data;	/* the source, for block scalar positions */
+	size_t len;
+	size_t *lines;		/* byte offset of each line start */
+	size_t n_lines;
 	struct frame stack[YTREE_MAX_DEPTH + 1];
 	size_t depth;
 	struct anchor *anchors;
@@ -216,6 +220,26 @@ static bool tag_ok(const yaml_char_t *tag)
 	return false;
 }
 
+/* Where the content of a literal block scalar starts in the source. */
+static void block_position(struct builder *b, struct ynode *n, unsigned line0)
+{
+	/* line0: 0-based line of the '|'; content starts on a later line */
+	for (size_t l = (size_t)line0 + 1; l < b->n_lines; l++) {
+		const char *s = b->data + b->lines[l];
+		size_t end = l + 1 < b->n_lines ? b->lines[l + 1] : b->len;
+		size_t sp = 0;
+
+		while (sp < end - b->lines[l] && s[sp] == ' ')
+			sp++;
+		if (sp < end - b->lines[l] && s[sp] != '\n' && s[sp] != '\r') {
+			/* the first content line sets the indentation */
+			n->block_line = line0 + 2;
+			n->block_col = (unsigned)sp + 1;
+			return;
+		}
+	}
+}
+
 static void on_scalar(struct builder *b, const yaml_event_t *ev)
 {
 	struct src_pos pos = mark_pos(ev->start_mark);
@@ -245,6 +269,10 @@ static void on_scalar(struct builder *b, const yaml_event_t *ev)
 		n->style = YS_PLAIN;
 		break;
 	case YAML_LITERAL_SCALAR_STYLE:
+		n->style = YS_BLOCK;
+		/* leading empty lines are in the text as \n: still 1:1 */
+		block_position(b, n, (unsigned)ev->start_mark.line);
+		break;
 	case YAML_FOLDED_SCALAR_STYLE:
 		n->style = YS_BLOCK;
 		break;
@@ -434,10 +462,13 @@ static void parser_problem(const yaml_parser_t *p, struct diag *d)
 		diag_at(d, &pos, "expected YAML, found a document too large to parse");
 		return;
 	}
-	if (p->context)
-		diag_at(d, &pos, "expected valid YAML, found: %s %s (at %u:%u)",
-			problem, p->context, (unsigned)p->context_mark.line + 1,
-			(unsigned)p->context_mark.column + 1);
+	if (p->context) {
+		/* where the unfinished construct began is where to look */
+		struct src_pos start = mark_pos(p->context_mark);
+
+		diag_at(d, &start, "expected valid YAML, found: %s %s (noticed at %u:%u)",
+			problem, p->context, pos.line, pos.col);
+	}
 	else
 		diag_at(d, &pos, "expected valid YAML, found: %s", problem);
 }
@@ -460,6 +491,20 @@ int ytree_parse(const char *data, size_t len, struct ynode **out,
 
 	memset(&b, 0, sizeof(b));
 	b.d = d;
+	b.data = data;
+	b.len = len;
+	{
+		size_t cap = 0;
+
+		b.lines = xgrow(NULL, &cap, 1, sizeof(size_t));
+		b.lines[b.n_lines++] = 0;
+		for (const char *nl = memchr(data, '\n', len); nl;
+		     nl = memchr(nl + 1, '\n', len - (size_t)(nl + 1 - data))) {
+			b.lines = xgrow(b.lines, &cap, b.n_lines + 1,
+					sizeof(size_t));
+			b.lines[b.n_lines++] = (size_t)(nl + 1 - data);
+		}
+	}
 	if (!yaml_parser_initialize(&parser)) {
 		diag_at(d, NULL, "cannot initialize the YAML parser");
 		return -1;
@@ -524,6 +569,7 @@ int ytree_parse(const char *data, size_t len, struct ynode **out,
 	for (size_t i = 0; i < b.n_anchors; i++)
 		free(b.anchors[i].name);
 	free(b.anchors);
+	free(b.lines);
 	yaml_parser_delete(&parser);
 	return ret;
 }

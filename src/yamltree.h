@@ -33,6 +33,8 @@ struct ynode {
 	size_t len;
 	enum yscalar_style style;
 	bool tag_str;		/* explicit !!str */
+	/* literal block scalars (|): where text[0] sits in the source */
+	unsigned block_line, block_col;
 	/* sequences: items; mappings: keys[i] -> items[i] */
 	struct ynode **items;
 	struct ynode **keys;

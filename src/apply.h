@@ -1,0 +1,89 @@
+/*
+ * The engine of apply: phases, batches, expectations, retries and
+ * rollback in reverse order (PRODUCT.md §3).
+ *
+ * Order: preflight, metrics "before", steps, verify, metrics "after",
+ * batch by batch. On the first failure (unmet expect, timeout, lost
+ * host, SIGINT/SIGTERM) no new step starts; every host that changed is
+ * rolled back in reverse order, the failed step's own rollback first
+ * (it may have half-applied). A host's rollback stops at its first
+ * failing rollback command.
+ *
+ * The engine calls the journal hook before and after every action; a
+ * hook failure stops new work like any other failure. Everything it
+ * prints goes through the redactor.
+ */
+#ifndef RUNBOOK_APPLY_H
+#define RUNBOOK_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "runbook.h"
+
+struct rb_error;
+struct redactor;
+struct varset;
+
+enum jev_type {
+	JEV_OPEN, JEV_STEP_BEGIN, JEV_STEP_END, JEV_ROLLBACK_BEGIN,
+	JEV_ROLLBACK_END, JEV_CLOSE,
+};
+
+/* Results as PRODUCT.md §4 names them. */
+enum step_result {
+	RES_NOT_RUN, RES_OK, RES_FAILED, RES_SKIPPED, RES_TIMEOUT,
+	RES_ROLLED_BACK, RES_ROLLBACK_FAILED,
+};
+
+const char *step_result_name(enum step_result r);
+
+/* Final status of a change, as the note's `status`. */
+enum change_status {
+	CHANGE_RUNNING, CHANGE_APPLIED, CHANGE_ROLLED_BACK,
+	CHANGE_ROLLBACK_FAILED, CHANGE_FAILED, CHANGE_INTERRUPTED,
+	CHANGE_REHEARSED,
+};
+
+const char *change_status_name(enum change_status s);
+
+/* One event for the journal hook. Strings are redacted already. */
+struct journal_event {
+	enum jev_type type;
+	const char *change_id;
+	const char *host;	/* NULL for OPEN and CLOSE */
+	enum phase phase;
+	size_t index;
+	const char *name;
+	const char *command;	/* record form: secrets as {{ secrets.X }} */
+	const char *rollback;	/* record form, for STEP_BEGIN; or NULL */
+	enum step_result result;	/* for *_END and CLOSE (status) */
+	int exit_code;
+	unsigned long long duration_ms;
+	enum change_status status;	/* for CLOSE */
+};
+
+struct apply_hooks {
+	int (*event)(void *ctx, const struct journal_event *ev,
+		     struct rb_error *err);
+	void *ctx;
+};
+
+struct apply_opts {
+	const struct target *target;
+	const struct varset *cli_vars;
+	bool json, quiet, verbose, color;
+	unsigned forks;
+	struct apply_hooks hooks;
+};
+
+/*
+ * Applies rb on opts->target. Returns the exit code of PRODUCT.md §5
+ * (0, 1, 3, 5, 6, 130) and prints progress and the closing message.
+ * err is set for every non-zero code, with what failed, what was
+ * expected and whether running again is safe.
+ */
+int apply_run(const struct runbook *rb, const struct apply_opts *opts,
+	      struct rb_error *err);
+
+#endif

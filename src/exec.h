@@ -1,0 +1,86 @@
+/*
+ * Executors run one rendered command on one host. The engine (apply.c)
+ * knows nothing of how: exec_local.c forks /bin/sh -c, an SSH backend
+ * opens a channel. Output is handed to the sink as it arrives, stdout
+ * and stderr kept apart; nothing is buffered here without bound.
+ */
+#ifndef RUNBOOK_EXEC_H
+#define RUNBOOK_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct rb_error;
+
+enum exec_stream { EXEC_STDOUT = 1, EXEC_STDERR = 2 };
+
+struct exec_cmd {
+	const char *command;	/* for /bin/sh -c; secrets resolved */
+	char *const *env;	/* extra "NAME=value" entries, NULL-terminated */
+	char *const *unset;	/* names removed from the environment */
+	const char *dir;	/* working directory, or NULL */
+	unsigned timeout_ms;
+	int cancel_fd;		/* readable when the run must stop, or -1 */
+};
+
+struct exec_sink {
+	void (*output)(void *ctx, enum exec_stream s, const char *data,
+		       size_t len);
+	void (*tick)(void *ctx);	/* about every 100 ms, may be NULL */
+	void *ctx;
+};
+
+enum exec_end {
+	EXEC_EXITED,		/* exit_code is valid */
+	EXEC_SIGNALED,		/* killed by signal (not by us) */
+	EXEC_TIMED_OUT,		/* we stopped it at its timeout */
+	EXEC_CANCELLED,		/* we stopped it because cancel_fd fired */
+};
+
+struct exec_result {
+	enum exec_end end;
+	int exit_code;
+	int signal;
+	unsigned long long duration_ms;
+};
+
+struct exec;
+
+struct exec_ops {
+	/*
+	 * Runs cmd. Returns 0 when the command ran, however it ended (see
+	 * out->end); -1 with err set when it could not be started or the
+	 * host was lost, when nothing is known of how it ended.
+	 */
+	int (*run)(struct exec *ex, const struct exec_cmd *cmd,
+		   const struct exec_sink *sink, struct exec_result *out,
+		   struct rb_error *err);
+	void (*close)(struct exec *ex);
+};
+
+struct exec {
+	const struct exec_ops *ops;
+};
+
+/* The executor for this machine. Never fails. */
+struct exec *exec_local_new(void);
+
+static inline int exec_run(struct exec *ex, const struct exec_cmd *cmd,
+			   const struct exec_sink *sink,
+			   struct exec_result *out, struct rb_error *err)
+{
+	return ex->ops->run(ex, cmd, sink, out, err);
+}
+
+static inline void exec_close(struct exec *ex)
+{
+	if (ex)
+		ex->ops->close(ex);
+}
+
+/* Grace between SIGTERM and SIGKILL when a command is stopped. */
+#define EXEC_KILL_GRACE_MS 2000u
+/* After the command exits, how long its leftovers may hold the pipes. */
+#define EXEC_DRAIN_MS 500u
+
+#endif

@@ -1,0 +1,293 @@
+/*
+ * Local executor: /bin/sh -c COMMAND in its own process group, stdin
+ * /dev/null, stdout and stderr on two pipes read by one poll() loop.
+ *
+ * Invariants: everything the child needs (argv, envp, fds) is built
+ * before fork(); the child only makes async-signal-safe calls; the
+ * group is killed (TERM, grace, KILL) on timeout or cancel; after the
+ * shell exits the pipes are drained for a bounded time (a grandchild
+ * may hold them open), then the whole group is killed; every child is
+ * reaped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "error.h"
+#include "exec.h"
+
+extern char **environ;
+
+static unsigned long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 +
+	       (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+/* environ less cmd->unset, with cmd->env entries replacing or adding. */
+static void build_env(struct strvec *env, char *const *extra,
+		      char *const *unset)
+{
+	for (char **e = environ; *e; e++) {
+		const char *eq = strchr(*e, '=');
+		size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+		bool replaced = false;
+
+		for (char *const *x = extra; x && *x && !replaced; x++)
+			replaced = strncmp(*x, *e, n) == 0 && (*x)[n] == '=';
+		for (char *const *u = unset; u && *u && !replaced; u++)
+			replaced = strlen(*u) == n && strncmp(*u, *e, n) == 0;
+		if (!replaced)
+			strvec_push(env, *e);
+	}
+	for (char *const *x = extra; x && *x; x++)
+		strvec_push(env, *x);
+}
+
+/* Child side: never returns. Only async-signal-safe calls. */
+static void child(const struct exec_cmd *cmd, char **argv, char **envp,
+		  int out_w, int err_w, int devnull, int report_w)
+{
+	sigset_t none;
+	int e;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	setpgid(0, 0);
+	if (dup2(devnull, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+		goto fail;
+	if (cmd->dir && chdir(cmd->dir) < 0)
+		goto fail;
+	execve("/bin/sh", argv, envp);
+fail:
+	e = errno;
+	(void)!write(report_w, &e, sizeof(e));
+	_exit(127);
+}
+
+/* A pollable handle on the child's exit, or -1 (then we poll by time). */
+static int open_pidfd(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	return -1;
+#endif
+}
+
+static void kill_group(pid_t pgid, int sig)
+{
+	if (kill(-pgid, sig) < 0 && errno == ESRCH)
+		return;
+}
+
+struct pipes {
+	int fd[2];	/* stdout, stderr read ends; -1 when closed */
+};
+
+/* Reads what is available; closes a pipe at EOF. */
+static void pump(struct pipes *p, struct pollfd *pfd, const struct exec_sink *sink)
+{
+	char chunk[65536];
+
+	for (int i = 0; i < 2; i++) {
+		ssize_t r;
+
+		if (p->fd[i] < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		r = read(p->fd[i], chunk, sizeof(chunk));
+		if (r > 0) {
+			sink->output(sink->ctx, i == 0 ? EXEC_STDOUT : EXEC_STDERR,
+				     chunk, (size_t)r);
+		} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+			close(p->fd[i]);
+			p->fd[i] = -1;
+		}
+	}
+}
+
+static int local_run(struct exec *ex, const struct exec_cmd *cmd,
+		     const struct exec_sink *sink, struct exec_result *out,
+		     struct rb_error *err)
+{
+	struct strvec argv = STRVEC_INIT, envp = STRVEC_INIT;
+	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, rep[2] = { -1, -1 };
+	int devnull = -1, status = 0, ret = -1, child_errno = 0, pidfd = -1;
+	struct pipes p = { { -1, -1 } };
+	unsigned long long start = now_ms(), deadline, kill_at = 0;
+	unsigned long long exited_at = 0, last_tick = start;
+	enum exec_end end = EXEC_EXITED;
+	bool reaped = false;
+	pid_t pid;
+
+	(void)ex;
+	strvec_push(&argv, "sh");
+	strvec_push(&argv, "-c");
+	strvec_push(&argv, cmd->command);
+	build_env(&envp, cmd->env, cmd->unset);
+
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (devnull < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
+	    pipe2(errp, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
+		rb_error_errno(err, RB_ERR_FAILED,
+			       "cannot start a command: pipes");
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rb_error_errno(err, RB_ERR_FAILED, "cannot start a command: fork");
+		goto out;
+	}
+	if (pid == 0)
+		child(cmd, argv.v, envp.v, outp[1], errp[1], devnull, rep[1]);
+	/* the child is its own group leader; set it here too (no race) */
+	setpgid(pid, pid);
+	close(outp[1]);
+	close(errp[1]);
+	close(rep[1]);
+	outp[1] = errp[1] = rep[1] = -1;
+	if (read(rep[0], &child_errno, sizeof(child_errno)) ==
+	    (ssize_t)sizeof(child_errno)) {
+		waitpid(pid, &status, 0);
+		errno = child_errno;
+		rb_error_errno(err, RB_ERR_FAILED,
+			       cmd->dir ? "cannot start the command in '%s'" :
+					  "cannot start /bin/sh%s",
+			       cmd->dir ? cmd->dir : "");
+		goto out;
+	}
+	pidfd = open_pidfd(pid);
+	p.fd[0] = outp[0];
+	p.fd[1] = errp[0];
+	outp[0] = errp[0] = -1;
+	fcntl(p.fd[0], F_SETFL, O_NONBLOCK);
+	fcntl(p.fd[1], F_SETFL, O_NONBLOCK);
+	deadline = start + cmd->timeout_ms;
+
+	for (;;) {
+		struct pollfd pfd[4];
+		unsigned long long now = now_ms(), wake;
+		int n, timeout;
+
+		if (!reaped) {
+			pid_t w = waitpid(pid, &status, WNOHANG);
+
+			if (w == pid) {
+				reaped = true;
+				exited_at = now;
+			}
+		}
+		if (reaped && p.fd[0] < 0 && p.fd[1] < 0)
+			break;
+		if (reaped && now >= exited_at + EXEC_DRAIN_MS) {
+			/* leftovers hold the pipes: end them */
+			kill_group(pid, SIGKILL);
+			break;
+		}
+		if (!reaped && end == EXEC_EXITED && now >= deadline) {
+			end = EXEC_TIMED_OUT;
+			kill_group(pid, SIGTERM);
+			kill_at = now + EXEC_KILL_GRACE_MS;
+		}
+		if (kill_at && now >= kill_at) {
+			kill_group(pid, SIGKILL);
+			kill_at = 0;
+		}
+		pfd[0] = (struct pollfd){ p.fd[0], POLLIN, 0 };
+		pfd[1] = (struct pollfd){ p.fd[1], POLLIN, 0 };
+		pfd[2] = (struct pollfd){ end == EXEC_EXITED ? cmd->cancel_fd : -1,
+					  POLLIN, 0 };
+		/* the exit itself wakes us, even with both pipes closed */
+		pfd[3] = (struct pollfd){ reaped ? -1 : pidfd, POLLIN, 0 };
+		/* wake for: the deadline, the kill, the drain bound, a tick */
+		wake = now + 100;
+		if (!reaped && end == EXEC_EXITED && deadline < wake)
+			wake = deadline;
+		if (kill_at && kill_at < wake)
+			wake = kill_at;
+		timeout = (int)(wake > now ? wake - now : 0);
+		if (pidfd < 0 && !reaped && p.fd[0] < 0 && p.fd[1] < 0 &&
+		    timeout > 5)
+			timeout = 5;	/* no pidfd: look for the exit often */
+		if (reaped && wake > exited_at + EXEC_DRAIN_MS)
+			timeout = (int)(exited_at + EXEC_DRAIN_MS > now ?
+					exited_at + EXEC_DRAIN_MS - now : 0);
+		n = poll(pfd, 4, timeout);
+		if (n < 0 && errno != EINTR) {
+			rb_error_errno(err, RB_ERR_FAILED, "poll");
+			kill_group(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			goto out;
+		}
+		if (n > 0) {
+			pump(&p, pfd, sink);
+			if (pfd[2].fd >= 0 && (pfd[2].revents & POLLIN)) {
+				end = EXEC_CANCELLED;
+				kill_group(pid, SIGTERM);
+				kill_at = now_ms() + EXEC_KILL_GRACE_MS;
+			}
+		}
+		if (sink->tick && now_ms() >= last_tick + 100) {
+			last_tick = now_ms();
+			sink->tick(sink->ctx);
+		}
+	}
+	/* the group may still have members that closed their output */
+	kill_group(pid, SIGKILL);
+	out->duration_ms = now_ms() - start;
+	out->end = end;
+	out->exit_code = -1;
+	out->signal = 0;
+	if (end == EXEC_EXITED) {
+		if (WIFEXITED(status)) {
+			out->exit_code = WEXITSTATUS(status);
+		} else if (WIFSIGNALED(status)) {
+			out->end = EXEC_SIGNALED;
+			out->signal = WTERMSIG(status);
+		}
+	}
+	ret = 0;
+out:
+	for (int i = 0; i < 2; i++)
+		if (p.fd[i] >= 0)
+			close(p.fd[i]);
+	if (pidfd >= 0)
+		close(pidfd);
+	int fds[] = { outp[0], outp[1], errp[0], errp[1], rep[0], rep[1],
+		      devnull };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	strvec_release(&argv);
+	strvec_release(&envp);
+	return ret;
+}
+
+static void local_close(struct exec *ex)
+{
+	free(ex);
+}
+
+static const struct exec_ops local_ops = { local_run, local_close };
+
+struct exec *exec_local_new(void)
+{
+	struct exec *ex = xcalloc(1, sizeof(*ex));
+
+	ex->ops = &local_ops;
+	return ex;
+}
