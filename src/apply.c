@@ -110,6 +110,7 @@ struct applied {
 	enum step_result result;	/* of the step */
 	enum step_result rb_result;	/* of its rollback */
 	char *rb_exec, *rb_display;	/* NULL if it could not be rendered */
+	char *rb_record;		/* secrets as {{ secrets.NAME }} */
 	char *rb_error;
 };
 
@@ -430,30 +431,45 @@ static const char *lookup(void *ctx, const char *name)
 }
 
 /*
- * Renders tpl for execution (*exec, with secrets; may be NULL) and for
- * display (*display, masked and redacted). Returns 0, or -1 with err.
+ * Renders tpl for execution (*exec, with secrets; may be NULL), for
+ * display (*display, masked) and for the record (*record, secrets kept
+ * as {{ secrets.NAME }}; may be NULL), the last two redacted. Returns
+ * 0, or -1 with err.
  */
+static int render3(struct engine *E, struct host_run *H, const char *tpl,
+		   enum tpl_mode mode, char **exec, char **display,
+		   char **record, struct rb_error *err)
+{
+	struct lookup_ctx lc = { E, H };
+	struct buf x = BUF_INIT, d = BUF_INIT, r = BUF_INIT;
+	int ret = -1;
+
+	if ((exec && tpl_render(tpl, mode, TPL_SECRET_RESOLVE, lookup, &lc,
+				&x, err) < 0) ||
+	    tpl_render(tpl, mode, TPL_SECRET_MASK, lookup, &lc, &d, err) < 0 ||
+	    (record && tpl_render(tpl, mode, TPL_SECRET_KEEP, lookup, &lc,
+				  &r, err) < 0))
+		goto out;
+	if (exec)
+		*exec = buf_detach(&x);
+	*display = redact_str(E->red, buf_str(&d));
+	if (record)
+		*record = redact_str(E->red, buf_str(&r));
+	ret = 0;
+out:
+	if (x.data)
+		explicit_bzero(x.data, x.len);
+	buf_release(&x);
+	buf_release(&d);
+	buf_release(&r);
+	return ret;
+}
+
 static int render(struct engine *E, struct host_run *H, const char *tpl,
 		  enum tpl_mode mode, char **exec, char **display,
 		  struct rb_error *err)
 {
-	struct lookup_ctx lc = { E, H };
-	struct buf x = BUF_INIT, d = BUF_INIT;
-
-	if ((exec && tpl_render(tpl, mode, TPL_SECRET_RESOLVE, lookup, &lc,
-				&x, err) < 0) ||
-	    tpl_render(tpl, mode, TPL_SECRET_MASK, lookup, &lc, &d, err) < 0) {
-		if (x.data)
-			explicit_bzero(x.data, x.len);
-		buf_release(&x);
-		buf_release(&d);
-		return -1;
-	}
-	if (exec)
-		*exec = buf_detach(&x);
-	*display = redact_str(E->red, buf_str(&d));
-	buf_release(&d);
-	return 0;
+	return render3(E, H, tpl, mode, exec, display, NULL, err);
 }
 
 static void free_exec(char *s)
@@ -978,12 +994,13 @@ static void render_rollback(struct engine *E, struct host_run *H,
 
 	free_exec(a->rb_exec);
 	free(a->rb_display);
+	free(a->rb_record);
 	free(a->rb_error);
-	a->rb_exec = a->rb_display = a->rb_error = NULL;
+	a->rb_exec = a->rb_display = a->rb_record = a->rb_error = NULL;
 	if (a->s->rollback_none)
 		return;
-	if (render(E, H, a->s->rollback.s, TPL_SHELL, &a->rb_exec,
-		   &a->rb_display, &err) < 0)
+	if (render3(E, H, a->s->rollback.s, TPL_SHELL, &a->rb_exec,
+		    &a->rb_display, &a->rb_record, &err) < 0)
 		a->rb_error = redact_str(E->red, err.msg);
 }
 
@@ -999,12 +1016,12 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	struct rb_error err = RB_ERROR_INIT;
 	struct outcome o = { 0 };
 	struct applied *a = NULL;
-	char *cmd = NULL, *disp = NULL;
+	char *cmd = NULL, *disp = NULL, *rec = NULL;
 	bool ok = false, started = false;
 
 	if (E->failed || sig_count)
 		return false;
-	if (render(E, H, s->run.s, TPL_SHELL, &cmd, &disp, &err) < 0) {
+	if (render3(E, H, s->run.s, TPL_SHELL, &cmd, &disp, &rec, &err) < 0) {
 		char *why = redact_str(E->red, err.msg);
 
 		progress(E, RES_FAILED, what, H->h->spec, s->name.s, 0, why);
@@ -1076,8 +1093,8 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.phase = s->phase;
 	ev.index = s->index;
 	ev.name = s->name.s;
-	ev.command = disp;
-	ev.rollback = a ? a->rb_display : NULL;
+	ev.command = rec;
+	ev.rollback = a ? a->rb_record : NULL;
 	if (hook(E, &ev) < 0)
 		goto out;
 
@@ -1117,7 +1134,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.result = o.result;
 	ev.exit_code = o.exit_code;
 	ev.duration_ms = o.ms;
-	ev.rollback = a ? a->rb_display : NULL;
+	ev.rollback = a ? a->rb_record : NULL;
 	progress(E, o.result, what, H->h->spec, s->name.s, o.ms,
 		 ok ? NULL : buf_str(&o.why));
 	{
@@ -1142,6 +1159,7 @@ out:
 	live_clear(E);
 	free_exec(cmd);
 	free(disp);
+	free(rec);
 	/* a metric that cannot be measured is reported, never fatal */
 	return ok || s->phase == PHASE_METRICS;
 }
@@ -1193,7 +1211,7 @@ static void rollback_host(struct engine *E, struct host_run *H)
 		ev.phase = PHASE_STEPS;
 		ev.index = a->s->index;
 		ev.name = a->s->name.s;
-		ev.command = a->rb_display;
+		ev.command = a->rb_record;
 		hook(E, &ev);
 		E->live_what = "rollback";
 		E->live_host = H->h->spec;
@@ -1353,6 +1371,7 @@ static void free_hosts(struct engine *E)
 		for (size_t i = 0; i < H->n_ap; i++) {
 			free_exec(H->ap[i].rb_exec);
 			free(H->ap[i].rb_display);
+			free(H->ap[i].rb_record);
 			free(H->ap[i].rb_error);
 		}
 		free(H->ap);
