@@ -584,10 +584,31 @@ static int render_emit(void *ctx, const char *name, size_t off,
 		buf_addf(out, "{{ %s }}", name);
 		return 0;
 	}
-	if (rc->mode == TPL_RAW)
-		buf_adds(out, v);
-	else
-		quote_in(out, v, where);
+	{
+		struct buf q = BUF_INIT;
+
+		if (rc->mode == TPL_RAW)
+			buf_adds(&q, v);
+		else
+			quote_in(&q, v, where);
+		/*
+		 * The record is rendered again when a rollback is replayed
+		 * (to resolve secrets): a value's own "{{" must stay text.
+		 */
+		if (rc->sec == TPL_SECRET_KEEP) {
+			for (const char *p = buf_str(&q); *p; p++) {
+				if (p[0] == '{' && p[1] == '{') {
+					buf_adds(out, "{{ '{{' }}");
+					p++;
+				} else {
+					buf_addc(out, *p);
+				}
+			}
+		} else {
+			buf_add(out, q.data ? q.data : "", q.len);
+		}
+		buf_release(&q);
+	}
 	return 0;
 }
 

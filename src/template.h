@@ -13,7 +13,9 @@
  * values, dir) copies values as they are.
  *
  * {{ 'text' }} inserts text as written: the escape for a literal {{.
- * A rendered value is never rendered again.
+ * A rendered value is never rendered again: in the record form
+ * (TPL_SECRET_KEEP) a value's own "{{" is written {{ '{{' }}, so
+ * rendering the record again (rollback replay) only resolves secrets.
  */
 #ifndef RUNBOOK_TEMPLATE_H
 #define RUNBOOK_TEMPLATE_H
