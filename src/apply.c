@@ -12,6 +12,8 @@
  */
 #include "apply.h"
 
+#include "change.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -144,6 +146,7 @@ struct engine {
 	size_t n_changed;
 	bool failed;
 	bool interrupted;
+	bool metrics_after;	/* the metrics phase now running is "after" */
 	struct buf fail_msg;	/* what failed first, redacted */
 	bool tty;
 	int host_w, name_w;	/* column widths of progress lines */
@@ -175,7 +178,7 @@ static void iso_now(char out[40])
 	snprintf(out + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
-static void make_change_id(struct engine *E)
+void change_id_new(const char *name, char out[128])
 {
 	unsigned char rnd[4] = { 0 };
 	struct tm tm;
@@ -189,8 +192,8 @@ static void make_change_id(struct engine *E)
 	}
 	gmtime_r(&t, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(E->change_id, sizeof(E->change_id), "%s-%s-%02x%02x%02x%02x",
-		 stamp, E->rb->name.s, rnd[0], rnd[1], rnd[2], rnd[3]);
+	snprintf(out, 128, "%s-%s-%02x%02x%02x%02x", stamp, name, rnd[0],
+		 rnd[1], rnd[2], rnd[3]);
 }
 
 /* ---- output: progress lines, live line, JSON events ---- */
@@ -282,6 +285,7 @@ static int hook(struct engine *E, struct journal_event *ev)
 	if (!E->o->hooks.event)
 		return 0;
 	ev->change_id = E->change_id;
+	ev->red = E->red;
 	if (E->o->hooks.event(E->o->hooks.ctx, ev, &err) < 0) {
 		if (!E->failed) {
 			E->failed = true;
@@ -495,6 +499,7 @@ struct stream_cap {
 struct cmd_cap {
 	struct engine *E;	/* first: live_tick reads it */
 	const char *host;
+	bool in_rollback;
 	const struct step *s;
 	const struct step_pats *p;
 	bool check;		/* apply expect and capture */
@@ -652,6 +657,47 @@ static void cap_release(struct cmd_cap *c)
 	free(c->metric_val);
 }
 
+/*
+ * Head and tail of both streams for the note: up to 1 KiB from the start
+ * and 1 KiB from the end of each (redacted already).
+ */
+static char *cap_output_text(const struct cmd_cap *c)
+{
+	struct buf b = BUF_INIT;
+
+	for (int i = 0; i < 2; i++) {
+		const struct stream_cap *sc = &c->st[i];
+		size_t head = sc->head.len < 1024 ? sc->head.len : 1024;
+
+		if (!sc->emitted)
+			continue;
+		if (i == 1)
+			buf_adds(&b, "--- stderr ---\n");
+		if (sc->emitted <= 2048 && sc->emitted == sc->tail.len) {
+			buf_add(&b, sc->tail.data, sc->tail.len);
+		} else {
+			size_t t = sc->tail.len < 1024 ? sc->tail.len : 1024;
+			const char *tp = sc->tail.data + sc->tail.len - t;
+
+			/* do not split a UTF-8 sequence */
+			while (t && ((unsigned char)*tp & 0xc0) == 0x80) {
+				tp++;
+				t--;
+			}
+			while (head && head < sc->head.len &&
+			       ((unsigned char)sc->head.data[head] & 0xc0) == 0x80)
+				head--;
+			buf_add(&b, sc->head.data, head);
+			buf_addf(&b, "\n[... %llu bytes in all ...]\n",
+				 sc->emitted);
+			buf_add(&b, tp, t);
+		}
+		if (b.len && b.data[b.len - 1] != '\n')
+			buf_addc(&b, '\n');
+	}
+	return buf_detach(&b);
+}
+
 /* The last lines of a stream, for messages: at most 3 lines / 300 bytes. */
 static void excerpt(struct buf *out, const struct stream_cap *sc)
 {
@@ -699,6 +745,7 @@ struct outcome {
 	bool cancelled;
 	char **cap_vals;	/* taken from the capture on success */
 	char *metric_val;
+	char *output;		/* redacted head and tail, for the record */
 };
 
 static void outcome_release(struct outcome *o, size_t n_cap)
@@ -709,6 +756,7 @@ static void outcome_release(struct outcome *o, size_t n_cap)
 			free(o->cap_vals[k]);
 	free(o->cap_vals);
 	free(o->metric_val);
+	free(o->output);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -732,6 +780,25 @@ static void exit_list(struct buf *b, const struct step *s)
  * capture (run commands); otherwise exit 0 is success (rollback,
  * skip_if judge their own way). cancel_fd: which signal pipe stops it.
  */
+static int hook(struct engine *E, struct journal_event *ev);
+
+/* The process group is recorded so recovery can stop it if we die. */
+static void cap_started(void *ctx, long pid, unsigned long long start_time)
+{
+	struct cmd_cap *c = ctx;
+	struct journal_event ev = { 0 };
+
+	ev.type = JEV_PID;
+	ev.host = c->host;
+	ev.phase = c->s->phase;
+	ev.index = c->s->index;
+	ev.name = c->s->name.s;
+	ev.pid = pid;
+	ev.start_time = start_time;
+	ev.in_rollback = c->in_rollback;
+	hook(c->E, &ev);
+}
+
 static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 		    const struct step_pats *p, const char *cmd, bool check,
 		    int cancel_fd, struct outcome *o)
@@ -740,7 +807,7 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	struct cmd_cap c;
 	struct exec_result r = { 0 };
 	struct rb_error err = RB_ERROR_INIT;
-	struct exec_sink sink = { cap_output, NULL, NULL };
+	struct exec_sink sink = { cap_output, NULL, cap_started, NULL };
 	char *dir = NULL, *dir_disp = NULL;
 	struct exec_cmd ec;
 	char tmo[32];
@@ -749,6 +816,7 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	o->exit_code = -1;
 	o->result = RES_FAILED;
 	cap_init(&c, E, H->h->spec, s, p, check);
+	c.in_rollback = cancel_fd == cancel2_pipe[0];
 	sink.ctx = &c;
 	if (E->tty && !E->o->quiet && !E->o->verbose)
 		sink.tick = live_tick;
@@ -879,6 +947,7 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	o->metric_val = c.metric_val;
 	c.metric_val = NULL;
 out:
+	o->output = cap_output_text(&c);
 	cap_release(&c);
 	strvec_release(&env);
 	free_exec(dir);
@@ -1004,6 +1073,33 @@ static void render_rollback(struct engine *E, struct host_run *H,
 		a->rb_error = redact_str(E->red, err.msg);
 }
 
+/* Record forms of a step's env and dir, for the journal. */
+static void record_env_dir(struct engine *E, struct host_run *H,
+			   const struct step *s, struct strvec *env, char **dir)
+{
+	struct rb_error err = RB_ERROR_INIT;
+
+	for (size_t i = 0; i < s->n_env; i++) {
+		char *disp = NULL, *rec = NULL;
+		struct buf kv = BUF_INIT;
+
+		if (render3(E, H, s->env[i].val, TPL_RAW, NULL, &disp, &rec,
+			    &err) < 0)
+			continue;
+		buf_addf(&kv, "%s=%s", s->env[i].key, rec);
+		strvec_push_owned(env, buf_detach(&kv));
+		free(disp);
+		free(rec);
+	}
+	*dir = NULL;
+	if (s->dir.s) {
+		char *disp = NULL;
+
+		if (render3(E, H, s->dir.s, TPL_RAW, NULL, &disp, dir, &err) == 0)
+			free(disp);
+	}
+}
+
 /*
  * Runs one step or check on one host: skip_if, then the command with
  * its retries. Returns true if it succeeded (or was skipped).
@@ -1016,7 +1112,9 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	struct rb_error err = RB_ERROR_INIT;
 	struct outcome o = { 0 };
 	struct applied *a = NULL;
-	char *cmd = NULL, *disp = NULL, *rec = NULL;
+	char *cmd = NULL, *disp = NULL, *rec = NULL, *rec_dir = NULL;
+	char *metric_red = NULL;
+	struct strvec rec_env = STRVEC_INIT;
 	bool ok = false, started = false;
 
 	if (E->failed || sig_count)
@@ -1065,6 +1163,23 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		if (o.exit_code == 0) {
 			struct buf f = BUF_INIT;
 
+			/* recorded as skipped: never rolled back */
+			ev.type = JEV_STEP_BEGIN;
+			ev.host = H->h->spec;
+			ev.phase = s->phase;
+			ev.index = s->index;
+			ev.name = s->name.s;
+			ev.command = rec;
+			ev.rollback_none = s->rollback_none;
+			ev.timeout_ms = s->timeout_ms;
+			if (hook(E, &ev) < 0)
+				goto out;
+			ev.type = JEV_STEP_END;
+			ev.result = RES_SKIPPED;
+			ev.exit_code = -1;
+			ev.duration_ms = o.ms;
+			if (hook(E, &ev) < 0)
+				goto out;
 			progress(E, RES_SKIPPED, what, H->h->spec, s->name.s,
 				 o.ms, "skip_if exited 0: already done");
 			event_fields(E, &f, H->h->spec, s, what, "skipped", -1,
@@ -1095,6 +1210,11 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.name = s->name.s;
 	ev.command = rec;
 	ev.rollback = a ? a->rb_record : NULL;
+	ev.rollback_none = s->rollback_none;
+	record_env_dir(E, H, s, &rec_env, &rec_dir);
+	ev.env = rec_env.v;
+	ev.dir = rec_dir;
+	ev.timeout_ms = s->timeout_ms;
 	if (hook(E, &ev) < 0)
 		goto out;
 
@@ -1113,6 +1233,15 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 			buf_adds(&o.why, "interrupted by a signal");
 			break;
 		}
+	}
+	if (o.result == RES_OK && s->n_capture) {
+		ev.cap_names = xcalloc(s->n_capture, sizeof(char *));
+		ev.cap_values = xcalloc(s->n_capture, sizeof(char *));
+		for (size_t k = 0; k < s->n_capture; k++) {
+			((char **)ev.cap_names)[k] = s->capture[k].key;
+			((char **)ev.cap_values)[k] = redact_str(E->red, o.cap_vals[k]);
+		}
+		ev.n_caps = s->n_capture;
 	}
 	if (o.result == RES_OK) {
 		/* later wins: --var beats a capture of the same name */
@@ -1135,6 +1264,12 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.exit_code = o.exit_code;
 	ev.duration_ms = o.ms;
 	ev.rollback = a ? a->rb_record : NULL;
+	ev.output = o.output;
+	if (s->phase == PHASE_METRICS && o.metric_val) {
+		metric_red = redact_str(E->red, o.metric_val);
+		ev.metric = metric_red;
+		ev.metric_after = E->metrics_after;
+	}
 	progress(E, o.result, what, H->h->spec, s->name.s, o.ms,
 		 ok ? NULL : buf_str(&o.why));
 	{
@@ -1150,6 +1285,11 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	if (s->phase == PHASE_METRICS && o.metric_val)
 		say(E, "           %s = %s\n", s->name.s, o.metric_val);
 	hook(E, &ev);
+	for (size_t k = 0; k < ev.n_caps; k++)
+		free(((char **)ev.cap_values)[k]);
+	free((void *)ev.cap_names);
+	free((void *)ev.cap_values);
+	free(metric_red);
 	if (!ok && s->phase != PHASE_METRICS)
 		fail(E, "%s '%s' on %s: %s", what, s->name.s, H->h->spec,
 		     buf_str(&o.why));
@@ -1160,6 +1300,8 @@ out:
 	free_exec(cmd);
 	free(disp);
 	free(rec);
+	free(rec_dir);
+	strvec_release(&rec_env);
 	/* a metric that cannot be measured is reported, never fatal */
 	return ok || s->phase == PHASE_METRICS;
 }
@@ -1397,7 +1539,10 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 	E.tty = isatty(2);
 	E.red = redactor_new();
 	redactor_add_builtins(E.red);
-	make_change_id(&E);
+	if (o->change_id)
+		snprintf(E.change_id, sizeof(E.change_id), "%s", o->change_id);
+	else
+		change_id_new(rb->name.s, E.change_id);
 	E.host_w = 5;
 	for (size_t h = 0; h < t->n_hosts; h++)
 		if ((int)strlen(t->hosts[h].spec) > E.host_w)
@@ -1446,7 +1591,9 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 		run_phase(&E, b, end, PHASE_METRICS);
 		run_phase(&E, b, end, PHASE_STEPS);
 		run_phase(&E, b, end, PHASE_VERIFY);
+		E.metrics_after = true;
 		run_phase(&E, b, end, PHASE_METRICS);
+		E.metrics_after = false;
 	}
 	if (sig_count && !E.failed) {
 		E.interrupted = true;
@@ -1500,6 +1647,224 @@ out:
 	buf_release(&E.fail_msg);
 	free_hosts(&E);
 	free_patterns(&E);
+	free_secrets(&E);
+	strvec_release(&E.unset);
+	redactor_free(E.red);
+	return code;
+}
+
+/* ---- replaying a recorded rollback ---- */
+
+static int load_recorded_secrets(struct engine *E, const struct change_rec *c,
+				 struct rb_error *err)
+{
+	E->secrets = xcalloc(c->secrets.n + 1, sizeof(*E->secrets));
+	for (size_t i = 0; i < c->secrets.n; i++) {
+		const char *src = c->secrets.values[i];
+		struct secret s = { 0 };
+
+		s.name = c->secrets.names[i];
+		if (strncmp(src, "env:", 4) == 0) {
+			s.source = SECRET_ENV;
+			s.from = (char *)src + 4;
+		} else if (strncmp(src, "file:", 5) == 0) {
+			s.source = SECRET_FILE;
+			s.from = (char *)src + 5;
+		} else {
+			rb_error_set(err, RB_ERR_INVALID,
+				     "secret %s: the record names an unknown source \"%s\"; nothing was run",
+				     s.name, src);
+			return -1;
+		}
+		E->secrets[i].name = s.name;
+		if (s.source == SECRET_ENV) {
+			const char *v = getenv(s.from);
+
+			if (!v) {
+				rb_error_set(err, RB_ERR_INVALID,
+					     "secret %s: expected environment variable %s to be set (the rollback needs it), found it unset; nothing was run, set it and run again",
+					     s.name, s.from);
+				return -1;
+			}
+			E->secrets[i].value = xstrdup(v);
+			E->secrets[i].len = strlen(v);
+			strvec_push(&E->unset, s.from);
+		} else if (load_secret_file(&s, &E->secrets[i], err) < 0) {
+			return -1;
+		}
+		E->n_secrets = i + 1;
+		redactor_add_secret(E->red, s.name, E->secrets[i].value);
+	}
+	return 0;
+}
+
+int rollback_replay(struct change_rec *c, struct replay_opts *ro,
+		    struct rb_error *err)
+{
+	struct engine E;
+	struct apply_opts o;
+	struct target t;
+	struct host *hosts;
+	struct step *steps;
+	struct kv **envs;
+	size_t n_pending = 0;
+	int code = 0;
+	bool ok = true;
+
+	memset(&E, 0, sizeof(E));
+	memset(&o, 0, sizeof(o));
+	memset(&t, 0, sizeof(t));
+	o.json = ro->json;
+	o.quiet = ro->quiet;
+	o.verbose = ro->verbose;
+	o.color = ro->color;
+	o.hooks = ro->hooks;
+	o.target = &t;
+	t.name = c->target;
+	E.o = &o;
+	E.tty = isatty(2);
+	E.red = redactor_new();
+	redactor_add_builtins(E.red);
+	snprintf(E.change_id, sizeof(E.change_id), "%s", c->id);
+	hosts = xcalloc(c->hosts.n + 1, sizeof(*hosts));
+	steps = xcalloc(c->n_steps + 1, sizeof(*steps));
+	envs = xcalloc(c->n_steps + 1, sizeof(*envs));
+	E.host_w = 5;
+	E.name_w = 10;
+	for (size_t i = 0; i < c->n_steps; i++)
+		if (c->steps[i].name && (int)strlen(c->steps[i].name) > E.name_w)
+			E.name_w = (int)strlen(c->steps[i].name) > 40 ? 40 :
+				   (int)strlen(c->steps[i].name);
+	if (load_recorded_secrets(&E, c, err) < 0) {
+		code = RB_ERR_INVALID;
+		goto out;
+	}
+	E.n_hosts = c->hosts.n;
+	E.hosts = xcalloc(c->hosts.n + 1, sizeof(*E.hosts));
+	for (size_t h = 0; h < c->hosts.n; h++) {
+		struct host_run *H = &E.hosts[h];
+		struct rec_step **pend;
+		size_t n = change_pending(c, c->hosts.v[h], &pend);
+
+		hosts[h].spec = c->hosts.v[h];
+		hosts[h].local = strcmp(c->hosts.v[h], "local") == 0;
+		H->h = &hosts[h];
+		if ((int)strlen(hosts[h].spec) > E.host_w)
+			E.host_w = (int)strlen(hosts[h].spec);
+		if (n && !hosts[h].local) {
+			rb_error_set(err, RB_ERR_CONNECT,
+				     "host %s: SSH targets are not available in this version yet; nothing was run",
+				     hosts[h].spec);
+			free(pend);
+			code = RB_ERR_CONNECT;
+			goto out;
+		}
+		H->ex = exec_local_new();
+		/* oldest first in H->ap: rollback_host walks it backwards */
+		for (size_t k = n; k-- > 0;) {
+			struct rec_step *r = pend[k];
+			struct step *s = &steps[r - c->steps];
+			struct applied *a;
+
+			s->phase = PHASE_STEPS;
+			s->index = r->index;
+			s->name.s = r->name ? r->name : (char *)"?";
+			s->rollback.s = r->rollback;
+			s->rollback_none = r->rollback_none;
+			s->dir.s = r->dir;
+			s->timeout_ms = r->timeout_ms ? r->timeout_ms :
+						       RB_DEFAULT_TIMEOUT_MS;
+			envs[r - c->steps] = xcalloc(r->env.n + 1, sizeof(struct kv));
+			for (size_t e = 0; e < r->env.n; e++) {
+				char *eq = strchr(r->env.v[e], '=');
+
+				if (!eq)
+					continue;
+				envs[r - c->steps][s->n_env].key =
+					xstrndup(r->env.v[e], (size_t)(eq - r->env.v[e]));
+				envs[r - c->steps][s->n_env].val = eq + 1;
+				s->n_env++;
+			}
+			s->env = envs[r - c->steps];
+			H->ap = xgrow(H->ap, &H->cap_ap, H->n_ap + 1, sizeof(*H->ap));
+			a = &H->ap[H->n_ap++];
+			memset(a, 0, sizeof(*a));
+			a->s = s;
+			a->result = RES_OK;
+			if ((r->running || r->rb_running) && r->pid &&
+			    exec_stop_orphan(r->pid, r->start_time))
+				say(&E, "runbook: stopped process group %ld, left running by the interrupted %s of '%s'\n",
+				    r->pid, r->rb_running ? "rollback" : "step",
+				    s->name.s);
+			if (!r->rollback_none && !r->rollback) {
+				a->rb_error = xstrdup("no rollback command was recorded for this step");
+			} else if (!r->rollback_none) {
+				render_rollback(&E, H, a);
+			}
+			H->changed_order = ++E.n_changed;
+			n_pending++;
+		}
+		free(pend);
+	}
+	ro->pending = n_pending;
+	if (!n_pending) {
+		say(&E, "runbook: nothing left to roll back for change %s\n", c->id);
+		goto out;
+	}
+	if (ro->dry_run) {
+		for (size_t h = 0; h < E.n_hosts; h++)
+			for (size_t i = E.hosts[h].n_ap; i-- > 0;) {
+				struct applied *a = &E.hosts[h].ap[i];
+
+				if (!E.o->quiet)
+					fprintf(stdout, "%s\t%s\t%s\n", E.hosts[h].h->spec,
+						a->s->name.s, a->s->rollback_none ? "none (nothing to undo)" :
+						a->rb_display ? a->rb_display : a->rb_error);
+			}
+		goto out;
+	}
+	{
+		unsigned max = 0;
+
+		for (size_t i = 0; i < c->n_steps; i++)
+			if (c->steps[i].index > max)
+				max = c->steps[i].index;
+		E.pats[PHASE_STEPS] = xcalloc((size_t)max + 1,
+					      sizeof(struct step_pats));
+	}
+	signals_setup();
+	say(&E, "runbook: rolling back change %s on %s\n", c->id, c->target);
+	for (size_t k = E.n_changed; k > 0 && !sig_count; k--)
+		for (size_t h = 0; h < E.n_hosts; h++)
+			if (E.hosts[h].changed_order == k) {
+				rollback_host(&E, &E.hosts[h]);
+				ok &= !E.hosts[h].rollback_failed;
+			}
+	signals_restore();
+	if (!ok || sig_count) {
+		struct buf pend = BUF_INIT;
+
+		pending_list(&E, &pend);
+		code = sig_count && ok ? RB_ERR_INTERRUPTED : RB_ERR_PARTIAL;
+		rb_error_set(err, code,
+			     "the rollback of change %s did not finish (not undone: %s); fix the cause and run 'runbook rollback %s' again: it resumes where it stopped",
+			     c->id, pend.len ? buf_str(&pend) : "nothing", c->id);
+		buf_release(&pend);
+	} else {
+		say(&E, "runbook: change %s rolled back\n", c->id);
+	}
+out:
+	free(E.pats[PHASE_STEPS]);
+	E.pats[PHASE_STEPS] = NULL;
+	for (size_t i = 0; i < c->n_steps; i++) {
+		for (size_t e = 0; envs[i] && e < steps[i].n_env; e++)
+			free(envs[i][e].key);
+		free(envs[i]);
+	}
+	free(envs);
+	free_hosts(&E);
+	free(steps);
+	free(hosts);
 	free_secrets(&E);
 	strvec_release(&E.unset);
 	redactor_free(E.red);

@@ -28,6 +28,7 @@ struct varset;
 enum jev_type {
 	JEV_OPEN, JEV_STEP_BEGIN, JEV_STEP_END, JEV_ROLLBACK_BEGIN,
 	JEV_ROLLBACK_END, JEV_CLOSE,
+	JEV_PID,		/* the command's process group started */
 };
 
 /* Results as PRODUCT.md §4 names them. */
@@ -50,6 +51,7 @@ const char *change_status_name(enum change_status s);
 /* One event for the journal hook. Strings are redacted already. */
 struct journal_event {
 	enum jev_type type;
+	const struct redactor *red;	/* the engine's: secrets and patterns */
 	const char *change_id;
 	const char *host;	/* NULL for OPEN and CLOSE */
 	enum phase phase;
@@ -57,6 +59,21 @@ struct journal_event {
 	const char *name;
 	const char *command;	/* record form: secrets as {{ secrets.X }} */
 	const char *rollback;	/* record form, for STEP_BEGIN; or NULL */
+	bool rollback_none;
+	const char *dir;	/* record form, or NULL */
+	char *const *env;	/* record forms "NAME=value", or NULL */
+	unsigned timeout_ms;
+	/* STEP_END */
+	char *const *cap_names;
+	char *const *cap_values;	/* redacted */
+	size_t n_caps;
+	const char *metric;	/* a metric's value, redacted */
+	bool metric_after;	/* measured after verify */
+	const char *output;	/* redacted head and tail of the output */
+	/* JEV_PID */
+	long pid;
+	unsigned long long start_time;
+	bool in_rollback;
 	enum step_result result;	/* for *_END and CLOSE (status) */
 	int exit_code;
 	unsigned long long duration_ms;
@@ -70,6 +87,7 @@ struct apply_hooks {
 };
 
 struct apply_opts {
+	const char *change_id;	/* NULL: apply_run() makes one */
 	const struct target *target;
 	const struct varset *cli_vars;
 	bool json, quiet, verbose, color;
@@ -85,5 +103,28 @@ struct apply_opts {
  */
 int apply_run(const struct runbook *rb, const struct apply_opts *opts,
 	      struct rb_error *err);
+
+struct change_rec;
+
+struct replay_opts {
+	bool json, quiet, verbose, color, dry_run;
+	struct apply_hooks hooks;
+	size_t pending;		/* out: rollbacks that were still to run */
+};
+
+/*
+ * Replays the rollback of a recorded change: for each host, the steps
+ * that still need it, newest first, with the commands and values
+ * recorded then; secrets are resolved again from where the record says
+ * they come from. A host stops at its first failing rollback. Returns
+ * 0 when everything is rolled back, 3 when something is not, 5 when a
+ * secret is missing, 6 for a host it cannot reach, 130 when stopped by
+ * a signal; err says what is left.
+ */
+int rollback_replay(struct change_rec *c, struct replay_opts *o,
+		    struct rb_error *err);
+
+/* A new change id: YYYYMMDDTHHMMSSZ-<name>-<8 hex>, sorting by time. */
+void change_id_new(const char *name, char out[128]);
 
 #endif

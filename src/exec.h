@@ -27,6 +27,8 @@ struct exec_sink {
 	void (*output)(void *ctx, enum exec_stream s, const char *data,
 		       size_t len);
 	void (*tick)(void *ctx);	/* about every 100 ms, may be NULL */
+	/* the command's process group leader started (may be NULL) */
+	void (*started)(void *ctx, long pid, unsigned long long start_time);
 	void *ctx;
 };
 
@@ -77,6 +79,20 @@ static inline void exec_close(struct exec *ex)
 	if (ex)
 		ex->ops->close(ex);
 }
+
+/*
+ * Start time of a local process (clock ticks since boot, from
+ * /proc/PID/stat), or 0 if it is gone: with the pid it names one
+ * process for good, so a recorded pid that was reused is never
+ * signalled.
+ */
+unsigned long long exec_proc_start_time(long pid);
+/*
+ * Stops a local process group left running by a runner that died:
+ * only if pid still has start_time. TERM, then KILL after the grace.
+ * Returns true if a group was found and stopped.
+ */
+bool exec_stop_orphan(long pid, unsigned long long start_time);
 
 /* Grace between SIGTERM and SIGKILL when a command is stopped. */
 #define EXEC_KILL_GRACE_MS 2000u

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -89,6 +90,50 @@ static int open_pidfd(pid_t pid)
 #endif
 }
 
+unsigned long long exec_proc_start_time(long pid)
+{
+	char path[64], buf[1024];
+	unsigned long long t = 0;
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* the name in parentheses may hold spaces: count from the last ')' */
+	p = strrchr(buf, ')');
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		t = strtoull(p + 1, NULL, 10);
+	return t;
+}
+
+bool exec_stop_orphan(long pid, unsigned long long start_time)
+{
+	unsigned long long end;
+
+	if (pid <= 1 || !start_time ||
+	    exec_proc_start_time(pid) != start_time)
+		return false;
+	kill(-(pid_t)pid, SIGTERM);
+	end = now_ms() + EXEC_KILL_GRACE_MS;
+	while (now_ms() < end) {
+		if (kill(-(pid_t)pid, 0) < 0 && errno == ESRCH)
+			return true;
+		usleep(20000);
+	}
+	kill(-(pid_t)pid, SIGKILL);
+	return true;
+}
+
 static void kill_group(pid_t pgid, int sig)
 {
 	if (kill(-pgid, sig) < 0 && errno == ESRCH)
@@ -156,6 +201,8 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 		child(cmd, argv.v, envp.v, outp[1], errp[1], devnull, rep[1]);
 	/* the child is its own group leader; set it here too (no race) */
 	setpgid(pid, pid);
+	if (sink->started)
+		sink->started(sink->ctx, (long)pid, exec_proc_start_time(pid));
 	close(outp[1]);
 	close(errp[1]);
 	close(rep[1]);

@@ -15,6 +15,14 @@
 #include <pcre2.h>
 
 #include "apply.h"
+#include "change.h"
+#include "hash.h"
+#include "journal.h"
+#include "lock.h"
+#include "note.h"
+#include "record.h"
+#include "redact.h"
+#include "store.h"
 #include "buf.h"
 #include "cli.h"
 #include "config.h"
@@ -178,27 +186,494 @@ static int cmd_plan(const struct cli *c, struct rb_error *err)
 	return ret;
 }
 
+/*
+ * Journals of changes that ended but whose final note was not
+ * committed (the commit failed, or the runner died right after): commit
+ * them now. Unfinished changes of target (if given) are returned in
+ * *busy_id (the first found), with their status.
+ */
+static int settle_journals(struct store *st, const char *target,
+			   char **busy_id, enum change_status *busy_status,
+			   bool quiet, struct rb_error *err)
+{
+	char **ids = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	*busy_id = NULL;
+	if (journal_list(store_dir(st), &ids, &n, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		struct change_rec *c = NULL;
+		bool from_j, torn;
+		struct rb_error e2 = RB_ERROR_INIT;
+
+		if (change_load(st, ids[i], &c, &from_j, &torn, &e2) < 0) {
+			fprintf(stderr, "runbook: warning: %s\n", e2.msg);
+			continue;
+		}
+		if (c->closed && change_status_final(c->status)) {
+			struct recorder *r = NULL;
+
+			if (recorder_resume(st, c, NULL, &r, &e2) == 0 &&
+			    recorder_commit(r, &e2) == 0) {
+				if (!quiet)
+					fprintf(stderr, "runbook: committed the pending note of change %s (%s)\n",
+						c->id, change_status_name(c->status));
+			} else {
+				fprintf(stderr, "runbook: warning: %s\n", e2.msg);
+			}
+			recorder_free(r);
+		} else if (target && c->target && strcmp(c->target, target) == 0 &&
+			   !*busy_id) {
+			*busy_id = xstrdup(c->id);
+			*busy_status = c->closed ? c->status : CHANGE_INTERRUPTED;
+		}
+		change_free(c);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	return ret;
+}
+
+static struct change_rec *new_change(const struct runbook *rb,
+				     const struct target *t,
+				     const struct cli *c, struct store *st)
+{
+	struct change_rec *ch = change_new();
+	char hex[65] = "";
+
+	ch->runbook = xstrdup(rb->name.s);
+	ch->file = xstrdup(rb->file);
+	if (sha256_file_hex(rb->file, hex) == 0)
+		ch->file_sha256 = xstrdup(hex);
+	ch->target = xstrdup(t->name);
+	ch->owner = xstrdup(rb->owner.s);
+	ch->reason = xstrdup(rb->reason.s);
+	ch->expected = xstrdup(rb->expected.s);
+	ch->operator_ = store_operator(st);
+	for (size_t h = 0; h < t->n_hosts; h++)
+		strvec_push(&ch->hosts, t->hosts[h].spec);
+	for (size_t i = 0; i < rb->n_vars; i++)
+		varset_set(&ch->vars, rb->vars[i].key, rb->vars[i].val);
+	varset_copy(&ch->vars, &c->vars);
+	for (size_t i = 0; i < rb->n_secrets; i++) {
+		struct buf src = BUF_INIT;
+
+		buf_addf(&src, "%s:%s", rb->secrets[i].source == SECRET_ENV ?
+			 "env" : "file", rb->secrets[i].from);
+		varset_set(&ch->secrets, rb->secrets[i].name, buf_str(&src));
+		buf_release(&src);
+	}
+	return ch;
+}
+
+/* Opens the notes, settles old journals, takes the target's lock. */
+static int begin_change(const struct cli *c, const char *near,
+			const char *target, const char *change_id,
+			struct store **st, struct lock **lk,
+			struct rb_error *err)
+{
+	enum change_status bs = CHANGE_INTERRUPTED;
+	char *busy = NULL, *stale_info = NULL;
+	bool stale = false;
+
+	*st = NULL;
+	*lk = NULL;
+	if (store_open(c->notes, near, true, st, err) < 0)
+		return -1;
+	if (lock_take(store_dir(*st), target, change_id, lk, &stale,
+		      &stale_info, err) < 0)
+		return -1;
+	if (stale)
+		fprintf(stderr, "runbook: warning: took over the lock of target %s left by a process that died (%s)\n",
+			target, stale_info);
+	free(stale_info);
+	if (settle_journals(*st, target, &busy, &bs, c->quiet, err) < 0)
+		return -1;
+	if (busy) {
+		rb_error_set(err, RB_ERR_BUSY,
+			     "target %s has an unfinished change %s (%s); nothing was run; finish it first with: runbook rollback %s",
+			     target, busy, change_status_name(bs), busy);
+		free(busy);
+		return -1;
+	}
+	return 0;
+}
+
 static int cmd_apply(const struct cli *c, struct rb_error *err)
 {
 	struct runbook *rb = load_checked(c, c->args[0], err);
+	struct store *st = NULL;
+	struct lock *lk = NULL;
+	struct change_rec *ch = NULL;
+	struct recorder *rec = NULL;
 	struct apply_opts o;
+	char id[128];
 	int code;
 
 	if (!rb)
 		return err->cls;
 	memset(&o, 0, sizeof(o));
 	if (!(o.target = pick_target(rb, c->target, err))) {
-		runbook_free(rb);
-		return err->cls;
+		code = err->cls;
+		goto out;
 	}
+	change_id_new(rb->name.s, id);
+	if (begin_change(c, rb->file, o.target->name, id, &st, &lk, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	ch = new_change(rb, o.target, c, st);
+	rec = recorder_new(st, ch, NULL);
+	o.change_id = id;
 	o.cli_vars = &c->vars;
 	o.json = c->json;
 	o.quiet = c->quiet;
 	o.verbose = c->verbose;
 	o.color = !c->no_color && isatty(2);
 	o.forks = c->forks;
+	o.hooks.event = recorder_event;
+	o.hooks.ctx = rec;
 	code = apply_run(rb, &o, err);
+	if (ch->id && !ch->has_note && !c->quiet)
+		fprintf(stderr, "runbook: warning: the change note of %s was not committed; its journal under %s/journal keeps the record; run 'runbook status' to commit it\n",
+			ch->id, store_dir(st));
+	else if (ch->id && ch->noted != ch->status)
+		fprintf(stderr, "runbook: warning: the final note of %s was not committed; its journal under %s/journal keeps the record; run 'runbook status' to commit it\n",
+			ch->id, store_dir(st));
+out:
+	recorder_free(rec);
+	change_free(ch);
+	lock_release(lk);
+	store_free(st);
 	runbook_free(rb);
+	return code;
+}
+
+/* The newest change id among notes and unfinished journals. */
+static int last_change(struct store *st, char **id, struct rb_error *err);
+
+static int first_id(void *ctx, const char *id, const char *text, size_t len)
+{
+	(void)text;
+	(void)len;
+	*(char **)ctx = xstrdup(id);
+	return 1;
+}
+
+static int last_change(struct store *st, char **id, struct rb_error *err)
+{
+	char **ids = NULL, *note = NULL;
+	size_t n = 0;
+
+	*id = NULL;
+	if (store_each(st, 1, first_id, &note, err) < 0 ||
+	    journal_list(store_dir(st), &ids, &n, err) < 0)
+		return -1;
+	/* ids sort by time */
+	if (n && (!note || strcmp(ids[n - 1], note) > 0)) {
+		*id = xstrdup(ids[n - 1]);
+		free(note);
+	} else {
+		*id = note;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	if (!*id) {
+		rb_error_set(err, RB_ERR_USAGE,
+			     "expected a recorded change, found none in %s",
+			     store_path(st));
+		return -1;
+	}
+	return 0;
+}
+
+/* A change id from a prefix: notes first, then unfinished journals. */
+static int resolve_change(struct store *st, const char *prefix, char **id,
+			  struct rb_error *err)
+{
+	char **ids = NULL;
+	size_t n = 0, hits = 0;
+
+	if (store_resolve(st, prefix, id, err) == 0)
+		return 0;
+	if (journal_list(store_dir(st), &ids, &n, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(ids[i], prefix, strlen(prefix)) == 0 && !hits++)
+			*id = xstrdup(ids[i]);
+		free(ids[i]);
+	}
+	free(ids);
+	if (hits == 1)
+		return 0;
+	if (hits > 1) {
+		free(*id);
+		*id = NULL;
+	}
+	return -1;
+}
+
+static int cmd_rollback(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct lock *lk = NULL;
+	struct change_rec *ch = NULL;
+	struct recorder *rec = NULL;
+	struct replay_opts o;
+	char *id = NULL, *stale_info = NULL;
+	bool from_j, torn, stale;
+	int code;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    (c->last ? last_change(st, &id, err) :
+		       resolve_change(st, c->args[0], &id, err)) < 0 ||
+	    change_load(st, id, &ch, &from_j, &torn, err) < 0) {
+		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
+		goto out;
+	}
+	if (torn && !c->quiet)
+		fprintf(stderr, "runbook: warning: the journal of %s ended in a torn record (a crash while writing it); it was cut off\n",
+			id);
+	memset(&o, 0, sizeof(o));
+	o.json = c->json;
+	o.quiet = c->quiet;
+	o.verbose = c->verbose;
+	o.color = !c->no_color && isatty(2);
+	o.dry_run = c->dry_run;
+	if (c->dry_run) {
+		code = rollback_replay(ch, &o, err);
+		goto out;
+	}
+	if (lock_take(store_dir(st), ch->target ? ch->target : "local", id,
+		      &lk, &stale, &stale_info, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	free(stale_info);
+	if (recorder_resume(st, ch, NULL, &rec, err) < 0) {
+		code = RB_ERR_PARTIAL;
+		goto out;
+	}
+	o.hooks.event = recorder_event;
+	o.hooks.ctx = rec;
+	code = rollback_replay(ch, &o, err);
+	/* nothing was left and the record already says so: no new note */
+	if (code == 0 && !o.pending && ch->closed &&
+	    change_status_final(ch->status) && ch->noted == ch->status)
+		goto out;
+	if (code == 0 || code == RB_ERR_PARTIAL || code == RB_ERR_INTERRUPTED) {
+		struct rb_error e2 = RB_ERROR_INIT;
+		enum change_status fin = code == 0 ? CHANGE_ROLLED_BACK :
+					 CHANGE_ROLLBACK_FAILED;
+
+		if (recorder_close(rec, fin, &e2) < 0) {
+			fprintf(stderr, "runbook: warning: %s; the journal keeps the record, run 'runbook status' to commit it\n",
+				e2.msg);
+		}
+	}
+out:
+	recorder_free(rec);
+	change_free(ch);
+	lock_release(lk);
+	store_free(st);
+	free(id);
+	return code;
+}
+
+static int cmd_status(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	char **ids = NULL, *busy = NULL;
+	enum change_status bs;
+	size_t n = 0, shown = 0;
+	int code = 0;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0)
+		return err->cls;
+	/* commits pending notes first, so what is left is unfinished */
+	if (settle_journals(st, NULL, &busy, &bs, c->quiet, err) < 0 ||
+	    journal_list(store_dir(st), &ids, &n, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct change_rec *ch = NULL;
+		struct rb_error e2 = RB_ERROR_INIT;
+		bool from_j, torn;
+		char *holder;
+		const char *state;
+		struct buf applied = BUF_INIT, running = BUF_INIT;
+
+		if (change_load(st, ids[i], &ch, &from_j, &torn, &e2) < 0) {
+			fprintf(stderr, "runbook: %s\n", e2.msg);
+			code = RB_ERR_PARTIAL;
+			continue;
+		}
+		if (c->target && ch->target && strcmp(c->target, ch->target) != 0) {
+			change_free(ch);
+			continue;
+		}
+		holder = lock_holder(store_dir(st), ch->target ? ch->target : "local");
+		if (holder && strstr(holder, ch->id))
+			state = "running";
+		else if (!ch->closed)
+			state = "interrupted";
+		else
+			state = change_status_name(ch->status);
+		for (size_t k = 0; k < ch->n_steps; k++) {
+			struct rec_step *s = &ch->steps[k];
+
+			if (s->phase != PHASE_STEPS)
+				continue;
+			if (s->running)
+				buf_addf(&running, "%s'%s' on %s", running.len ? ", " : "",
+					 s->name, s->host);
+			else if ((s->result == RES_OK || s->result == RES_FAILED ||
+				  s->result == RES_TIMEOUT) &&
+				 s->rb_result != RES_ROLLED_BACK)
+				buf_addf(&applied, "%s'%s' on %s", applied.len ? ", " : "",
+					 s->name, s->host);
+		}
+		if (c->json) {
+			struct buf b = BUF_INIT;
+
+			buf_adds(&b, "{");
+			json_kv(&b, "event", "status", 1);
+			json_kv(&b, "change", ch->id, 0);
+			json_kv(&b, "runbook", ch->runbook ? ch->runbook : "", 0);
+			json_kv(&b, "target", ch->target ? ch->target : "", 0);
+			json_kv(&b, "status", state, 0);
+			json_kv(&b, "applied", buf_str(&applied), 0);
+			json_kv(&b, "running", buf_str(&running), 0);
+			if (holder)
+				json_kv(&b, "lock", holder, 0);
+			buf_adds(&b, "}\n");
+			fputs(buf_str(&b), stdout);
+			buf_release(&b);
+		} else {
+			printf("%s  %s on %s: %s\n", ch->id, ch->runbook ? ch->runbook : "?",
+			       ch->target ? ch->target : "?", state);
+			if (applied.len)
+				printf("  applied, not undone: %s\n", buf_str(&applied));
+			if (running.len)
+				printf("  was running when it stopped (may be half-applied): %s\n",
+				       buf_str(&running));
+			if (holder)
+				printf("  lock held by %s\n", holder);
+			if (strcmp(state, "running") != 0)
+				printf("  finish it with: runbook rollback %s\n", ch->id);
+		}
+		shown++;
+		free(holder);
+		buf_release(&applied);
+		buf_release(&running);
+		change_free(ch);
+	}
+	if (!shown && !c->json && !c->quiet)
+		printf("no unfinished changes in %s\n", store_path(st));
+out:
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	free(busy);
+	store_free(st);
+	return code;
+}
+
+struct log_ctx {
+	const struct cli *c;
+	size_t shown;
+};
+
+static int log_one(void *ctx, const char *id, const char *text, size_t len)
+{
+	struct log_ctx *lc = ctx;
+	struct change_rec *ch = NULL;
+	struct rb_error err = RB_ERROR_INIT;
+
+	if (note_parse(text, len, &ch, &err) < 0) {
+		printf("%s  (unreadable note: %s)\n", id, err.msg);
+		return 0;
+	}
+	if (lc->c->json) {
+		struct buf b = BUF_INIT;
+
+		buf_adds(&b, "{");
+		json_kv(&b, "event", "change", 1);
+		json_kv(&b, "change", id, 0);
+		json_kv(&b, "runbook", ch->runbook ? ch->runbook : "", 0);
+		json_kv(&b, "target", ch->target ? ch->target : "", 0);
+		json_kv(&b, "status", change_status_name(ch->status), 0);
+		json_kv(&b, "operator", ch->operator_ ? ch->operator_ : "", 0);
+		json_kv(&b, "started", ch->started ? ch->started : "", 0);
+		json_kv(&b, "finished", ch->finished ? ch->finished : "", 0);
+		json_kv(&b, "reason", ch->reason ? ch->reason : "", 0);
+		buf_adds(&b, "}\n");
+		fputs(buf_str(&b), stdout);
+		buf_release(&b);
+	} else {
+		printf("%s  %-15s %-12s %s\n    %s\n", id,
+		       change_status_name(ch->status),
+		       ch->target ? ch->target : "?",
+		       ch->operator_ ? ch->operator_ : "",
+		       ch->reason ? ch->reason : "");
+	}
+	lc->shown++;
+	change_free(ch);
+	return 0;
+}
+
+static int cmd_log(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct log_ctx lc = { c, 0 };
+	int code = 0;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0)
+		return err->cls;
+	if (store_each(st, c->log_n, log_one, &lc, err) < 0)
+		code = err->cls;
+	else if (!lc.shown && !c->json && !c->quiet)
+		printf("no changes recorded in %s\n", store_path(st));
+	store_free(st);
+	return code;
+}
+
+static int cmd_show(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct buf text = BUF_INIT;
+	char *id = NULL;
+	int code = 0;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    store_resolve(st, c->args[0], &id, err) < 0 ||
+	    store_read_note(st, id, &text, err) < 0) {
+		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
+		goto out;
+	}
+	if (c->json) {
+		struct buf b = BUF_INIT;
+
+		buf_adds(&b, "{");
+		json_kv(&b, "event", "note", 1);
+		json_kv(&b, "change", id, 0);
+		buf_adds(&b, ",\"note\":");
+		json_str_n(&b, text.data, text.len);
+		buf_adds(&b, "}\n");
+		fputs(buf_str(&b), stdout);
+		buf_release(&b);
+	} else {
+		fwrite(text.data, 1, text.len, stdout);
+	}
+out:
+	buf_release(&text);
+	free(id);
+	store_free(st);
 	return code;
 }
 
@@ -234,6 +709,18 @@ int main(int argc, char **argv)
 		break;
 	case CMD_APPLY:
 		code = cmd_apply(&c, &err);
+		break;
+	case CMD_ROLLBACK:
+		code = cmd_rollback(&c, &err);
+		break;
+	case CMD_STATUS:
+		code = cmd_status(&c, &err);
+		break;
+	case CMD_LOG:
+		code = cmd_log(&c, &err);
+		break;
+	case CMD_SHOW:
+		code = cmd_show(&c, &err);
 		break;
 	default:
 		rb_error_set(&err, RB_ERR_USAGE,

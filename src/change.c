@@ -1,0 +1,366 @@
+/*
+ * The change record and its journal encoding. Records are applied in
+ * the order they were written; applying the same sequence always gives
+ * the same record, which is what makes recovery after kill -9 exact.
+ */
+#include "change.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "yamltree.h"
+
+struct change_rec *change_new(void)
+{
+	struct change_rec *c = xcalloc(1, sizeof(*c));
+
+	c->status = CHANGE_RUNNING;
+	return c;
+}
+
+static void free_step(struct rec_step *s)
+{
+	free(s->host);
+	free(s->name);
+	free(s->command);
+	free(s->rollback);
+	free(s->dir);
+	strvec_release(&s->env);
+	free(s->output);
+}
+
+void change_free(struct change_rec *c)
+{
+	if (!c)
+		return;
+	free(c->id);
+	free(c->runbook);
+	free(c->file);
+	free(c->file_sha256);
+	free(c->target);
+	free(c->owner);
+	free(c->reason);
+	free(c->expected);
+	free(c->operator_);
+	free(c->started);
+	free(c->finished);
+	strvec_release(&c->hosts);
+	varset_release(&c->vars);
+	varset_release(&c->secrets);
+	for (size_t i = 0; i < c->n_captures; i++) {
+		free(c->captures[i].host);
+		free(c->captures[i].name);
+		free(c->captures[i].value);
+	}
+	free(c->captures);
+	for (size_t i = 0; i < c->n_metrics; i++) {
+		free(c->metrics[i].host);
+		free(c->metrics[i].name);
+		free(c->metrics[i].before);
+		free(c->metrics[i].after);
+	}
+	free(c->metrics);
+	for (size_t i = 0; i < c->n_steps; i++)
+		free_step(&c->steps[i]);
+	free(c->steps);
+	free(c);
+}
+
+struct rec_step *change_add_step(struct change_rec *c)
+{
+	struct rec_step *s;
+
+	c->steps = xgrow(c->steps, &c->cap_steps, c->n_steps + 1,
+			 sizeof(*c->steps));
+	s = &c->steps[c->n_steps++];
+	memset(s, 0, sizeof(*s));
+	s->exit_code = -1;
+	s->rb_exit_code = -1;
+	return s;
+}
+
+struct rec_step *change_find_step(struct change_rec *c, const char *host,
+				  enum phase phase, unsigned index)
+{
+	for (size_t i = c->n_steps; i-- > 0;) {
+		struct rec_step *s = &c->steps[i];
+
+		if (s->phase == phase && s->index == index && s->host &&
+		    strcmp(s->host, host) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+void change_set_capture(struct change_rec *c, const char *host,
+			const char *name, const char *value)
+{
+	struct rec_capture *x;
+
+	for (size_t i = 0; i < c->n_captures; i++) {
+		x = &c->captures[i];
+		if (strcmp(x->host, host) == 0 && strcmp(x->name, name) == 0) {
+			free(x->value);
+			x->value = xstrdup(value);
+			return;
+		}
+	}
+	c->captures = xgrow(c->captures, &c->cap_captures, c->n_captures + 1,
+			    sizeof(*c->captures));
+	x = &c->captures[c->n_captures++];
+	x->host = xstrdup(host);
+	x->name = xstrdup(name);
+	x->value = xstrdup(value);
+}
+
+void change_set_metric(struct change_rec *c, const char *host,
+		       const char *name, bool after, const char *value)
+{
+	struct rec_metric *m = NULL;
+
+	for (size_t i = 0; i < c->n_metrics && !m; i++)
+		if (strcmp(c->metrics[i].host, host) == 0 &&
+		    strcmp(c->metrics[i].name, name) == 0)
+			m = &c->metrics[i];
+	if (!m) {
+		c->metrics = xgrow(c->metrics, &c->cap_metrics,
+				   c->n_metrics + 1, sizeof(*c->metrics));
+		m = &c->metrics[c->n_metrics++];
+		memset(m, 0, sizeof(*m));
+		m->host = xstrdup(host);
+		m->name = xstrdup(name);
+	}
+	if (after) {
+		free(m->after);
+		m->after = xstrdup(value);
+	} else {
+		free(m->before);
+		m->before = xstrdup(value);
+	}
+}
+
+size_t change_pending(struct change_rec *c, const char *host,
+		      struct rec_step ***v)
+{
+	size_t n = 0;
+
+	*v = xcalloc(c->n_steps + 1, sizeof(**v));
+	for (size_t i = c->n_steps; i-- > 0;) {
+		struct rec_step *s = &c->steps[i];
+
+		if (s->phase != PHASE_STEPS || strcmp(s->host, host) != 0)
+			continue;
+		if (!s->running && (s->result == RES_SKIPPED ||
+				    s->result == RES_NOT_RUN))
+			continue;
+		if (s->rb_result == RES_ROLLED_BACK)
+			continue;
+		(*v)[n++] = s;
+	}
+	return n;
+}
+
+int change_status_parse(const char *s)
+{
+	for (int i = CHANGE_RUNNING; i <= CHANGE_REHEARSED; i++)
+		if (strcmp(s, change_status_name((enum change_status)i)) == 0)
+			return i;
+	return -1;
+}
+
+int step_result_parse(const char *s)
+{
+	for (int i = RES_NOT_RUN; i <= RES_ROLLBACK_FAILED; i++)
+		if (strcmp(s, step_result_name((enum step_result)i)) == 0)
+			return i;
+	return -1;
+}
+
+static int phase_parse(const char *s)
+{
+	for (int i = 0; i < PHASE_COUNT; i++)
+		if (strcmp(s, phase_name((enum phase)i)) == 0)
+			return i;
+	return -1;
+}
+
+/* ---- encoding ---- */
+
+static void kv(struct buf *b, const char *k, const char *v)
+{
+	json_kv(b, k, v ? v : "", 0);
+}
+
+static void varset_json(struct buf *b, const char *key, const struct varset *vs)
+{
+	buf_addc(b, ',');
+	json_str(b, key);
+	buf_adds(b, ":{");
+	for (size_t i = 0; i < vs->n; i++) {
+		if (i)
+			buf_addc(b, ',');
+		json_str(b, vs->names[i]);
+		buf_addc(b, ':');
+		json_str(b, vs->values[i]);
+	}
+	buf_addc(b, '}');
+}
+
+void change_rec_open(struct buf *out, const struct change_rec *c)
+{
+	buf_adds(out, "{");
+	json_kv(out, "t", "open", 1);
+	kv(out, "change", c->id);
+	kv(out, "runbook", c->runbook);
+	kv(out, "file", c->file);
+	kv(out, "file_sha256", c->file_sha256);
+	kv(out, "target", c->target);
+	kv(out, "owner", c->owner);
+	kv(out, "reason", c->reason);
+	kv(out, "expected", c->expected);
+	kv(out, "operator", c->operator_);
+	kv(out, "started", c->started);
+	buf_adds(out, ",\"hosts\":[");
+	for (size_t i = 0; i < c->hosts.n; i++) {
+		if (i)
+			buf_addc(out, ',');
+		json_str(out, c->hosts.v[i]);
+	}
+	buf_addc(out, ']');
+	varset_json(out, "vars", &c->vars);
+	varset_json(out, "secrets", &c->secrets);
+	buf_adds(out, "}");
+}
+
+/* ---- decoding ---- */
+
+static const char *str(const struct ynode *n, const char *key)
+{
+	const struct ynode *v = ynode_get(n, key);
+
+	if (!v || v->type != YN_SCALAR || ynode_is_null(v))
+		return NULL;
+	return v->text;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static long num(const struct ynode *n, const char *key, long dflt)
+{
+	const char *s = str(n, key);
+
+	return s ? strtol(s, NULL, 10) : dflt;
+}
+
+static void read_map(const struct ynode *n, const char *key, struct varset *vs)
+{
+	const struct ynode *m = ynode_get(n, key);
+
+	if (!m || m->type != YN_MAP)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		if (m->items[i]->type == YN_SCALAR)
+			varset_set(vs, m->keys[i]->text, m->items[i]->text);
+}
+
+static void replace(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = dup_or_null(v);
+}
+
+void change_apply_record(struct change_rec *c, const struct ynode *r)
+{
+	const char *t = str(r, "t"), *host = str(r, "host");
+	const char *ph = str(r, "phase");
+	struct rec_step *s = NULL;
+	int p = ph ? phase_parse(ph) : -1;
+	unsigned idx = (unsigned)num(r, "index", 0);
+	const struct ynode *x;
+
+	if (!t)
+		return;
+	if (host && p >= 0 && strcmp(t, "step-begin") != 0)
+		s = change_find_step(c, host, (enum phase)p, idx);
+
+	if (strcmp(t, "open") == 0) {
+		replace(&c->id, str(r, "change"));
+		replace(&c->runbook, str(r, "runbook"));
+		replace(&c->file, str(r, "file"));
+		replace(&c->file_sha256, str(r, "file_sha256"));
+		replace(&c->target, str(r, "target"));
+		replace(&c->owner, str(r, "owner"));
+		replace(&c->reason, str(r, "reason"));
+		replace(&c->expected, str(r, "expected"));
+		replace(&c->operator_, str(r, "operator"));
+		replace(&c->started, str(r, "started"));
+		strvec_release(&c->hosts);
+		if ((x = ynode_get(r, "hosts")) && x->type == YN_SEQ)
+			for (size_t i = 0; i < x->n; i++)
+				strvec_push(&c->hosts, x->items[i]->text);
+		read_map(r, "vars", &c->vars);
+		read_map(r, "secrets", &c->secrets);
+	} else if (strcmp(t, "step-begin") == 0 && host && p >= 0) {
+		s = change_add_step(c);
+		s->host = xstrdup(host);
+		s->phase = (enum phase)p;
+		s->index = idx;
+		s->name = dup_or_null(str(r, "name"));
+		s->command = dup_or_null(str(r, "command"));
+		s->rollback = dup_or_null(str(r, "rollback"));
+		s->rollback_none = str(r, "rollback_none") &&
+				   strcmp(str(r, "rollback_none"), "true") == 0;
+		s->dir = dup_or_null(str(r, "dir"));
+		if ((x = ynode_get(r, "env")) && x->type == YN_SEQ)
+			for (size_t i = 0; i < x->n; i++)
+				strvec_push(&s->env, x->items[i]->text);
+		s->timeout_ms = (unsigned)num(r, "timeout_ms", 600000);
+		s->running = true;
+	} else if (strcmp(t, "step-end") == 0 && s) {
+		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
+
+		s->running = false;
+		s->result = res >= 0 ? (enum step_result)res : RES_FAILED;
+		s->exit_code = (int)num(r, "exit", -1);
+		s->duration_ms = (unsigned long long)num(r, "duration_ms", 0);
+		if (ynode_get(r, "rollback"))
+			replace(&s->rollback, str(r, "rollback"));
+		replace(&s->output, str(r, "output"));
+		if ((x = ynode_get(r, "captures")) && x->type == YN_MAP)
+			for (size_t i = 0; i < x->n; i++)
+				change_set_capture(c, host, x->keys[i]->text,
+						   x->items[i]->text);
+		if (str(r, "metric"))
+			change_set_metric(c, host, s->name,
+					  num(r, "after", 0) != 0,
+					  str(r, "metric"));
+	} else if (strcmp(t, "pid") == 0 && s) {
+		s->pid = num(r, "pid", 0);
+		s->start_time = str(r, "start") ?
+			strtoull(str(r, "start"), NULL, 10) : 0;
+	} else if (strcmp(t, "rollback-begin") == 0 && s) {
+		s->rb_running = true;
+	} else if (strcmp(t, "rollback-end") == 0 && s) {
+		s->rb_running = false;
+		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
+
+		s->rb_result = res >= 0 ? (enum step_result)res :
+					  RES_ROLLBACK_FAILED;
+		s->rb_exit_code = (int)num(r, "exit", -1);
+	} else if (strcmp(t, "close") == 0) {
+		int st = str(r, "status") ? change_status_parse(str(r, "status")) : -1;
+
+		c->closed = true;
+		c->status = st >= 0 ? (enum change_status)st : CHANGE_FAILED;
+		replace(&c->finished, str(r, "finished"));
+	} else if (strcmp(t, "note") == 0) {
+		int st = str(r, "status") ? change_status_parse(str(r, "status")) : -1;
+
+		c->has_note = true;
+		c->noted = st >= 0 ? (enum change_status)st : CHANGE_RUNNING;
+	}
+}

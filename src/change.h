@@ -1,0 +1,107 @@
+/*
+ * The record of one change: what the journal accumulates while apply
+ * runs, what a note's front matter holds, and what `rollback`, `status`
+ * and `show` read back. One model for all three, so a change can be
+ * finished from whichever of journal and note is there.
+ *
+ * Commands are kept in their record form: rendered, with secrets left
+ * as {{ secrets.NAME }} (resolved again when a rollback is replayed).
+ * The record owns all its strings; change_free() releases it.
+ */
+#ifndef RUNBOOK_CHANGE_H
+#define RUNBOOK_CHANGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "apply.h"
+#include "buf.h"
+#include "vars.h"
+
+struct ynode;
+struct rb_error;
+
+struct rec_step {
+	char *host;
+	enum phase phase;
+	unsigned index;
+	char *name;
+	char *command;
+	char *rollback;		/* NULL when none or not renderable */
+	bool rollback_none;
+	char *dir;		/* NULL: none */
+	struct strvec env;	/* "NAME=value", record form */
+	unsigned timeout_ms;
+	bool running;		/* begun and never ended (interrupted) */
+	bool rb_running;	/* its rollback begun and never ended */
+	long pid;		/* process group of the last command started */
+	unsigned long long start_time;
+	enum step_result result;
+	enum step_result rb_result;	/* RES_NOT_RUN: no rollback tried */
+	int exit_code;
+	int rb_exit_code;
+	unsigned long long duration_ms;
+	char *output;		/* redacted head and tail, for the note body */
+};
+
+struct rec_metric {
+	char *host, *name, *before, *after;
+};
+
+struct rec_capture {
+	char *host, *name, *value;
+};
+
+struct change_rec {
+	char *id, *runbook, *file, *file_sha256, *target;
+	char *owner, *reason, *expected, *operator_;
+	char *started, *finished;
+	enum change_status status;
+	bool closed;		/* the runner recorded its end */
+	struct strvec hosts;
+	struct varset vars;	/* no secrets */
+	struct varset secrets;	/* name -> "env:VAR" or "file:PATH" */
+	struct rec_capture *captures;
+	size_t n_captures, cap_captures;
+	struct rec_metric *metrics;
+	size_t n_metrics, cap_metrics;
+	struct rec_step *steps;
+	size_t n_steps, cap_steps;
+	enum change_status noted;	/* status of the newest note commit */
+	bool has_note;
+};
+
+struct change_rec *change_new(void);
+void change_free(struct change_rec *c);
+
+/* Appends a step; the record owns it (fields start empty). */
+struct rec_step *change_add_step(struct change_rec *c);
+/* The last step begun for (host, phase, index), or NULL. */
+struct rec_step *change_find_step(struct change_rec *c, const char *host,
+				  enum phase phase, unsigned index);
+void change_set_capture(struct change_rec *c, const char *host,
+			const char *name, const char *value);
+void change_set_metric(struct change_rec *c, const char *host,
+		       const char *name, bool after, const char *value);
+
+/*
+ * Steps of host that still need their rollback, newest first: begun
+ * (even if interrupted), not skipped, not already rolled back. Fills v
+ * (borrowed pointers) and returns their number.
+ */
+size_t change_pending(struct change_rec *c, const char *host,
+		      struct rec_step ***v);
+
+/* Parses a status or result name; -1 when unknown. */
+int change_status_parse(const char *s);
+int step_result_parse(const char *s);
+
+
+
+/*
+ * Journal records are JSON objects (one per record, "t" names the
+ * kind); these build them and apply a parsed one to a record.
+ */
+void change_rec_open(struct buf *out, const struct change_rec *c);
+void change_apply_record(struct change_rec *c, const struct ynode *rec);
+#endif

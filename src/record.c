@@ -1,0 +1,429 @@
+/*
+ * Recorder. The order for every event: build the JSON record, append it
+ * to the journal (fsync), then apply the same bytes to the model. A
+ * failed append fails the hook, which stops the engine from starting
+ * anything new.
+ */
+#include "record.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "change.h"
+#include "diag.h"
+#include "error.h"
+#include "journal.h"
+#include "json.h"
+#include "note.h"
+#include "redact.h"
+#include "store.h"
+#include "yamltree.h"
+
+struct recorder {
+	struct store *st;
+	struct change_rec *c;
+	const struct redactor *red;
+	struct journal *j;
+};
+
+bool change_status_final(enum change_status s)
+{
+	return s == CHANGE_APPLIED || s == CHANGE_ROLLED_BACK ||
+	       s == CHANGE_FAILED || s == CHANGE_REHEARSED;
+}
+
+static void iso_now(char out[40])
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+struct recorder *recorder_new(struct store *st, struct change_rec *c,
+			      const struct redactor *red)
+{
+	struct recorder *r = xcalloc(1, sizeof(*r));
+
+	r->st = st;
+	r->c = c;
+	r->red = red;
+	return r;
+}
+
+/*
+ * Writes the whole record as journal records, for a change known only
+ * from its note: a rollback of it must be recoverable like any other.
+ */
+static int snapshot(struct recorder *r, struct rb_error *err)
+{
+	const struct change_rec *c = r->c;
+	struct buf rec = BUF_INIT;
+	int ret = -1;
+
+	change_rec_open(&rec, c);
+	if (journal_append(r->j, rec.data, rec.len, err) < 0)
+		goto out;
+	for (size_t i = 0; i < c->n_steps; i++) {
+		const struct rec_step *s = &c->steps[i];
+
+		buf_reset(&rec);
+		buf_adds(&rec, "{");
+		json_kv(&rec, "t", "step-begin", 1);
+		json_kv(&rec, "host", s->host, 0);
+		json_kv(&rec, "phase", phase_name(s->phase), 0);
+		buf_addf(&rec, ",\"index\":%u", s->index);
+		json_kv(&rec, "name", s->name ? s->name : "", 0);
+		json_kv(&rec, "command", s->command ? s->command : "", 0);
+		if (s->rollback)
+			json_kv(&rec, "rollback", s->rollback, 0);
+		buf_addf(&rec, ",\"rollback_none\":%s",
+			 s->rollback_none ? "true" : "false");
+		if (s->dir)
+			json_kv(&rec, "dir", s->dir, 0);
+		buf_adds(&rec, ",\"env\":[");
+		for (size_t k = 0; k < s->env.n; k++) {
+			if (k)
+				buf_addc(&rec, ',');
+			json_str(&rec, s->env.v[k]);
+		}
+		buf_addf(&rec, "],\"timeout_ms\":%u}", s->timeout_ms);
+		if (journal_append(r->j, rec.data, rec.len, err) < 0)
+			goto out;
+		if (s->running)
+			continue;
+		buf_reset(&rec);
+		buf_adds(&rec, "{");
+		json_kv(&rec, "t", "step-end", 1);
+		json_kv(&rec, "host", s->host, 0);
+		json_kv(&rec, "phase", phase_name(s->phase), 0);
+		buf_addf(&rec, ",\"index\":%u", s->index);
+		json_kv(&rec, "result", step_result_name(s->result), 0);
+		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu}",
+			 s->exit_code, s->duration_ms);
+		if (journal_append(r->j, rec.data, rec.len, err) < 0)
+			goto out;
+		if (s->rb_result == RES_NOT_RUN)
+			continue;
+		buf_reset(&rec);
+		buf_adds(&rec, "{");
+		json_kv(&rec, "t", "rollback-end", 1);
+		json_kv(&rec, "host", s->host, 0);
+		json_kv(&rec, "phase", phase_name(s->phase), 0);
+		buf_addf(&rec, ",\"index\":%u", s->index);
+		json_kv(&rec, "result", step_result_name(s->rb_result), 0);
+		buf_addf(&rec, ",\"exit\":%d}", s->rb_exit_code);
+		if (journal_append(r->j, rec.data, rec.len, err) < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	buf_release(&rec);
+	return ret;
+}
+
+int recorder_resume(struct store *st, struct change_rec *c,
+		    const struct redactor *red, struct recorder **out,
+		    struct rb_error *err)
+{
+	struct recorder *r = recorder_new(st, c, red);
+	struct buf live = BUF_INIT, done = BUF_INIT;
+	bool had;
+
+	buf_addf(&live, "%s/journal/%s.log", store_dir(st), c->id);
+	buf_addf(&done, "%s/journal/done/%s.log", store_dir(st), c->id);
+	had = access(buf_str(&live), F_OK) == 0 ||
+	      access(buf_str(&done), F_OK) == 0;
+	buf_release(&live);
+	buf_release(&done);
+	if (journal_open(store_dir(st), c->id, &r->j, err) < 0 ||
+	    (!had && snapshot(r, err) < 0)) {
+		recorder_free(r);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
+void recorder_free(struct recorder *r)
+{
+	if (!r)
+		return;
+	journal_close(r->j);
+	free(r);
+}
+
+struct change_rec *recorder_change(struct recorder *r)
+{
+	return r->c;
+}
+
+static int apply_payload(void *ctx, const char *payload, size_t len)
+{
+	struct change_rec *c = ctx;
+	struct ynode *n = NULL;
+	struct diag d;
+
+	diag_init(&d, "journal");
+	if (ytree_parse(payload, len, &n, &d) == 0 && n)
+		change_apply_record(c, n);
+	ytree_free(n);
+	diag_release(&d);
+	return 0;
+}
+
+/* Journal first, then the model, from the same bytes. */
+static int put(struct recorder *r, struct buf *rec, struct rb_error *err)
+{
+	if (journal_append(r->j, rec->data, rec->len, err) < 0)
+		return -1;
+	apply_payload(r->c, rec->data, rec->len);
+	return 0;
+}
+
+/* The engine's redactor (it knows the secrets), else our own. */
+static const struct redactor *red_of(const struct recorder *r)
+{
+	return r->red;
+}
+
+static void red_kv(struct recorder *r, struct buf *b, const char *k,
+		   const char *v)
+{
+	char *red;
+
+	if (!v) {
+		buf_addf(b, ",\"%s\":null", k);
+		return;
+	}
+	red = redact_str(red_of(r), v);
+	json_kv(b, k, red, 0);
+	free(red);
+}
+
+int recorder_commit(struct recorder *r, struct rb_error *err)
+{
+	struct buf text = BUF_INIT, msg = BUF_INIT, rec = BUF_INIT;
+	char oid[41];
+	int ret = -1;
+
+	note_render(r->c, &text);
+	buf_addf(&msg, "%s: %s on %s\n\n%s\n", r->c->runbook,
+		 change_status_name(r->c->status), r->c->target,
+		 r->c->reason ? r->c->reason : "");
+	if (store_commit_note(r->st, r->c->id, buf_str(&text),
+			      r->c->owner ? r->c->owner : "unknown",
+			      r->c->operator_ ? r->c->operator_ : "unknown",
+			      buf_str(&msg), oid, err) < 0)
+		goto out;
+	buf_adds(&rec, "{");
+	json_kv(&rec, "t", "note", 1);
+	json_kv(&rec, "status", change_status_name(r->c->status), 0);
+	json_kv(&rec, "oid", oid, 0);
+	buf_adds(&rec, "}");
+	if (put(r, &rec, err) < 0)
+		goto out;
+	if (r->c->closed && change_status_final(r->c->status) &&
+	    journal_retire(store_dir(r->st), r->c->id, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	buf_release(&text);
+	buf_release(&msg);
+	buf_release(&rec);
+	return ret;
+}
+
+int recorder_close(struct recorder *r, enum change_status status,
+		   struct rb_error *err)
+{
+	struct buf rec = BUF_INIT;
+	char t[40];
+	int ret;
+
+	iso_now(t);
+	buf_adds(&rec, "{");
+	json_kv(&rec, "t", "close", 1);
+	json_kv(&rec, "status", change_status_name(status), 0);
+	json_kv(&rec, "finished", t, 0);
+	buf_adds(&rec, "}");
+	ret = put(r, &rec, err);
+	buf_release(&rec);
+	if (ret == 0)
+		ret = recorder_commit(r, err);
+	return ret;
+}
+
+static void step_key(struct recorder *r, struct buf *b,
+		     const struct journal_event *ev)
+{
+	red_kv(r, b, "host", ev->host);
+	json_kv(b, "phase", phase_name(ev->phase), 0);
+	buf_addf(b, ",\"index\":%zu", ev->index);
+}
+
+int recorder_event(void *ctx, const struct journal_event *ev,
+		   struct rb_error *err)
+{
+	struct recorder *r = ctx;
+	struct buf rec = BUF_INIT;
+	char t[40];
+	int ret = -1;
+
+	if (ev->red)
+		r->red = ev->red;
+	iso_now(t);
+	buf_adds(&rec, "{");
+	switch (ev->type) {
+	case JEV_OPEN:
+		/* what the file and --var say may hold secrets too */
+		for (size_t i = 0; i < r->c->vars.n; i++) {
+			char *v = redact_str(r->red, r->c->vars.values[i]);
+
+			free(r->c->vars.values[i]);
+			r->c->vars.values[i] = v;
+		}
+		{
+			char **f[] = { &r->c->owner, &r->c->reason,
+				       &r->c->expected, &r->c->file };
+
+			for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+				char *v;
+
+				if (!*f[i])
+					continue;
+				v = redact_str(r->red, *f[i]);
+				free(*f[i]);
+				*f[i] = v;
+			}
+		}
+		free(r->c->id);
+		r->c->id = xstrdup(ev->change_id);
+		free(r->c->started);
+		r->c->started = xstrdup(t);
+		if (journal_create(store_dir(r->st), r->c->id, &r->j, err) < 0)
+			goto out;
+		buf_reset(&rec);
+		change_rec_open(&rec, r->c);
+		if (put(r, &rec, err) < 0 || recorder_commit(r, err) < 0)
+			goto out;
+		ret = 0;
+		goto out;
+	case JEV_STEP_BEGIN:
+		json_kv(&rec, "t", "step-begin", 1);
+		step_key(r, &rec, ev);
+		red_kv(r, &rec, "name", ev->name);
+		red_kv(r, &rec, "command", ev->command);
+		red_kv(r, &rec, "rollback", ev->rollback);
+		buf_addf(&rec, ",\"rollback_none\":%s",
+			 ev->rollback_none ? "true" : "false");
+		red_kv(r, &rec, "dir", ev->dir);
+		buf_adds(&rec, ",\"env\":[");
+		for (size_t i = 0; ev->env && ev->env[i]; i++) {
+			char *red = redact_str(red_of(r), ev->env[i]);
+
+			if (i)
+				buf_addc(&rec, ',');
+			json_str(&rec, red);
+			free(red);
+		}
+		buf_addf(&rec, "],\"timeout_ms\":%u", ev->timeout_ms);
+		break;
+	case JEV_STEP_END:
+		json_kv(&rec, "t", "step-end", 1);
+		step_key(r, &rec, ev);
+		json_kv(&rec, "result", step_result_name(ev->result), 0);
+		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu",
+			 ev->exit_code, ev->duration_ms);
+		if (ev->phase == PHASE_STEPS)
+			red_kv(r, &rec, "rollback", ev->rollback);
+		red_kv(r, &rec, "output", ev->output);
+		if (ev->n_caps) {
+			buf_adds(&rec, ",\"captures\":{");
+			for (size_t i = 0; i < ev->n_caps; i++) {
+				char *red = redact_str(red_of(r), ev->cap_values[i]);
+
+				if (i)
+					buf_addc(&rec, ',');
+				json_str(&rec, ev->cap_names[i]);
+				buf_addc(&rec, ':');
+				json_str(&rec, red);
+				free(red);
+			}
+			buf_addc(&rec, '}');
+		}
+		if (ev->metric) {
+			red_kv(r, &rec, "metric", ev->metric);
+			buf_addf(&rec, ",\"after\":%d", ev->metric_after ? 1 : 0);
+		}
+		break;
+	case JEV_ROLLBACK_BEGIN:
+		json_kv(&rec, "t", "rollback-begin", 1);
+		step_key(r, &rec, ev);
+		red_kv(r, &rec, "command", ev->command);
+		break;
+	case JEV_ROLLBACK_END:
+		json_kv(&rec, "t", "rollback-end", 1);
+		step_key(r, &rec, ev);
+		json_kv(&rec, "result", step_result_name(ev->result), 0);
+		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu",
+			 ev->exit_code, ev->duration_ms);
+		break;
+	case JEV_CLOSE:
+		buf_release(&rec);
+		return recorder_close(r, ev->status, err);
+	case JEV_PID:
+		json_kv(&rec, "t", "pid", 1);
+		step_key(r, &rec, ev);
+		buf_addf(&rec, ",\"pid\":%ld,\"start\":%llu,\"rollback\":%s",
+			 ev->pid, ev->start_time, ev->in_rollback ? "true" : "false");
+		break;
+	}
+	json_kv(&rec, "time", t, 0);
+	buf_adds(&rec, "}");
+	ret = put(r, &rec, err);
+out:
+	buf_release(&rec);
+	return ret;
+}
+
+int change_load(struct store *st, const char *id, struct change_rec **out,
+		bool *from_journal, bool *torn, struct rb_error *err)
+{
+	struct change_rec *c = change_new();
+	struct rb_error jerr = RB_ERROR_INIT;
+	struct buf text = BUF_INIT;
+
+	*torn = false;
+	*from_journal = false;
+	/* the journal is the fuller record when it is here; repair its tail */
+	if (journal_read(store_dir(st), id, true, apply_payload, c, torn,
+			 &jerr) == 0 && c->id) {
+		*from_journal = true;
+		*out = c;
+		return 0;
+	}
+	change_free(c);
+	if (jerr.cls == RB_ERR_PARTIAL) {
+		*err = jerr;	/* corrupt: never guess */
+		return -1;
+	}
+	if (store_read_note(st, id, &text, err) < 0) {
+		buf_release(&text);
+		return -1;
+	}
+	if (note_parse(text.data, text.len, out, err) < 0) {
+		buf_release(&text);
+		return -1;
+	}
+	buf_release(&text);
+	return 0;
+}

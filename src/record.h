@@ -1,0 +1,55 @@
+/*
+ * The recorder: the journal hook of apply and of rollback. Every event
+ * becomes a journal record (fsynced before the engine acts), and is
+ * applied to the in-memory change record by the same code that replays
+ * a journal after a crash, so what is recorded and what recovery sees
+ * cannot differ. The note is committed when the change opens (status
+ * running) and when it closes; a journal whose change is finished and
+ * noted moves to done/.
+ */
+#ifndef RUNBOOK_RECORD_H
+#define RUNBOOK_RECORD_H
+
+#include <stdbool.h>
+
+#include "apply.h"
+
+struct change_rec;
+struct store;
+struct redactor;
+struct rb_error;
+
+struct recorder;
+
+/* For a new change: c is filled with what is known before it runs. */
+struct recorder *recorder_new(struct store *st, struct change_rec *c,
+			      const struct redactor *red);
+/* For a change read back (rollback, recovery): appends to its journal. */
+int recorder_resume(struct store *st, struct change_rec *c,
+		    const struct redactor *red, struct recorder **out,
+		    struct rb_error *err);
+void recorder_free(struct recorder *r);
+struct change_rec *recorder_change(struct recorder *r);
+
+/* The apply_hooks event function; ctx is the recorder. */
+int recorder_event(void *ctx, const struct journal_event *ev,
+		   struct rb_error *err);
+
+/*
+ * Commits the note for the record's current status and notes that in
+ * the journal; retires the journal when the change is finished. Used by
+ * rollback and recovery (apply's CLOSE does it itself).
+ */
+int recorder_commit(struct recorder *r, struct rb_error *err);
+/* Records a new final status (a "close" record) then commits. */
+int recorder_close(struct recorder *r, enum change_status status,
+		   struct rb_error *err);
+
+/* Reads change id from its journal (preferred) or its note. */
+int change_load(struct store *st, const char *id, struct change_rec **out,
+		bool *from_journal, bool *torn, struct rb_error *err);
+
+/* A finished status: nothing is left to undo or to run. */
+bool change_status_final(enum change_status s);
+
+#endif
