@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "failpoint.h"
 #include "hash.h"
 
 #define MAGIC "RBJ1"
@@ -67,14 +68,10 @@ static char *jpath(const char *dir, const char *sub, const char *id)
 	return buf_detach(&b);
 }
 
-/* RUNBOOK_FAILPOINT=journal-fsync:N: the Nth fsync fails with EIO. */
+/* Failpoint journal-fsync:N: the Nth fsync fails with EIO. */
 static int do_fsync(int fd)
 {
-	static long count;
-	const char *fp = getenv("RUNBOOK_FAILPOINT");
-
-	if (fp && strncmp(fp, "journal-fsync:", 14) == 0 &&
-	    ++count == strtol(fp + 14, NULL, 10)) {
+	if (failpoint("journal-fsync")) {
 		errno = EIO;
 		return -1;
 	}

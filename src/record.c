@@ -16,6 +16,7 @@
 #include "change.h"
 #include "diag.h"
 #include "error.h"
+#include "failpoint.h"
 #include "journal.h"
 #include "json.h"
 #include "note.h"
@@ -185,6 +186,8 @@ static int put(struct recorder *r, struct buf *rec, struct rb_error *err)
 {
 	if (journal_append(r->j, rec->data, rec->len, err) < 0)
 		return -1;
+	/* Announced and durable, not yet done: the instant kill -9 tests. */
+	failpoint_kill("kill-after-record");
 	apply_payload(r->c, rec->data, rec->len);
 	return 0;
 }
@@ -219,6 +222,8 @@ int recorder_commit(struct recorder *r, struct rb_error *err)
 	buf_addf(&msg, "%s: %s on %s\n\n%s\n", r->c->runbook,
 		 change_status_name(r->c->status), r->c->target,
 		 r->c->reason ? r->c->reason : "");
+	/* The record is durable; a crash here leaves a note behind it. */
+	failpoint_kill("kill-before-note");
 	if (store_commit_note(r->st, r->c->id, buf_str(&text),
 			      r->c->owner ? r->c->owner : "unknown",
 			      r->c->operator_ ? r->c->operator_ : "unknown",
@@ -229,6 +234,7 @@ int recorder_commit(struct recorder *r, struct rb_error *err)
 	json_kv(&rec, "status", change_status_name(r->c->status), 0);
 	json_kv(&rec, "oid", oid, 0);
 	buf_adds(&rec, "}");
+	failpoint_kill("kill-after-note");
 	if (put(r, &rec, err) < 0)
 		goto out;
 	if (r->c->closed && change_status_final(r->c->status) &&
