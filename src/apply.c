@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,10 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "diff.h"
 #include "error.h"
 #include "exec.h"
+#include "hash.h"
 #include "json.h"
 #include "match.h"
 #include "redact.h"
@@ -116,8 +119,22 @@ struct applied {
 	char *rb_error;
 };
 
+/* What one preflight command showed, for rehearse. */
+struct snap {
+	bool taken;
+	enum step_result result;
+	int exit_code;
+	struct buf out;		/* redacted stdout, the first SNAP_MAX bytes */
+	unsigned long long total;	/* redacted bytes in all */
+	uint32_t crc;		/* of all of them */
+	struct strvec caps;	/* "name = value", redacted */
+};
+
+#define SNAP_MAX (1u << 20)
+
 struct host_run {
 	const struct host *h;
+	struct snap *snap[2];	/* rehearse: baseline, after the rollback */
 	struct exec *ex;
 	struct varset vars;
 	struct applied *ap;
@@ -147,6 +164,10 @@ struct engine {
 	bool failed;
 	bool interrupted;
 	bool metrics_after;	/* the metrics phase now running is "after" */
+	int snap_pass;		/* rehearse: 0 baseline, 1 after the rollback */
+	struct snap *keep;	/* where the next command's stdout goes */
+	bool checking;		/* rehearse: failures are mismatches */
+	struct buf mismatch;	/* rehearse: preflights that failed on the check */
 	struct buf fail_msg;	/* what failed first, redacted */
 	bool tty;
 	int host_w, name_w;	/* column widths of progress lines */
@@ -494,6 +515,7 @@ struct stream_cap {
 	unsigned long long emitted;	/* redacted bytes seen by the tail */
 	struct redact_stream *rs;
 	bool line_start;	/* for --verbose prefixes */
+	struct snap *keep;	/* stdout only: rehearse keeps it */
 };
 
 struct cmd_cap {
@@ -514,6 +536,15 @@ struct cmd_cap {
 static void cap_emit(struct stream_cap *sc, struct cmd_cap *c,
 		     const char *data, size_t len)
 {
+	if (sc->keep) {
+		struct snap *k = sc->keep;
+
+		if (k->out.len < SNAP_MAX)
+			buf_add(&k->out, data, len < SNAP_MAX - k->out.len ?
+					  len : SNAP_MAX - k->out.len);
+		k->total += len;
+		k->crc = crc32c(k->crc, data, len);
+	}
 	if (sc->head.len < EXCERPT) {
 		size_t n = EXCERPT - sc->head.len;
 
@@ -627,6 +658,15 @@ static void cap_init(struct cmd_cap *c, struct engine *E, const char *host,
 	c->st[0].rs = redact_stream_new(E->red, emit_out, c);
 	c->st[1].rs = redact_stream_new(E->red, emit_err, c);
 	c->st[0].line_start = c->st[1].line_start = true;
+	if (E->keep) {
+		struct snap *k = E->keep;
+
+		/* a retry starts the record again */
+		buf_reset(&k->out);
+		k->total = 0;
+		k->crc = 0;
+		c->st[0].keep = k;
+	}
 }
 
 static void cap_finish(struct cmd_cap *c)
@@ -1218,6 +1258,8 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	if (hook(E, &ev) < 0)
 		goto out;
 
+	if (E->o->rehearse && s->phase == PHASE_PREFLIGHT)
+		E->keep = &H->snap[E->snap_pass][s->index];
 	for (unsigned attempt = 0;; attempt++) {
 		run_cmd(E, H, s, p, cmd, true, cancel_pipe[0], &o);
 		started |= o.started;
@@ -1233,6 +1275,20 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 			buf_adds(&o.why, "interrupted by a signal");
 			break;
 		}
+	}
+	if (E->keep) {
+		E->keep->taken = true;
+		E->keep->result = o.result;
+		E->keep->exit_code = o.exit_code;
+		for (size_t k = 0; o.result == RES_OK && k < s->n_capture; k++) {
+			struct buf kv = BUF_INIT;
+			char *v = redact_str(E->red, o.cap_vals[k]);
+
+			buf_addf(&kv, "%s = %s", s->capture[k].key, v);
+			strvec_push_owned(&E->keep->caps, buf_detach(&kv));
+			free(v);
+		}
+		E->keep = NULL;
 	}
 	if (o.result == RES_OK && s->n_capture) {
 		ev.cap_names = xcalloc(s->n_capture, sizeof(char *));
@@ -1290,7 +1346,11 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	free((void *)ev.cap_names);
 	free((void *)ev.cap_values);
 	free(metric_red);
-	if (!ok && s->phase != PHASE_METRICS)
+	if (!ok && E->checking)
+		buf_addf(&E->mismatch, "%s%s '%s' on %s: %s",
+			 E->mismatch.len ? "; " : "", what, s->name.s,
+			 H->h->spec, buf_str(&o.why));
+	else if (!ok && s->phase != PHASE_METRICS)
 		fail(E, "%s '%s' on %s: %s", what, s->name.s, H->h->spec,
 		     buf_str(&o.why));
 	outcome_release(&o, s->n_capture);
@@ -1492,6 +1552,10 @@ static int setup_hosts(struct engine *E, struct rb_error *err)
 			return -1;
 		}
 		H->ex = exec_local_new();
+		if (E->o->rehearse)
+			for (int k = 0; k < 2; k++)
+				H->snap[k] = xcalloc(E->rb->n_phase[PHASE_PREFLIGHT] + 1,
+						     sizeof(struct snap));
 		for (size_t i = 0; i < E->rb->n_vars; i++)
 			varset_set(&H->vars, E->rb->vars[i].key, E->rb->vars[i].val);
 		varset_copy(&H->vars, E->o->cli_vars);
@@ -1510,6 +1574,14 @@ static void free_hosts(struct engine *E)
 
 		exec_close(H->ex);
 		varset_release(&H->vars);
+		for (int k = 0; k < 2; k++) {
+			for (size_t i = 0; H->snap[k] &&
+			     i < E->rb->n_phase[PHASE_PREFLIGHT]; i++) {
+				buf_release(&H->snap[k][i].out);
+				strvec_release(&H->snap[k][i].caps);
+			}
+			free(H->snap[k]);
+		}
 		for (size_t i = 0; i < H->n_ap; i++) {
 			free_exec(H->ap[i].rb_exec);
 			free(H->ap[i].rb_display);
@@ -1519,6 +1591,61 @@ static void free_hosts(struct engine *E)
 		free(H->ap);
 	}
 	free(E->hosts);
+}
+
+/* One preflight command's snapshot as text to compare and diff. */
+static void snap_text(const struct snap *k, struct buf *b)
+{
+	if (!k->taken) {
+		buf_adds(b, "[result] not run (skipped)\n");
+		return;
+	}
+	buf_addf(b, "[result] %s, exit %d\n", step_result_name(k->result),
+		 k->exit_code);
+	for (size_t i = 0; i < k->caps.n; i++)
+		buf_addf(b, "[capture] %s\n", k->caps.v[i]);
+	buf_adds(b, "[stdout]\n");
+	buf_add(b, k->out.data ? k->out.data : "", k->out.len);
+	if (k->out.len && k->out.data[k->out.len - 1] != '\n')
+		buf_adds(b, "\n[stdout ends without a newline]\n");
+	if (k->total > k->out.len)
+		buf_addf(b, "[stdout: %llu bytes in all, crc32c %08x; the first %u compared line by line]\n",
+			 k->total, (unsigned)k->crc, SNAP_MAX);
+}
+
+/*
+ * Rehearse: the preflight after the rollback against the baseline.
+ * Appends a unified diff per preflight command that differs; returns
+ * true when everything came back.
+ */
+static bool baseline_compare(struct engine *E, struct buf *diff)
+{
+	bool same = true;
+
+	for (size_t h = 0; h < E->n_hosts; h++) {
+		struct host_run *H = &E->hosts[h];
+
+		for (size_t i = 0; i < E->rb->n_phase[PHASE_PREFLIGHT]; i++) {
+			const struct step *s = &E->rb->phases[PHASE_PREFLIGHT][i];
+			struct buf a = BUF_INIT, b = BUF_INIT, la = BUF_INIT,
+				   lb = BUF_INIT;
+
+			snap_text(&H->snap[0][i], &a);
+			snap_text(&H->snap[1][i], &b);
+			buf_addf(&la, "baseline: preflight '%s' on %s", s->name.s,
+				 H->h->spec);
+			buf_addf(&lb, "after rollback: preflight '%s' on %s",
+				 s->name.s, H->h->spec);
+			if (diff_unified(diff, buf_str(&la), buf_str(&lb),
+					 buf_str(&a), a.len, buf_str(&b), b.len, 3))
+				same = false;
+			buf_release(&a);
+			buf_release(&b);
+			buf_release(&la);
+			buf_release(&lb);
+		}
+	}
+	return same;
 }
 
 int apply_run(const struct runbook *rb, const struct apply_opts *o,
@@ -1600,7 +1727,69 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 		fail(&E, "interrupted by a signal between steps");
 	}
 
-	if (!E.failed) {
+	if (!E.failed && o->rehearse) {
+		struct buf diff = BUF_INIT, pend = BUF_INIT;
+		bool same = false;
+
+		say(&E, "rehearse: applied; rolling back to prove the baseline comes back\n");
+		/* every host was changed by a successful apply */
+		rolled = rollback_all(&E);
+		if (rolled && !sig_count) {
+			say(&E, "rehearse: running preflight again to compare with the baseline\n");
+			E.snap_pass = 1;
+			E.checking = true;
+			run_phase(&E, 0, E.n_hosts, PHASE_PREFLIGHT);
+			E.checking = false;
+			same = !E.failed && !sig_count &&
+			       baseline_compare(&E, &diff);
+			if (!sig_count) {
+				ev.type = JEV_BASELINE;
+				ev.baseline_same = same;
+				ev.diff = buf_str(&diff);
+				hook(&E, &ev);
+				memset(&ev, 0, sizeof(ev));
+			}
+		}
+		if (diff.len) {
+			live_clear(&E);
+			fputs(buf_str(&diff), stderr);
+		}
+		if (!rolled) {
+			pending_list(&E, &pend);
+			status = CHANGE_ROLLBACK_FAILED;
+			code = RB_ERR_PARTIAL;
+			rb_error_set(err, code,
+				     "rehearse of %s: the apply passed but its rollback did not finish%s, so %s is partly changed (not undone: %s); do not run it again before checking it (see runbook status)",
+				     rb->name.s,
+				     sig_count >= 2 ? " (stopped by a second signal)" : "",
+				     t->name, buf_str(&pend));
+		} else if (sig_count) {
+			status = CHANGE_INTERRUPTED;
+			code = RB_ERR_INTERRUPTED;
+			rb_error_set(err, code,
+				     "rehearse of %s: interrupted by a signal; everything was rolled back but the baseline was not compared; safe to run again",
+				     rb->name.s);
+		} else if (!same) {
+			status = CHANGE_FAILED;
+			code = RB_ERR_PARTIAL;
+			rb_error_set(err, code,
+				     "rehearse of %s: the apply and its rollback ran, but the baseline did not come back%s%s%s; %s is not as it was before; check it before running again",
+				     rb->name.s, diff.len ? " (diff above)" : "",
+				     E.mismatch.len ? ": " : "",
+				     buf_str(&E.mismatch), t->name);
+		} else {
+			status = CHANGE_REHEARSED;
+			say(&E, "runbook: %s rehearsed on %s: applied, rolled back, baseline came back (change %s)\n",
+			    rb->name.s, t->name, E.change_id);
+		}
+		jkv(&E, &f, "baseline", same ? "same" : "differs");
+		if (diff.len)
+			jkv(&E, &f, "diff", buf_str(&diff));
+		json_event(&E, "rehearse", &f);
+		buf_reset(&f);
+		buf_release(&diff);
+		buf_release(&pend);
+	} else if (!E.failed) {
 		status = CHANGE_APPLIED;
 		say(&E, "runbook: %s applied on %s (change %s)\n", rb->name.s,
 		    t->name, E.change_id);
@@ -1645,6 +1834,7 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 out:
 	buf_release(&f);
 	buf_release(&E.fail_msg);
+	buf_release(&E.mismatch);
 	free_hosts(&E);
 	free_patterns(&E);
 	free_secrets(&E);

@@ -29,6 +29,7 @@ enum jev_type {
 	JEV_OPEN, JEV_STEP_BEGIN, JEV_STEP_END, JEV_ROLLBACK_BEGIN,
 	JEV_ROLLBACK_END, JEV_CLOSE,
 	JEV_PID,		/* the command's process group started */
+	JEV_BASELINE,		/* rehearse compared preflight with its baseline */
 };
 
 /* Results as PRODUCT.md §4 names them. */
@@ -78,6 +79,9 @@ struct journal_event {
 	int exit_code;
 	unsigned long long duration_ms;
 	enum change_status status;	/* for CLOSE */
+	/* JEV_BASELINE: came back or not, and the diff (redacted) */
+	bool baseline_same;
+	const char *diff;
 };
 
 struct apply_hooks {
@@ -92,6 +96,14 @@ struct apply_opts {
 	const struct varset *cli_vars;
 	bool json, quiet, verbose, color;
 	unsigned forks;
+	/*
+	 * Rehearse: keep the preflight's stdout and captures as the
+	 * baseline, apply, roll everything back, run the preflight again
+	 * and compare. Status rehearsed (0); apply failed and rolled back
+	 * (1); rollback failed, or the baseline did not come back (3,
+	 * status rollback-failed or failed; the diff is printed).
+	 */
+	bool rehearse;
 	struct apply_hooks hooks;
 };
 

@@ -45,6 +45,8 @@ void change_free(struct change_rec *c)
 	free(c->operator_);
 	free(c->started);
 	free(c->finished);
+	free(c->baseline);
+	free(c->baseline_diff);
 	strvec_release(&c->hosts);
 	varset_release(&c->vars);
 	varset_release(&c->secrets);
@@ -357,6 +359,9 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		c->closed = true;
 		c->status = st >= 0 ? (enum change_status)st : CHANGE_FAILED;
 		replace(&c->finished, str(r, "finished"));
+	} else if (strcmp(t, "baseline") == 0) {
+		replace(&c->baseline, str(r, "baseline"));
+		replace(&c->baseline_diff, str(r, "diff"));
 	} else if (strcmp(t, "note") == 0) {
 		int st = str(r, "status") ? change_status_parse(str(r, "status")) : -1;
 

@@ -56,6 +56,8 @@ struct change_rec {
 	char *id, *runbook, *file, *file_sha256, *target;
 	char *owner, *reason, *expected, *operator_;
 	char *started, *finished;
+	char *baseline;		/* rehearse: "same", "differs" or NULL */
+	char *baseline_diff;	/* rehearse: unified diff, redacted */
 	enum change_status status;
 	bool closed;		/* the runner recorded its end */
 	struct strvec hosts;

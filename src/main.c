@@ -302,6 +302,7 @@ static int begin_change(const struct cli *c, const char *near,
 	return 0;
 }
 
+/* apply and rehearse: one change, locked, journaled and noted. */
 static int cmd_apply(const struct cli *c, struct rb_error *err)
 {
 	struct runbook *rb = load_checked(c, c->args[0], err);
@@ -334,6 +335,7 @@ static int cmd_apply(const struct cli *c, struct rb_error *err)
 	o.verbose = c->verbose;
 	o.color = !c->no_color && isatty(2);
 	o.forks = c->forks;
+	o.rehearse = c->cmd == CMD_REHEARSE;
 	o.hooks.event = recorder_event;
 	o.hooks.ctx = rec;
 	code = apply_run(rb, &o, err);
@@ -708,6 +710,7 @@ int main(int argc, char **argv)
 			code = err.cls ? (int)err.cls : 1;
 		break;
 	case CMD_APPLY:
+	case CMD_REHEARSE:
 		code = cmd_apply(&c, &err);
 		break;
 	case CMD_ROLLBACK:

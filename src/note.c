@@ -67,6 +67,11 @@ static void front_matter(const struct change_rec *c, struct buf *b)
 	fm_str(b, "started", c->started);
 	fm_str(b, "finished", c->finished);
 	fm_str(b, "status", change_status_name(c->status));
+	if (c->baseline) {
+		fm_str(b, "baseline", c->baseline);
+		if (c->baseline_diff && *c->baseline_diff)
+			fm_str(b, "baseline_diff", c->baseline_diff);
+	}
 	buf_adds(b, "hosts:");
 	if (!c->hosts.n)
 		buf_adds(b, " []");
@@ -274,6 +279,14 @@ static void body(const struct change_rec *c, struct buf *b)
 			 s->command ? s->command : "", s->output,
 			 s->output[strlen(s->output) - 1] == '\n' ? "" : "\n");
 	}
+	if (c->baseline) {
+		buf_adds(b, "\n## Rehearsal\n\n");
+		if (strcmp(c->baseline, "same") == 0)
+			buf_adds(b, "After the rollback the preflight showed exactly the baseline it showed before the apply.\n");
+		else
+			buf_addf(b, "After the rollback the preflight did **not** show the baseline again:\n\n```diff\n%s```\n",
+				 c->baseline_diff ? c->baseline_diff : "");
+	}
 	buf_adds(b, "\n## Undo\n\n```\n");
 	note_undo_command(c->id, b);
 	buf_adds(b, "\n```\n");
@@ -332,6 +345,8 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 	c->operator_ = dup(str(root, "operator"));
 	c->started = dup(str(root, "started"));
 	c->finished = dup(str(root, "finished"));
+	c->baseline = dup(str(root, "baseline"));
+	c->baseline_diff = dup(str(root, "baseline_diff"));
 	st = str(root, "status") ? change_status_parse(str(root, "status")) : -1;
 	c->status = st >= 0 ? (enum change_status)st : CHANGE_FAILED;
 	c->has_note = true;

@@ -386,6 +386,11 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 	case JEV_CLOSE:
 		buf_release(&rec);
 		return recorder_close(r, ev->status, err);
+	case JEV_BASELINE:
+		json_kv(&rec, "t", "baseline", 1);
+		json_kv(&rec, "baseline", ev->baseline_same ? "same" : "differs", 0);
+		red_kv(r, &rec, "diff", ev->diff);
+		break;
 	case JEV_PID:
 		json_kv(&rec, "t", "pid", 1);
 		step_key(r, &rec, ev);
