@@ -17,6 +17,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -32,6 +34,8 @@
 #include "diff.h"
 #include "error.h"
 #include "exec.h"
+#include "exec_ssh.h"
+#include "sshconfig.h"
 #include "hash.h"
 #include "json.h"
 #include "match.h"
@@ -135,7 +139,9 @@ struct snap {
 struct host_run {
 	const struct host *h;
 	struct snap *snap[2];	/* rehearse: baseline, after the rollback */
-	struct exec *ex;
+	struct snap *keep;	/* where the running command's stdout goes */
+	struct exec *ex;	/* the host's executor (SSH or local) */
+	struct exec *local_ex;	/* for `local: true` steps on a remote host */
 	struct varset vars;
 	struct applied *ap;
 	size_t n_ap, cap_ap;
@@ -165,7 +171,12 @@ struct engine {
 	bool interrupted;
 	bool metrics_after;	/* the metrics phase now running is "after" */
 	int snap_pass;		/* rehearse: 0 baseline, 1 after the rollback */
-	struct snap *keep;	/* where the next command's stdout goes */
+	/*
+	 * Hosts of a batch run on worker threads. mu serialises what they
+	 * share: output, the journal hook, the failure state, counters.
+	 */
+	pthread_mutex_t mu;
+	size_t per;		/* hosts per batch */
 	bool checking;		/* rehearse: failures are mismatches */
 	struct buf mismatch;	/* rehearse: preflights that failed on the check */
 	struct buf fail_msg;	/* what failed first, redacted */
@@ -232,19 +243,35 @@ static void live_clear(struct engine *E)
 	}
 }
 
+static void live_set(struct engine *E, const char *what, const char *host,
+		     const char *name)
+{
+	pthread_mutex_lock(&E->mu);
+	E->live_what = what;
+	E->live_host = host;
+	E->live_name = name;
+	E->live_start = now_ms();
+	pthread_mutex_unlock(&E->mu);
+}
+
 static void live_tick(void *ctx)
 {
 	struct engine *E = *(struct engine **)ctx;	/* struct cmd_cap starts with it */
 	double secs;
 
-	if (!E->tty || E->o->quiet || E->o->verbose || !E->live_what)
+	pthread_mutex_lock(&E->mu);
+	if (!E->tty || E->o->quiet || E->o->verbose || !E->live_what ||
+	    E->per > 1) {
+		pthread_mutex_unlock(&E->mu);
 		return;
+	}
 	secs = (double)(now_ms() - E->live_start) / 1000.0;
 	fprintf(stderr, "\r\033[K  %-8s %-9s %-*s %-*s %5.1fs", "...",
 		E->live_what, E->host_w, E->live_host, E->name_w, E->live_name,
 		secs);
 	fflush(stderr);
 	E->live_shown = true;
+	pthread_mutex_unlock(&E->mu);
 }
 
 /* Prints one redacted line to stderr (progress); not with --quiet. */
@@ -261,9 +288,11 @@ static void say(struct engine *E, const char *fmt, ...)
 	buf_vaddf(&raw, fmt, ap);
 	va_end(ap);
 	redact_append(E->red, &red, raw.data ? raw.data : "", raw.len);
+	pthread_mutex_lock(&E->mu);
 	live_clear(E);
 	fputs(buf_str(&red), stderr);
 	fflush(stderr);
+	pthread_mutex_unlock(&E->mu);
 	buf_release(&raw);
 	buf_release(&red);
 }
@@ -294,8 +323,10 @@ static void json_event(struct engine *E, const char *event, struct buf *fields)
 	if (fields && fields->len)
 		buf_add(&line, fields->data, fields->len);
 	buf_adds(&line, "}\n");
+	pthread_mutex_lock(&E->mu);
 	fputs(buf_str(&line), stdout);
 	fflush(stdout);
+	pthread_mutex_unlock(&E->mu);
 	buf_release(&line);
 }
 
@@ -307,14 +338,17 @@ static int hook(struct engine *E, struct journal_event *ev)
 		return 0;
 	ev->change_id = E->change_id;
 	ev->red = E->red;
+	pthread_mutex_lock(&E->mu);
 	if (E->o->hooks.event(E->o->hooks.ctx, ev, &err) < 0) {
 		if (!E->failed) {
 			E->failed = true;
 			buf_addf(&E->fail_msg, "cannot record the change: %s",
 				 err.msg);
 		}
+		pthread_mutex_unlock(&E->mu);
 		return -1;
 	}
+	pthread_mutex_unlock(&E->mu);
 	return 0;
 }
 
@@ -559,6 +593,7 @@ static void cap_emit(struct stream_cap *sc, struct cmd_cap *c,
 		sc->tail.data[EXCERPT] = '\0';
 	}
 	if (c->E->o->verbose && !c->E->o->quiet) {
+		pthread_mutex_lock(&c->E->mu);
 		live_clear(c->E);
 		for (size_t i = 0; i < len; i++) {
 			if (sc->line_start)
@@ -568,6 +603,7 @@ static void cap_emit(struct stream_cap *sc, struct cmd_cap *c,
 			sc->line_start = data[i] == '\n';
 		}
 		fflush(stderr);
+		pthread_mutex_unlock(&c->E->mu);
 	}
 }
 
@@ -644,10 +680,12 @@ static void cap_output(void *ctx, enum exec_stream s, const char *data,
 	}
 }
 
-static void cap_init(struct cmd_cap *c, struct engine *E, const char *host,
+static void cap_init(struct cmd_cap *c, struct engine *E, struct host_run *H,
 		     const struct step *s, const struct step_pats *p,
 		     bool check)
 {
+	const char *host = H->h->spec;
+
 	memset(c, 0, sizeof(*c));
 	c->E = E;
 	c->host = host;
@@ -658,8 +696,8 @@ static void cap_init(struct cmd_cap *c, struct engine *E, const char *host,
 	c->st[0].rs = redact_stream_new(E->red, emit_out, c);
 	c->st[1].rs = redact_stream_new(E->red, emit_err, c);
 	c->st[0].line_start = c->st[1].line_start = true;
-	if (E->keep) {
-		struct snap *k = E->keep;
+	if (H->keep) {
+		struct snap *k = H->keep;
 
 		/* a retry starts the record again */
 		buf_reset(&k->out);
@@ -855,7 +893,7 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	memset(o, 0, sizeof(*o));
 	o->exit_code = -1;
 	o->result = RES_FAILED;
-	cap_init(&c, E, H->h->spec, s, p, check);
+	cap_init(&c, E, H, s, p, check);
 	c.in_rollback = cancel_fd == cancel2_pipe[0];
 	sink.ctx = &c;
 	if (E->tty && !E->o->quiet && !E->o->verbose)
@@ -900,7 +938,8 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	ec.dir = dir;
 	ec.timeout_ms = s->timeout_ms;
 	ec.cancel_fd = cancel_fd;
-	if (exec_run(H->ex, &ec, &sink, &r, &err) < 0) {
+	if (exec_run(s->local && H->local_ex ? H->local_ex : H->ex, &ec, &sink,
+		     &r, &err) < 0) {
 		cap_finish(&c);
 		buf_addf(&o->why, "expected the command to start, found: %s",
 			 err.msg);
@@ -920,6 +959,10 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	case EXEC_CANCELLED:
 		o->cancelled = true;
 		buf_adds(&o->why, "interrupted by a signal; stopped it");
+		goto out;
+	case EXEC_LOST:
+		buf_addf(&o->why, "expected the command to finish, found: %s",
+			 r.why);
 		goto out;
 	case EXEC_SIGNALED:
 		buf_addf(&o->why, "expected exit ");
@@ -1031,11 +1074,13 @@ static void progress(struct engine *E, enum step_result res, const char *what,
 		break;
 	}
 	format_duration((unsigned)ms, dur);
+	pthread_mutex_lock(&E->mu);	/* both lines together */
 	say(E, "  %s%-8s%s %-9s %-*s %-*s %6s\n", color(E, col), mark,
 	    color(E, *col ? "\033[0m" : ""), what, E->host_w, host,
 	    E->name_w, name, dur);
 	if (why && *why)
 		say(E, "           %s\n", why);
+	pthread_mutex_unlock(&E->mu);
 }
 
 static void event_fields(const struct engine *E, struct buf *f,
@@ -1063,12 +1108,14 @@ static void fail(struct engine *E, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (E->failed)
-		return;
-	E->failed = true;
-	va_start(ap, fmt);
-	buf_vaddf(&E->fail_msg, fmt, ap);
-	va_end(ap);
+	pthread_mutex_lock(&E->mu);
+	if (!E->failed) {
+		E->failed = true;
+		va_start(ap, fmt);
+		buf_vaddf(&E->fail_msg, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&E->mu);
 }
 
 /* Sleeps ms unless the first signal arrives; false if it did. */
@@ -1091,8 +1138,10 @@ static bool pause_ms(unsigned ms)
 
 static void mark_changed(struct engine *E, struct host_run *H)
 {
+	pthread_mutex_lock(&E->mu);
 	if (!H->changed_order)
 		H->changed_order = ++E->n_changed;
+	pthread_mutex_unlock(&E->mu);
 }
 
 /* Renders a step's rollback now, with the variables in force. */
@@ -1167,10 +1216,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		free(why);
 		return false;
 	}
-	E->live_what = what;
-	E->live_host = H->h->spec;
-	E->live_name = s->name.s;
-	E->live_start = now_ms();
+	live_set(E, what, H->h->spec, s->name.s);
 
 	if (s->skip_if.s) {
 		char *sk = NULL, *skd = NULL;
@@ -1251,6 +1297,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.command = rec;
 	ev.rollback = a ? a->rb_record : NULL;
 	ev.rollback_none = s->rollback_none;
+	ev.local = s->local;
 	record_env_dir(E, H, s, &rec_env, &rec_dir);
 	ev.env = rec_env.v;
 	ev.dir = rec_dir;
@@ -1259,7 +1306,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		goto out;
 
 	if (E->o->rehearse && s->phase == PHASE_PREFLIGHT)
-		E->keep = &H->snap[E->snap_pass][s->index];
+		H->keep = &H->snap[E->snap_pass][s->index];
 	for (unsigned attempt = 0;; attempt++) {
 		run_cmd(E, H, s, p, cmd, true, cancel_pipe[0], &o);
 		started |= o.started;
@@ -1276,19 +1323,19 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 			break;
 		}
 	}
-	if (E->keep) {
-		E->keep->taken = true;
-		E->keep->result = o.result;
-		E->keep->exit_code = o.exit_code;
+	if (H->keep) {
+		H->keep->taken = true;
+		H->keep->result = o.result;
+		H->keep->exit_code = o.exit_code;
 		for (size_t k = 0; o.result == RES_OK && k < s->n_capture; k++) {
 			struct buf kv = BUF_INIT;
 			char *v = redact_str(E->red, o.cap_vals[k]);
 
 			buf_addf(&kv, "%s = %s", s->capture[k].key, v);
-			strvec_push_owned(&E->keep->caps, buf_detach(&kv));
+			strvec_push_owned(&H->keep->caps, buf_detach(&kv));
 			free(v);
 		}
-		E->keep = NULL;
+		H->keep = NULL;
 	}
 	if (o.result == RES_OK && s->n_capture) {
 		ev.cap_names = xcalloc(s->n_capture, sizeof(char *));
@@ -1355,8 +1402,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		     buf_str(&o.why));
 	outcome_release(&o, s->n_capture);
 out:
-	E->live_what = NULL;
-	live_clear(E);
+	live_set(E, NULL, NULL, NULL);
 	free_exec(cmd);
 	free(disp);
 	free(rec);
@@ -1366,12 +1412,96 @@ out:
 	return ok || s->phase == PHASE_METRICS;
 }
 
+/* ---- hosts in parallel ---- */
+
+typedef void host_fn(struct engine *E, struct host_run *H, void *arg);
+
+struct pool {
+	struct engine *E;
+	const size_t *idx;	/* hosts to visit, in this order */
+	size_t n, next;
+	host_fn *fn;
+	void *arg;
+};
+
+static bool engine_failed(struct engine *E)
+{
+	bool f;
+
+	pthread_mutex_lock(&E->mu);
+	f = E->failed;
+	pthread_mutex_unlock(&E->mu);
+	return f;
+}
+
+static void *pool_worker(void *arg)
+{
+	struct pool *P = arg;
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&P->E->mu);
+		i = P->next++;
+		pthread_mutex_unlock(&P->E->mu);
+		if (i >= P->n)
+			break;
+		P->fn(P->E, &P->E->hosts[P->idx[i]], P->arg);
+	}
+	return NULL;
+}
+
+static unsigned forks_of(const struct engine *E);
+
+/*
+ * Calls fn for each host of idx, at most --forks at once; each host on
+ * one thread from start to end, so its steps stay in order. Returns
+ * when all are done.
+ */
+static void for_hosts(struct engine *E, const size_t *idx, size_t n,
+		      host_fn *fn, void *arg)
+{
+	struct pool P = { E, idx, n, 0, fn, arg };
+	size_t nt = n < forks_of(E) ? n : forks_of(E), started = 0;
+	pthread_t *th;
+	pthread_attr_t attr;
+
+	if (nt <= 1) {
+		pool_worker(&P);
+		return;
+	}
+	th = xcalloc(nt, sizeof(*th));
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 1u << 20);
+	for (; started < nt; started++)
+		if (pthread_create(&th[started], &attr, pool_worker, &P) != 0)
+			break;
+	pthread_attr_destroy(&attr);
+	if (!started)
+		pool_worker(&P);	/* no thread to be had: do it here */
+	for (size_t k = 0; k < started; k++)
+		pthread_join(th[k], NULL);
+	free(th);
+}
+
+static void phase_host(struct engine *E, struct host_run *H, void *arg)
+{
+	enum phase ph = *(enum phase *)arg;
+
+	for (size_t i = 0; i < E->rb->n_phase[ph] && !engine_failed(E) &&
+	     !sig_count; i++)
+		run_step(E, H, &E->rb->phases[ph][i]);
+}
+
 static void run_phase(struct engine *E, size_t from, size_t to, enum phase ph)
 {
-	for (size_t h = from; h < to && !E->failed && !sig_count; h++)
-		for (size_t i = 0; i < E->rb->n_phase[ph] && !E->failed &&
-		     !sig_count; i++)
-			run_step(E, &E->hosts[h], &E->rb->phases[ph][i]);
+	size_t *idx = xcalloc(to - from + 1, sizeof(*idx));
+
+	for (size_t h = from; h < to; h++)
+		idx[h - from] = h;
+	if (!engine_failed(E) && !sig_count)
+		for_hosts(E, idx, to - from, phase_host, &ph);
+	free(idx);
 }
 
 /* Rolls back one host, newest step first; stops at its first failure. */
@@ -1415,13 +1545,10 @@ static void rollback_host(struct engine *E, struct host_run *H)
 		ev.name = a->s->name.s;
 		ev.command = a->rb_record;
 		hook(E, &ev);
-		E->live_what = "rollback";
-		E->live_host = H->h->spec;
-		E->live_name = a->s->name.s;
-		E->live_start = now_ms();
+		live_set(E, "rollback", H->h->spec, a->s->name.s);
 		run_cmd(E, H, a->s, &E->pats[PHASE_STEPS][a->s->index],
 			a->rb_exec, false, cancel2_pipe[0], &o);
-		E->live_what = NULL;
+		live_set(E, NULL, NULL, NULL);
 		a->rb_result = o.result == RES_OK ? RES_ROLLED_BACK :
 						    RES_ROLLBACK_FAILED;
 		ev.type = JEV_ROLLBACK_END;
@@ -1446,22 +1573,37 @@ static void rollback_host(struct engine *E, struct host_run *H)
 	}
 }
 
+static void rollback_one(struct engine *E, struct host_run *H, void *arg)
+{
+	(void)arg;
+	rollback_host(E, H);
+}
+
 /* Rolls back every changed host, most recently changed first. */
 static bool rollback_all(struct engine *E)
 {
 	bool ok = true;
 
+	size_t per = E->per ? E->per : 1, *idx;
+
 	if (E->n_changed)
 		say(E, "rolling back %zu host%s in reverse order\n",
 		    E->n_changed, E->n_changed == 1 ? "" : "s");
-	for (size_t k = E->n_changed; k > 0; k--) {
-		for (size_t h = 0; h < E->n_hosts; h++) {
-			if (E->hosts[h].changed_order != k)
-				continue;
-			rollback_host(E, &E->hosts[h]);
-			ok &= !E->hosts[h].rollback_failed;
-		}
+	idx = xcalloc(E->n_hosts + 1, sizeof(*idx));
+	/* the newest batch first; in a batch the latest changed first */
+	for (size_t b = (E->n_hosts + per - 1) / per; b-- > 0;) {
+		size_t n = 0, end = (b + 1) * per < E->n_hosts ?
+				    (b + 1) * per : E->n_hosts;
+
+		for (size_t k = E->n_changed; k > 0; k--)
+			for (size_t h = b * per; h < end; h++)
+				if (E->hosts[h].changed_order == k)
+					idx[n++] = h;
+		for_hosts(E, idx, n, rollback_one, NULL);
+		for (size_t i = 0; i < n; i++)
+			ok &= !E->hosts[idx[i]].rollback_failed;
 	}
+	free(idx);
 	return ok;
 }
 
@@ -1535,6 +1677,150 @@ static void free_patterns(struct engine *E)
 	}
 }
 
+static unsigned forks_of(const struct engine *E)
+{
+	return E->o->forks ? E->o->forks : 20;
+}
+
+static void mutex_init(pthread_mutex_t *mu)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(mu, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+/* The local user name, for SSH hosts that name none. */
+static char *local_user(void)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	const char *u = getenv("USER");
+
+	if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &res) == 0 && res)
+		return xstrdup(res->pw_name);
+	return xstrdup(u && *u ? u : "root");
+}
+
+static char *home_file(const char *rel)
+{
+	const char *home = getenv("HOME");
+	struct buf b = BUF_INIT;
+
+	buf_addf(&b, "%s/%s", home && *home ? home : "/", rel);
+	return buf_detach(&b);
+}
+
+/*
+ * Where and how to reach a host: the runbook's user, address and port
+ * first, then ~/.ssh/config, then the defaults. Keys after the agent:
+ * the host's identity (or its target's), IdentityFile of the config,
+ * then ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
+ */
+struct reach {
+	struct ssh_params p;
+	struct ssh_host_config cfg;
+	struct strvec ids;
+	char *user;
+};
+
+static int reach_init(struct reach *R, const struct host *h,
+		      const char *identity, const char *known_hosts,
+		      bool accept_new, struct rb_error *err)
+{
+	static const char *const defaults[] = { ".ssh/id_ed25519",
+						".ssh/id_ecdsa", ".ssh/id_rsa" };
+
+	memset(R, 0, sizeof(*R));
+	if (sshconfig_lookup(NULL, h->address, &R->cfg, err) < 0)
+		return -1;
+	R->user = h->user ? xstrdup(h->user) :
+		  R->cfg.user ? xstrdup(R->cfg.user) : local_user();
+	if (h->identity || identity)
+		strvec_push(&R->ids, h->identity ? h->identity : identity);
+	for (size_t i = 0; i < R->cfg.identity_files.n; i++)
+		strvec_push(&R->ids, R->cfg.identity_files.v[i]);
+	for (size_t i = 0; i < 3; i++)
+		strvec_push_owned(&R->ids, home_file(defaults[i]));
+	R->p.name = h->spec;
+	R->p.address = R->cfg.hostname ? R->cfg.hostname : h->address;
+	R->p.port = h->port ? h->port : R->cfg.port ? R->cfg.port : 22;
+	R->p.user = R->user;
+	R->p.identities = R->ids.v;
+	R->p.known_hosts = known_hosts;
+	R->p.accept_new = accept_new;
+	return 0;
+}
+
+static void reach_release(struct reach *R)
+{
+	sshconfig_release(&R->cfg);
+	strvec_release(&R->ids);
+	free(R->user);
+}
+
+struct connect_ctx {
+	const char *identity;	/* the target's */
+	const char *known_hosts;
+	bool accept_new;
+	struct rb_error err;	/* the first failure */
+	size_t n_failed;
+};
+
+static void connect_one(struct engine *E, struct host_run *H, void *arg)
+{
+	struct connect_ctx *C = arg;
+	struct rb_error err = RB_ERROR_INIT;
+	struct reach R;
+	int rc;
+
+	if (H->h->local) {
+		H->ex = exec_local_new();
+		return;
+	}
+	rc = reach_init(&R, H->h, C->identity, C->known_hosts, C->accept_new,
+			&err);
+	if (rc == 0)
+		rc = exec_ssh_new(&R.p, &H->ex, &err);
+	if (rc == 0)
+		H->local_ex = exec_local_new();
+	if (rc < 0) {
+		pthread_mutex_lock(&E->mu);
+		if (!C->n_failed++)
+			C->err = err;
+		pthread_mutex_unlock(&E->mu);
+	}
+	reach_release(&R);
+}
+
+/* Connects every host (in parallel), before anything runs anywhere. */
+static int connect_hosts(struct engine *E, const char *identity,
+			 const char *known_hosts, bool accept_new,
+			 struct rb_error *err)
+{
+	struct connect_ctx C = { identity, known_hosts, accept_new,
+				 RB_ERROR_INIT, 0 };
+	size_t *idx = xcalloc(E->n_hosts + 1, sizeof(*idx));
+
+	for (size_t h = 0; h < E->n_hosts; h++)
+		idx[h] = h;
+	for_hosts(E, idx, E->n_hosts, connect_one, &C);
+	free(idx);
+	if (!C.n_failed)
+		return 0;
+	*err = C.err;
+	if (C.n_failed > 1) {
+		size_t len = strlen(err->msg);
+
+		snprintf(err->msg + len, sizeof(err->msg) - len,
+			 " (and %zu more host%s could not be reached)",
+			 C.n_failed - 1, C.n_failed == 2 ? "" : "s");
+	}
+	return -1;
+}
+
 static int setup_hosts(struct engine *E, struct rb_error *err)
 {
 	const struct target *t = E->o->target;
@@ -1545,13 +1831,6 @@ static int setup_hosts(struct engine *E, struct rb_error *err)
 		struct host_run *H = &E->hosts[h];
 
 		H->h = &t->hosts[h];
-		if (!H->h->local) {
-			rb_error_set(err, RB_ERR_CONNECT,
-				     "host %s: SSH targets are not available in this version yet; nothing was run",
-				     H->h->spec);
-			return -1;
-		}
-		H->ex = exec_local_new();
 		if (E->o->rehearse)
 			for (int k = 0; k < 2; k++)
 				H->snap[k] = xcalloc(E->rb->n_phase[PHASE_PREFLIGHT] + 1,
@@ -1564,7 +1843,8 @@ static int setup_hosts(struct engine *E, struct rb_error *err)
 		varset_set(&H->vars, "host", H->h->spec);
 		varset_set(&H->vars, "runbook.name", E->rb->name.s);
 	}
-	return 0;
+	return connect_hosts(E, t->identity.s, E->o->known_hosts,
+			     E->o->accept_new, err);
 }
 
 static void free_hosts(struct engine *E)
@@ -1573,6 +1853,7 @@ static void free_hosts(struct engine *E)
 		struct host_run *H = &E->hosts[h];
 
 		exec_close(H->ex);
+		exec_close(H->local_ex);
 		varset_release(&H->vars);
 		for (int k = 0; k < 2; k++) {
 			for (size_t i = 0; H->snap[k] &&
@@ -1661,8 +1942,10 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 	struct buf f = BUF_INIT;
 
 	memset(&E, 0, sizeof(E));
+	mutex_init(&E.mu);
 	E.rb = rb;
 	E.o = o;
+	E.per = per;
 	E.tty = isatty(2);
 	E.red = redactor_new();
 	redactor_add_builtins(E.red);
@@ -1904,6 +2187,10 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 	memset(&E, 0, sizeof(E));
 	memset(&o, 0, sizeof(o));
 	memset(&t, 0, sizeof(t));
+	mutex_init(&E.mu);
+	o.forks = ro->forks;
+	o.known_hosts = ro->known_hosts;
+	o.accept_new = ro->accept_new;
 	o.json = ro->json;
 	o.quiet = ro->quiet;
 	o.verbose = ro->verbose;
@@ -1937,19 +2224,62 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 		size_t n = change_pending(c, c->hosts.v[h], &pend);
 
 		hosts[h].spec = c->hosts.v[h];
-		hosts[h].local = strcmp(c->hosts.v[h], "local") == 0;
 		H->h = &hosts[h];
 		if ((int)strlen(hosts[h].spec) > E.host_w)
 			E.host_w = (int)strlen(hosts[h].spec);
-		if (n && !hosts[h].local) {
-			rb_error_set(err, RB_ERR_CONNECT,
-				     "host %s: SSH targets are not available in this version yet; nothing was run",
-				     hosts[h].spec);
+		if (!host_parse(&hosts[h])) {
+			rb_error_set(err, RB_ERR_INVALID,
+				     "host %s of change %s: expected local or [user@]host[:port], found something else; nothing was run",
+				     hosts[h].spec, c->id);
 			free(pend);
-			code = RB_ERR_CONNECT;
+			code = RB_ERR_INVALID;
 			goto out;
 		}
-		H->ex = exec_local_new();
+		if (hosts[h].local) {
+			H->ex = exec_local_new();
+		} else if (n) {
+			struct reach R;
+
+			/* connected on first use: one lost host stops only itself */
+			if (reach_init(&R, &hosts[h], c->identity, o.known_hosts,
+				       o.accept_new, err) < 0) {
+				reach_release(&R);
+				free(pend);
+				code = err->cls;
+				goto out;
+			}
+			H->ex = exec_ssh_lazy(&R.p);
+			H->local_ex = exec_local_new();
+			reach_release(&R);
+		}
+		/*
+		 * A command the dead runner left running (any phase, or a
+		 * rollback) is stopped before anything is undone.
+		 */
+		for (size_t i = 0; !ro->dry_run && i < c->n_steps; i++) {
+			struct rec_step *r = &c->steps[i];
+			struct exec *ex = r->local && H->local_ex ? H->local_ex : H->ex;
+
+			if (!(r->running || r->rb_running) || !r->pid ||
+			    !r->host || strcmp(r->host, hosts[h].spec) != 0)
+				continue;
+			if (!ex && !hosts[h].local) {
+				struct reach R;
+
+				if (reach_init(&R, &hosts[h], c->identity,
+					       o.known_hosts, o.accept_new, err) == 0) {
+					H->ex = exec_ssh_lazy(&R.p);
+					H->local_ex = exec_local_new();
+					ex = r->local ? H->local_ex : H->ex;
+				}
+				reach_release(&R);
+			}
+			if (exec_stop(ex, r->pid, r->start_time, c->id))
+				say(&E, "runbook: stopped process group %ld on %s, left running by the interrupted %s of %s '%s'\n",
+				    r->pid, hosts[h].spec,
+				    r->rb_running ? "rollback" : "run",
+				    phase_name(r->phase), r->name ? r->name : "?");
+		}
 		/* oldest first in H->ap: rollback_host walks it backwards */
 		for (size_t k = n; k-- > 0;) {
 			struct rec_step *r = pend[k];
@@ -1962,6 +2292,7 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 			s->rollback.s = r->rollback;
 			s->rollback_none = r->rollback_none;
 			s->dir.s = r->dir;
+			s->local = r->local;
 			s->timeout_ms = r->timeout_ms ? r->timeout_ms :
 						       RB_DEFAULT_TIMEOUT_MS;
 			envs[r - c->steps] = xcalloc(r->env.n + 1, sizeof(struct kv));
@@ -1981,19 +2312,15 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 			memset(a, 0, sizeof(*a));
 			a->s = s;
 			a->result = RES_OK;
-			if ((r->running || r->rb_running) && r->pid &&
-			    exec_stop_orphan(r->pid, r->start_time))
-				say(&E, "runbook: stopped process group %ld, left running by the interrupted %s of '%s'\n",
-				    r->pid, r->rb_running ? "rollback" : "step",
-				    s->name.s);
 			if (!r->rollback_none && !r->rollback) {
 				a->rb_error = xstrdup("no rollback command was recorded for this step");
 			} else if (!r->rollback_none) {
 				render_rollback(&E, H, a);
 			}
-			H->changed_order = ++E.n_changed;
 			n_pending++;
 		}
+		if (n)
+			H->changed_order = ++E.n_changed;
 		free(pend);
 	}
 	ro->pending = n_pending;
@@ -2024,12 +2351,8 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 	}
 	signals_setup();
 	say(&E, "runbook: rolling back change %s on %s\n", c->id, c->target);
-	for (size_t k = E.n_changed; k > 0 && !sig_count; k--)
-		for (size_t h = 0; h < E.n_hosts; h++)
-			if (E.hosts[h].changed_order == k) {
-				rollback_host(&E, &E.hosts[h]);
-				ok &= !E.hosts[h].rollback_failed;
-			}
+	E.per = E.n_hosts;	/* one batch: every host at once, up to --forks */
+	ok = rollback_all(&E);
 	signals_restore();
 	if (!ok || sig_count) {
 		struct buf pend = BUF_INIT;
@@ -2054,6 +2377,10 @@ out:
 	free(envs);
 	free_hosts(&E);
 	free(steps);
+	for (size_t h = 0; h < c->hosts.n; h++) {
+		free(hosts[h].user);
+		free(hosts[h].address);
+	}
 	free(hosts);
 	free_secrets(&E);
 	strvec_release(&E.unset);

@@ -61,6 +61,7 @@ struct journal_event {
 	const char *command;	/* record form: secrets as {{ secrets.X }} */
 	const char *rollback;	/* record form, for STEP_BEGIN; or NULL */
 	bool rollback_none;
+	bool local;		/* runs on this machine (`local: true`) */
 	const char *dir;	/* record form, or NULL */
 	char *const *env;	/* record forms "NAME=value", or NULL */
 	unsigned timeout_ms;
@@ -104,6 +105,8 @@ struct apply_opts {
 	 * status rollback-failed or failed; the diff is printed).
 	 */
 	bool rehearse;
+	const char *known_hosts;	/* NULL: ~/.ssh/known_hosts */
+	bool accept_new;	/* trust unknown (never changed) host keys */
 	struct apply_hooks hooks;
 };
 
@@ -120,6 +123,9 @@ struct change_rec;
 
 struct replay_opts {
 	bool json, quiet, verbose, color, dry_run;
+	unsigned forks;
+	const char *known_hosts;
+	bool accept_new;
 	struct apply_hooks hooks;
 	size_t pending;		/* out: rollbacks that were still to run */
 };

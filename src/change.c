@@ -45,6 +45,7 @@ void change_free(struct change_rec *c)
 	free(c->operator_);
 	free(c->started);
 	free(c->finished);
+	free(c->identity);
 	free(c->baseline);
 	free(c->baseline_diff);
 	strvec_release(&c->hosts);
@@ -223,6 +224,8 @@ void change_rec_open(struct buf *out, const struct change_rec *c)
 	kv(out, "expected", c->expected);
 	kv(out, "operator", c->operator_);
 	kv(out, "started", c->started);
+	if (c->identity)
+		kv(out, "identity", c->identity);
 	buf_adds(out, ",\"hosts\":[");
 	for (size_t i = 0; i < c->hosts.n; i++) {
 		if (i)
@@ -300,6 +303,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		replace(&c->expected, str(r, "expected"));
 		replace(&c->operator_, str(r, "operator"));
 		replace(&c->started, str(r, "started"));
+		replace(&c->identity, str(r, "identity"));
 		strvec_release(&c->hosts);
 		if ((x = ynode_get(r, "hosts")) && x->type == YN_SEQ)
 			for (size_t i = 0; i < x->n; i++)
@@ -316,6 +320,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		s->rollback = dup_or_null(str(r, "rollback"));
 		s->rollback_none = str(r, "rollback_none") &&
 				   strcmp(str(r, "rollback_none"), "true") == 0;
+		s->local = str(r, "local") && strcmp(str(r, "local"), "true") == 0;
 		s->dir = dup_or_null(str(r, "dir"));
 		if ((x = ynode_get(r, "env")) && x->type == YN_SEQ)
 			for (size_t i = 0; i < x->n; i++)

@@ -29,6 +29,7 @@ struct rec_step {
 	char *command;
 	char *rollback;		/* NULL when none or not renderable */
 	bool rollback_none;
+	bool local;		/* ran on the machine running runbook */
 	char *dir;		/* NULL: none */
 	struct strvec env;	/* "NAME=value", record form */
 	unsigned timeout_ms;
@@ -56,6 +57,7 @@ struct change_rec {
 	char *id, *runbook, *file, *file_sha256, *target;
 	char *owner, *reason, *expected, *operator_;
 	char *started, *finished;
+	char *identity;		/* the target's SSH identity file, or NULL */
 	char *baseline;		/* rehearse: "same", "differs" or NULL */
 	char *baseline_diff;	/* rehearse: unified diff, redacted */
 	enum change_status status;

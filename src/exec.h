@@ -37,6 +37,7 @@ enum exec_end {
 	EXEC_SIGNALED,		/* killed by signal (not by us) */
 	EXEC_TIMED_OUT,		/* we stopped it at its timeout */
 	EXEC_CANCELLED,		/* we stopped it because cancel_fd fired */
+	EXEC_LOST,		/* the host was lost while it ran: outcome unknown */
 };
 
 struct exec_result {
@@ -44,6 +45,7 @@ struct exec_result {
 	int exit_code;
 	int signal;
 	unsigned long long duration_ms;
+	char why[512];		/* EXEC_LOST: what happened */
 };
 
 struct exec;
@@ -58,6 +60,15 @@ struct exec_ops {
 		   const struct exec_sink *sink, struct exec_result *out,
 		   struct rb_error *err);
 	void (*close)(struct exec *ex);
+	/*
+	 * Stops the process group pid left running by a runner that died
+	 * (or by a lost connection), only if it is still the one recorded:
+	 * locally pid + start_time must match; remotely its command line
+	 * must contain guard (the change id). TERM, then KILL after the
+	 * grace. True if a group was found and stopped.
+	 */
+	bool (*stop_orphan)(struct exec *ex, long pid,
+			    unsigned long long start_time, const char *guard);
 };
 
 struct exec {
@@ -72,6 +83,13 @@ static inline int exec_run(struct exec *ex, const struct exec_cmd *cmd,
 			   struct exec_result *out, struct rb_error *err)
 {
 	return ex->ops->run(ex, cmd, sink, out, err);
+}
+
+static inline bool exec_stop(struct exec *ex, long pid,
+			     unsigned long long start_time, const char *guard)
+{
+	return ex && ex->ops->stop_orphan &&
+	       ex->ops->stop_orphan(ex, pid, start_time, guard);
 }
 
 static inline void exec_close(struct exec *ex)

@@ -329,7 +329,15 @@ static void local_close(struct exec *ex)
 	free(ex);
 }
 
-static const struct exec_ops local_ops = { local_run, local_close };
+static bool local_stop(struct exec *ex, long pid, unsigned long long start_time,
+		       const char *guard)
+{
+	(void)ex;
+	(void)guard;
+	return exec_stop_orphan(pid, start_time);
+}
+
+static const struct exec_ops local_ops = { local_run, local_close, local_stop };
 
 struct exec *exec_local_new(void)
 {

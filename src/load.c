@@ -564,59 +564,6 @@ static void load_phase(struct loader *L, const struct ynode *root,
 		load_step(L, n->items[i], ph, i, &L->rb->phases[ph][i]);
 }
 
-/* [user@]host[:port], [user@][v6addr][:port], or local. */
-static bool parse_host(struct host *h)
-{
-	const char *s = h->spec, *at = strrchr(s, '@'), *hp, *colon;
-	size_t hl;
-
-	if (strcmp(s, "local") == 0) {
-		h->local = true;
-		return true;
-	}
-	if (strpbrk(s, " \t\r\n/\\'\"`$;&|<>(){}*?!"))
-		return false;
-	if (at) {
-		if (at == s)
-			return false;
-		h->user = xstrndup(s, (size_t)(at - s));
-		if (strchr(h->user, '@') || strchr(h->user, ':'))
-			return false;
-		hp = at + 1;
-	} else {
-		hp = s;
-	}
-	if (*hp == '[') {
-		const char *end = strchr(hp, ']');
-
-		if (!end || end == hp + 1)
-			return false;
-		h->address = xstrndup(hp + 1, (size_t)(end - hp - 1));
-		colon = end[1] == ':' ? end + 1 : NULL;
-		if (end[1] && !colon)
-			return false;
-	} else {
-		colon = strchr(hp, ':');
-		hl = colon ? (size_t)(colon - hp) : strlen(hp);
-		if (hl == 0 || hp[0] == '-')
-			return false;
-		h->address = xstrndup(hp, hl);
-	}
-	if (colon) {
-		const char *port = colon + 1;
-		unsigned long v;
-
-		if (!*port || strlen(port) > 5 ||
-		    strspn(port, "0123456789") != strlen(port))
-			return false;
-		v = strtoul(port, NULL, 10);
-		if (v == 0 || v > 65535)
-			return false;
-		h->port = (unsigned)v;
-	}
-	return true;
-}
-
 static void load_host(struct loader *L, const struct ynode *n,
 		      const char *path, struct host *h)
 {
@@ -642,7 +589,7 @@ static void load_host(struct loader *L, const struct ynode *n,
 		goto out;
 	}
 	h->spec = xstrndup(spec->text, spec->len);
-	if (!parse_host(h))
+	if (!host_parse(h))
 		bad(L, spec, path, "a host such as local, host, user@host or user@host:2222");
 out:
 	buf_release(&p);

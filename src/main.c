@@ -253,6 +253,8 @@ static struct change_rec *new_change(const struct runbook *rb,
 	ch->reason = xstrdup(rb->reason.s);
 	ch->expected = xstrdup(rb->expected.s);
 	ch->operator_ = store_operator(st);
+	if (t->identity.s)
+		ch->identity = xstrdup(t->identity.s);
 	for (size_t h = 0; h < t->n_hosts; h++)
 		strvec_push(&ch->hosts, t->hosts[h].spec);
 	for (size_t i = 0; i < rb->n_vars; i++)
@@ -336,6 +338,8 @@ static int cmd_apply(const struct cli *c, struct rb_error *err)
 	o.color = !c->no_color && isatty(2);
 	o.forks = c->forks;
 	o.rehearse = c->cmd == CMD_REHEARSE;
+	o.known_hosts = c->known_hosts;
+	o.accept_new = c->accept_new;
 	o.hooks.event = recorder_event;
 	o.hooks.ctx = rec;
 	code = apply_run(rb, &o, err);
@@ -446,6 +450,9 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 	o.verbose = c->verbose;
 	o.color = !c->no_color && isatty(2);
 	o.dry_run = c->dry_run;
+	o.forks = c->forks;
+	o.known_hosts = c->known_hosts;
+	o.accept_new = c->accept_new;
 	if (c->dry_run) {
 		code = rollback_replay(ch, &o, err);
 		goto out;

@@ -8,6 +8,7 @@
 #include "match.h"
 
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +22,45 @@ struct pattern {
 	unsigned groups;
 };
 
+/*
+ * The contexts of the thread that compiled the patterns (main). A JIT
+ * stack must not be shared by threads matching at once, so the hosts'
+ * worker threads get their own copy (match_ctx()), freed when the
+ * thread ends.
+ */
 static pcre2_match_context *mctx;
 static pcre2_compile_context *cctx;
 static pcre2_jit_stack *jstack;
 static bool no_jit;
+static pthread_t main_thread;
+static pthread_key_t tkey;
+static pthread_once_t tkey_once = PTHREAD_ONCE_INIT;
+
+struct tctx {
+	pcre2_match_context *m;
+	pcre2_jit_stack *j;
+};
+
+static void tctx_free(void *p)
+{
+	struct tctx *t = p;
+
+	pcre2_jit_stack_free(t->j);
+	pcre2_match_context_free(t->m);
+	free(t);
+}
+
+static void tkey_init(void)
+{
+	if (pthread_key_create(&tkey, tctx_free) != 0)
+		abort();
+}
 
 static void init_contexts(void)
 {
 	if (mctx)
 		return;
+	main_thread = pthread_self();
 	mctx = pcre2_match_context_create(NULL);
 	cctx = pcre2_compile_context_create(NULL);
 	if (!mctx || !cctx) {
@@ -45,6 +76,29 @@ static void init_contexts(void)
 	if (jstack)
 		pcre2_jit_stack_assign(mctx, NULL, jstack);
 	no_jit = getenv("RUNBOOK_PCRE2_NO_JIT") != NULL;
+}
+
+static pcre2_match_context *match_ctx(void)
+{
+	struct tctx *t;
+
+	init_contexts();
+	if (pthread_equal(pthread_self(), main_thread))
+		return mctx;
+	pthread_once(&tkey_once, tkey_init);
+	t = pthread_getspecific(tkey);
+	if (!t) {
+		t = xcalloc(1, sizeof(*t));
+		t->m = pcre2_match_context_copy(mctx);
+		if (!t->m) {
+			fprintf(stderr, "runbook: out of memory creating a PCRE2 context\n");
+			abort();
+		}
+		t->j = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+		pcre2_jit_stack_assign(t->m, NULL, t->j);
+		pthread_setspecific(tkey, t);
+	}
+	return t->m;
 }
 
 static pcre2_code *compile(const char *src, char *msg, size_t msglen,
@@ -147,7 +201,8 @@ int pattern_match(const struct pattern *p, const char *subject, size_t len,
 			     p->src);
 		return -1;
 	}
-	rc = pcre2_match(p->code, (PCRE2_SPTR)subject, len, 0, 0, md, mctx);
+	rc = pcre2_match(p->code, (PCRE2_SPTR)subject, len, 0, 0, md,
+			 match_ctx());
 	if (rc == PCRE2_ERROR_NOMATCH) {
 		ret = 0;
 	} else if (rc < 0) {
@@ -184,7 +239,7 @@ int pattern_each(const struct pattern *p, const char *subject, size_t len,
 	}
 	while (start <= len) {
 		int rc = pcre2_match(p->code, (PCRE2_SPTR)subject, len, start,
-				     0, md, mctx);
+				     0, md, match_ctx());
 		PCRE2_SIZE *ov;
 
 		if (rc == PCRE2_ERROR_NOMATCH)

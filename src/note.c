@@ -66,6 +66,8 @@ static void front_matter(const struct change_rec *c, struct buf *b)
 	fm_str(b, "operator", c->operator_);
 	fm_str(b, "started", c->started);
 	fm_str(b, "finished", c->finished);
+	if (c->identity)
+		fm_str(b, "identity", c->identity);
 	fm_str(b, "status", change_status_name(c->status));
 	if (c->baseline) {
 		fm_str(b, "baseline", c->baseline);
@@ -155,6 +157,8 @@ static void front_matter(const struct change_rec *c, struct buf *b)
 			buf_adds(b, "\n    rollback: ");
 			q(b, s->rollback_none ? "none" : s->rollback);
 		}
+		if (s->local)
+			buf_adds(b, "\n    local: true");
 		if (s->dir) {
 			buf_adds(b, "\n    dir: ");
 			q(b, s->dir);
@@ -345,6 +349,7 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 	c->operator_ = dup(str(root, "operator"));
 	c->started = dup(str(root, "started"));
 	c->finished = dup(str(root, "finished"));
+	c->identity = dup(str(root, "identity"));
 	c->baseline = dup(str(root, "baseline"));
 	c->baseline_diff = dup(str(root, "baseline_diff"));
 	st = str(root, "status") ? change_status_parse(str(root, "status")) : -1;
@@ -406,6 +411,7 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 				s->rollback_none = true;
 			else
 				s->rollback = dup(rb);
+			s->local = str(n, "local") && strcmp(str(n, "local"), "true") == 0;
 			s->dir = dup(str(n, "dir"));
 			if ((env = ynode_get(n, "env")) && env->type == YN_SEQ)
 				for (size_t k = 0; k < env->n; k++)

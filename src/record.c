@@ -329,8 +329,9 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 		red_kv(r, &rec, "name", ev->name);
 		red_kv(r, &rec, "command", ev->command);
 		red_kv(r, &rec, "rollback", ev->rollback);
-		buf_addf(&rec, ",\"rollback_none\":%s",
-			 ev->rollback_none ? "true" : "false");
+		buf_addf(&rec, ",\"rollback_none\":%s,\"local\":%s",
+			 ev->rollback_none ? "true" : "false",
+			 ev->local ? "true" : "false");
 		red_kv(r, &rec, "dir", ev->dir);
 		buf_adds(&rec, ",\"env\":[");
 		for (size_t i = 0; ev->env && ev->env[i]; i++) {

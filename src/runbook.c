@@ -251,3 +251,55 @@ size_t target_batch_size(const struct target *t)
 	}
 	return t->serial < n ? t->serial : n;
 }
+
+bool host_parse(struct host *h)
+{
+	const char *s = h->spec, *at = strrchr(s, '@'), *hp, *colon;
+	size_t hl;
+
+	if (strcmp(s, "local") == 0) {
+		h->local = true;
+		return true;
+	}
+	if (strpbrk(s, " \t\r\n/\\'\"`$;&|<>(){}*?!"))
+		return false;
+	if (at) {
+		if (at == s)
+			return false;
+		h->user = xstrndup(s, (size_t)(at - s));
+		if (strchr(h->user, '@') || strchr(h->user, ':'))
+			return false;
+		hp = at + 1;
+	} else {
+		hp = s;
+	}
+	if (*hp == '[') {
+		const char *end = strchr(hp, ']');
+
+		if (!end || end == hp + 1)
+			return false;
+		h->address = xstrndup(hp + 1, (size_t)(end - hp - 1));
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] && !colon)
+			return false;
+	} else {
+		colon = strchr(hp, ':');
+		hl = colon ? (size_t)(colon - hp) : strlen(hp);
+		if (hl == 0 || hp[0] == '-')
+			return false;
+		h->address = xstrndup(hp, hl);
+	}
+	if (colon) {
+		const char *port = colon + 1;
+		unsigned long v;
+
+		if (!*port || strlen(port) > 5 ||
+		    strspn(port, "0123456789") != strlen(port))
+			return false;
+		v = strtoul(port, NULL, 10);
+		if (v == 0 || v > 65535)
+			return false;
+		h->port = (unsigned)v;
+	}
+	return true;
+}

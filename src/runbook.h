@@ -138,6 +138,12 @@ int parse_duration(const char *s, unsigned *out_ms);
 void format_duration(unsigned ms, char out[32]);
 /* Name forms of docs/format.md. */
 bool is_runbook_name(const char *s);
+/*
+ * Fills h's user, address, port and local from h->spec: `local`,
+ * [user@]host[:port] or [user@][v6addr][:port]. False when the spec
+ * is none of these (fields may be partly set; runbook_free frees them).
+ */
+bool host_parse(struct host *h);
 bool is_var_name(const char *s);
 
 #endif

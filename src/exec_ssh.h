@@ -1,0 +1,69 @@
+/*
+ * The SSH executor (PRODUCT.md §6): one libssh2 session per host for
+ * the whole change, one channel per command.
+ *
+ * Connecting checks the host key against known_hosts (read line by
+ * line, so one bad line hides nothing after it; @revoked honoured) and
+ * authenticates with ssh-agent, then the identity files given, in order.
+ * Unknown key: refused with the key type and its SHA256 fingerprint in
+ * OpenSSH's form and how to trust it; with accept_new it is appended to
+ * known_hosts. Changed key: always refused, loudly.
+ *
+ * Each command runs as `exec /bin/sh -c WRAPPER` under the remote login
+ * shell. The wrapper reports its pid (sshd made it a session and
+ * process group leader), changes directory, exports env (all quoted),
+ * runs the command with stdin from /dev/null and reports its exit
+ * status; both reports are removed from the output. A command whose
+ * channel closes without a status and without a signal has an unknown
+ * outcome and counts as failed (libssh2 reports 0 for "no status").
+ * A command that times out or is cancelled is stopped on the remote
+ * host too: its process group gets SIGTERM, then SIGKILL after the
+ * grace, through a second channel.
+ *
+ * A connection lost while a command runs ends that run with
+ * EXEC_LOST (the command may have done part of its work). The next run
+ * reconnects (the host key is checked again); if that fails, run
+ * returns -1 with class RB_ERR_CONNECT.
+ *
+ * One struct exec serves one thread at a time. exec_ssh_new() may be
+ * called from several threads at once.
+ */
+#ifndef RUNBOOK_EXEC_SSH_H
+#define RUNBOOK_EXEC_SSH_H
+
+#include <stdbool.h>
+
+struct exec;
+struct rb_error;
+
+struct ssh_params {
+	const char *name;	/* as written in the runbook, for messages */
+	const char *address;	/* to connect to, and the known_hosts name */
+	unsigned port;
+	const char *user;
+	char *const *identities;	/* key files after the agent, in order */
+	const char *known_hosts;	/* file; NULL: ~/.ssh/known_hosts */
+	bool accept_new;	/* append unknown (never changed) keys */
+	unsigned connect_timeout_ms;	/* 0: 10 s */
+};
+
+/*
+ * Connects, checks the host key and authenticates. Returns 0 and the
+ * executor in *out, or -1 with err set (class RB_ERR_CONNECT) saying
+ * what failed (address, key and fingerprint, user and the methods
+ * tried) and that nothing was run on the host.
+ */
+int exec_ssh_new(const struct ssh_params *p, struct exec **out,
+		 struct rb_error *err);
+
+/*
+ * The same executor, not connected yet: its first run connects (and
+ * fails with -1, class RB_ERR_CONNECT, if it cannot). For rollback
+ * replay, where one unreachable host must not stop the others.
+ */
+struct exec *exec_ssh_lazy(const struct ssh_params *p);
+
+/* "libssh2 1.10.0", for --version and the notes. */
+const char *exec_ssh_version(void);
+
+#endif
