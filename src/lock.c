@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,17 +47,44 @@ static char *read_info(int fd)
 	return xstrdup(text);
 }
 
-/* "pid 123 on host ..." names a dead process on this host? */
+/* The name of this host as the holder text gives it. */
+static void this_host(char *out, size_t len)
+{
+	out[0] = '\0';
+	if (gethostname(out, len - 1) < 0 || out[0] == '\0')
+		snprintf(out, len, "localhost");
+	out[len - 1] = '\0';
+}
+
+/*
+ * Whether the holder text names a dead process on this host. The text
+ * is "pid <pid> on <host>, user <user>, ..." as lock_take() writes it;
+ * anything else names no process this can judge.
+ */
 static bool holder_dead(const char *info)
 {
-	char host[256] = "", me[256] = "";
-	long pid = 0;
+	char me[256] = "";
+	const char *host, *end;
+	char *num_end;
+	long pid;
 
-	if (!info || sscanf(info, "pid %ld on %255s", &pid, host) != 2)
+	if (!info || strncmp(info, "pid ", 4) != 0 ||
+	    info[4] < '0' || info[4] > '9')
 		return false;
-	gethostname(me, sizeof(me) - 1);
-	return pid > 0 && strcmp(host, me) == 0 &&
-	       kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+	errno = 0;
+	pid = strtol(info + 4, &num_end, 10);
+	if (errno || pid <= 0 || pid > INT_MAX ||
+	    strncmp(num_end, " on ", 4) != 0)
+		return false;
+	host = num_end + 4;
+	end = strstr(host, ", user ");
+	if (!end)
+		return false;
+	this_host(me, sizeof(me));
+	if ((size_t)(end - host) != strlen(me) ||
+	    memcmp(host, me, (size_t)(end - host)) != 0)
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 int lock_take(const char *dir, const char *target, const char *change,
@@ -65,7 +93,7 @@ int lock_take(const char *dir, const char *target, const char *change,
 {
 	char *path = lock_path(dir, target);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	char host[256] = "localhost", when[32];
+	char host[256], when[32];
 	const char *user = getenv("USER");
 	struct buf info = BUF_INIT;
 	time_t now = time(NULL);
@@ -97,7 +125,7 @@ int lock_take(const char *dir, const char *target, const char *change,
 		prev = NULL;
 	}
 	free(prev);
-	gethostname(host, sizeof(host) - 1);
+	this_host(host, sizeof(host));
 	if (!user) {
 		struct passwd *pw = getpwuid(getuid());
 

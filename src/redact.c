@@ -19,6 +19,14 @@
  * open (at most 64 KiB). Stage 2 cuts at line ends, so patterns that
  * match within a line, and whole key blocks, are masked as redact_str()
  * masks them too.
+ *
+ * A secret reference in the record form, {{ secrets.NAME }} (see
+ * TPL_SECRET_KEEP), is never masked, not even in part: it is no secret,
+ * and the rollback replayed from the record resolves it again. Patterns
+ * see each such reference as blanks (where a value ends, as in
+ * "password= "), and no byte of one is ever inside a mask. A reference
+ * has no newline, so stage 2 never cuts one at a line end; a forced cut
+ * moves past it.
  */
 #include "redact.h"
 
@@ -110,6 +118,22 @@ struct spans {
 	size_t n, cap;
 };
 
+/* What collect() reuses between calls. */
+struct scratch {
+	struct spans refs;	/* secret references in the text */
+	struct spans tmp;
+	struct buf view;	/* the text with the references blanked */
+};
+
+#define SCRATCH_INIT { { NULL, 0, 0 }, { NULL, 0, 0 }, BUF_INIT }
+
+static void scratch_release(struct scratch *sc)
+{
+	free(sc->refs.v);
+	free(sc->tmp.v);
+	buf_release(&sc->view);
+}
+
 /*
  * Where stage 2 stands in the PEM markers of its text: scanned up to
  * pos, and whether a block is open (BEGIN seen, END not yet). open_line
@@ -142,6 +166,7 @@ struct redact_stream {
 	size_t nl_last;		/* just after its last newline, or 0 */
 	struct pem_scan pem;
 	struct spans sp;
+	struct scratch sc;
 	struct buf out;
 };
 
@@ -417,6 +442,103 @@ static void pem_advance(struct pem_scan *ps, const char *s, size_t len,
 	}
 }
 
+/* ---- secret references ---- */
+
+static bool name_start(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool name_char(char c)
+{
+	return name_start(c) || (c >= '0' && c <= '9');
+}
+
+/*
+ * Length of the secret reference at p[0..n), or 0 if there is none:
+ * {{ secrets.NAME }} as template.c reads one (spaces and tabs inside the
+ * braces, NAME a variable name, at most 255 bytes between the blanks).
+ */
+static size_t secret_ref(const char *p, size_t n)
+{
+	size_t i = 2, name;
+
+	if (n < 2 || p[0] != '{' || p[1] != '{')
+		return 0;
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	if (n - i < 8 || memcmp(p + i, "secrets.", 8) != 0)
+		return 0;
+	i += 8;
+	name = i;
+	if (i >= n || !name_start(p[i]))
+		return 0;
+	while (i < n && name_char(p[i]))
+		i++;
+	if (8 + (i - name) > 255)
+		return 0;
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	if (n - i < 2 || p[i] != '}' || p[i + 1] != '}')
+		return 0;
+	return i + 2;
+}
+
+/* Lists the secret references in s[0..len) in refs, in order. */
+static void find_refs(const char *s, size_t len, struct spans *refs)
+{
+	size_t pos = 0;
+
+	refs->n = 0;
+	while (pos < len) {
+		const char *d = memmem(s + pos, len - pos, "{{", 2);
+		size_t at, n;
+
+		if (!d)
+			break;
+		at = (size_t)(d - s);
+		n = secret_ref(d, len - at);
+		if (n) {
+			span_add(refs, at, at + n);
+			pos = at + n;
+		} else {
+			pos = at + 1;
+		}
+	}
+}
+
+/*
+ * Takes the references (sorted, apart) out of the spans in sp (sorted,
+ * merged): what is left of a span around or between them is masked
+ * still.
+ */
+static void spare_refs(struct spans *sp, const struct spans *refs,
+		       struct spans *tmp)
+{
+	struct spans t;
+	size_t k = 0;
+
+	tmp->n = 0;
+	for (size_t i = 0; i < sp->n; i++) {
+		size_t a = sp->v[i].a, b = sp->v[i].b;
+
+		while (k < refs->n && refs->v[k].b <= a)
+			k++;
+		for (size_t j = k; a < b && j < refs->n && refs->v[j].a < b;
+		     j++) {
+			if (refs->v[j].a > a)
+				span_add(tmp, a, refs->v[j].a);
+			if (refs->v[j].b > a)
+				a = refs->v[j].b;
+		}
+		if (a < b)
+			span_add(tmp, a, b);
+	}
+	t = *sp;
+	*sp = *tmp;
+	*tmp = t;
+}
+
 /* ---- patterns ---- */
 
 static int span_cmp(const void *x, const void *y)
@@ -431,15 +553,27 @@ static int span_cmp(const void *x, const void *y)
 /*
  * Collects into sp, sorted and with overlaps merged, what is to be
  * masked in the secret-free text s[0..len): key blocks (an open one up
- * to len if open_to_end) and pattern matches. Returns 0, or -1 with err
- * set if a pattern could not be matched.
+ * to len if open_to_end) and pattern matches, less the secret
+ * references (left in sc->refs). Returns 0, or -1 with err set if a
+ * pattern could not be matched.
  */
 static int collect(const struct redactor *r, const char *s, size_t len,
-		   bool open_to_end, struct spans *sp, struct rb_error *err)
+		   bool open_to_end, struct spans *sp, struct scratch *sc,
+		   struct rb_error *err)
 {
 	size_t n = 0;
 
 	sp->n = 0;
+	find_refs(s, len, &sc->refs);
+	if (sc->refs.n) {
+		/* same length, so the offsets of matches hold for s */
+		buf_reset(&sc->view);
+		buf_add(&sc->view, s, len);
+		for (size_t i = 0; i < sc->refs.n; i++)
+			memset(sc->view.data + sc->refs.v[i].a, ' ',
+			       sc->refs.v[i].b - sc->refs.v[i].a);
+		s = sc->view.data;
+	}
 	if (r->builtins) {
 		struct pem_scan ps = PEM_SCAN_INIT;
 
@@ -450,18 +584,20 @@ static int collect(const struct redactor *r, const char *s, size_t len,
 	for (size_t i = 0; i < r->npat; i++)
 		if (pattern_each(r->pat[i], s, len, span_add, sp, err) < 0)
 			return -1;
-	if (sp->n < 2)
-		return 0;
-	qsort(sp->v, sp->n, sizeof(*sp->v), span_cmp);
-	for (size_t i = 1; i < sp->n; i++) {
-		if (sp->v[i].a < sp->v[n].b) {
-			if (sp->v[i].b > sp->v[n].b)
-				sp->v[n].b = sp->v[i].b;
-		} else {
-			sp->v[++n] = sp->v[i];
+	if (sp->n > 1) {
+		qsort(sp->v, sp->n, sizeof(*sp->v), span_cmp);
+		for (size_t i = 1; i < sp->n; i++) {
+			if (sp->v[i].a < sp->v[n].b) {
+				if (sp->v[i].b > sp->v[n].b)
+					sp->v[n].b = sp->v[i].b;
+			} else {
+				sp->v[++n] = sp->v[i];
+			}
 		}
+		sp->n = n + 1;
 	}
-	sp->n = n + 1;
+	if (sc->refs.n && sp->n)
+		spare_refs(sp, &sc->refs, &sc->tmp);
 	return 0;
 }
 
@@ -484,6 +620,7 @@ void redact_append(const struct redactor *r, struct buf *out, const char *s,
 {
 	struct buf mid = BUF_INIT;
 	struct spans sp = { NULL, 0, 0 };
+	struct scratch sc = SCRATCH_INIT;
 	struct rb_error err = RB_ERROR_INIT;
 	size_t *next = NULL;
 	size_t carry = 0;
@@ -495,13 +632,14 @@ void redact_append(const struct redactor *r, struct buf *out, const char *s,
 		text = buf_str(&mid);
 		len = mid.len;
 	}
-	if (collect(r, text, len, true, &sp, &err) < 0)
+	if (collect(r, text, len, true, &sp, &sc, &err) < 0)
 		buf_adds(out, MASK_ERROR);
 	else
 		write_masked(out, text, len, &sp);
 	/* nothing above holds a secret: mid has marks where they were */
 	buf_release(&mid);
 	free(sp.v);
+	scratch_release(&sc);
 	free(next);
 }
 
@@ -574,8 +712,10 @@ struct redact_stream *redact_stream_new(const struct redactor *r,
 {
 	struct redact_stream *st = xcalloc(1, sizeof(*st));
 	struct pem_scan ps = PEM_SCAN_INIT;
+	struct scratch sc = SCRATCH_INIT;
 
 	st->r = r;
+	st->sc = sc;
 	st->emit = emit;
 	st->ctx = ctx;
 	st->pem = ps;
@@ -595,6 +735,7 @@ void redact_stream_free(struct redact_stream *st)
 	buf_release(&st->mid);
 	buf_release(&st->out);
 	free(st->sp.v);
+	scratch_release(&st->sc);
 	free(st);
 }
 
@@ -673,13 +814,30 @@ static void emit_chunk(struct redact_stream *st, size_t cut, size_t upto,
 	struct rb_error err = RB_ERROR_INIT;
 
 	buf_reset(&st->out);
-	if (collect(st->r, s, upto, open_to_end, &st->sp, &err) < 0) {
+	if (collect(st->r, s, upto, open_to_end, &st->sp, &st->sc,
+		    &err) < 0) {
 		buf_add(&st->out, MASK_ERROR, sizeof(MASK_ERROR) - 1);
 	} else {
-		/* a match across a forced cut moves the cut to its end */
-		for (size_t i = 0; extend && i < st->sp.n; i++)
-			if (st->sp.v[i].a < cut && st->sp.v[i].b > cut)
-				cut = st->sp.v[i].b;
+		/*
+		 * a match or a secret reference across a forced cut moves
+		 * the cut to its end (a match may end next to a reference)
+		 */
+		for (bool moved = extend; moved;) {
+			moved = false;
+			for (size_t i = 0; i < st->sp.n; i++) {
+				if (st->sp.v[i].a < cut && st->sp.v[i].b > cut) {
+					cut = st->sp.v[i].b;
+					moved = true;
+				}
+			}
+			for (size_t i = 0; i < st->sc.refs.n; i++) {
+				if (st->sc.refs.v[i].a < cut &&
+				    st->sc.refs.v[i].b > cut) {
+					cut = st->sc.refs.v[i].b;
+					moved = true;
+				}
+			}
+		}
 		write_masked(&st->out, s, cut, &st->sp);
 	}
 	if (st->out.len)

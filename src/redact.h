@@ -4,7 +4,9 @@
  * [secret:NAME] (longest value first, so a secret that contains another
  * is masked whole), each match of a `redact` pattern and of the
  * built-in patterns (PEM private key blocks, common token forms) with
- * [redacted].
+ * [redacted]. A secret reference as the record form writes it,
+ * {{ secrets.NAME }}, is left whole by every pattern: what a match
+ * covers of it is not masked, the rest of the match is.
  *
  * A redactor is built once before anything runs and is read-only
  * afterwards. It owns copies of the secret values and wipes them with

@@ -316,6 +316,154 @@ static void test_secrets_before_patterns(void **state)
 	redactor_free(r);
 }
 
+/* Secret references of the record form that no pattern may touch. */
+static const char *const kept_refs[] = {
+	"password={{ secrets.tok }}",
+	"TOKEN={{ secrets.tok }}",
+	"Authorization: Bearer {{ secrets.t }}",
+	"mysql --password={{ secrets.db }} -u root",
+	"GET /x?user=bob&token={{ secrets.t }}&y=1",
+	"{\"password\": \"{{ secrets.pw }}\"}",
+	"clone https://bob:{{ secrets.pw }}@git.example.com/x.git",
+	/* the spacings the template renderer reads */
+	"password={{secrets.tok}}",
+	"password={{ \tsecrets.tok\t  }}",
+	"DB_PASSWORD={{ secrets.DB_pass2 }} SECRET={{ secrets._x }}",
+};
+
+static void test_builtins_keep_secret_refs(void **state)
+{
+	struct redactor *r = redactor_new();
+
+	(void)state;
+	redactor_add_builtins(r);
+	for (size_t i = 0; i < sizeof(kept_refs) / sizeof(*kept_refs); i++)
+		expect_redacted(r, kept_refs[i], kept_refs[i]);
+	/* a real value is masked as ever, next to a reference too */
+	expect_redacted(r, "password=hunter2", "password=[redacted]");
+	expect_redacted(r, "{{ secrets.a }} token=abc123def",
+			"{{ secrets.a }} token=[redacted]");
+	expect_redacted(r, "password=hunter2{{ secrets.x }} -v",
+			"password=[redacted]{{ secrets.x }} -v");
+	expect_redacted(r, "TOKEN={{ secrets.a }} PASSWORD=pw9 Bearer {{ secrets.b }}",
+			"TOKEN={{ secrets.a }} PASSWORD=[redacted] Bearer {{ secrets.b }}");
+	/* only the exact form is a reference */
+	expect_redacted(r, "password={{nope}}", "password=[redacted]");
+	expect_redacted(r, "password={{ secrets.9x }}",
+			"password=[redacted] secrets.9x }}");
+	expect_redacted(r, "password={{ secrets.a.b }}",
+			"password=[redacted] secrets.a.b }}");
+	redactor_free(r);
+}
+
+static void test_patterns_keep_secret_refs(void **state)
+{
+	struct redactor *r = redactor_new();
+	struct rb_error err = RB_ERROR_INIT;
+
+	(void)state;
+	assert_int_equal(redactor_add_pattern(r, "token=\\S+", &err), 0);
+	assert_int_equal(redactor_add_pattern(r, "secrets\\.[a-z]+", &err), 0);
+	assert_int_equal(redactor_add_pattern(r, "key: .*", &err), 0);
+	expect_redacted(r, "token={{ secrets.a }}", "token={{ secrets.a }}");
+	expect_redacted(r, "x {{ secrets.abc }} y", "x {{ secrets.abc }} y");
+	/* to a pattern a reference is blanks: the value ends there */
+	expect_redacted(r, "token={{secrets.a}}xyz", "token={{secrets.a}}xyz");
+	/* what a match covers besides a reference is masked */
+	expect_redacted(r, "key: {{ secrets.a }} and x",
+			"[redacted]{{ secrets.a }}[redacted]");
+	expect_redacted(r, "token=abc", "[redacted]");
+	expect_redacted(r, "{{ secrets.a }} token=abc123def",
+			"{{ secrets.a }} [redacted]");
+	redactor_add_builtins(r);
+	for (size_t i = 0; i < sizeof(kept_refs) / sizeof(*kept_refs); i++)
+		expect_redacted(r, kept_refs[i], kept_refs[i]);
+	redactor_free(r);
+}
+
+static void test_secret_refs_redacted_twice(void **state)
+{
+	struct redactor *r = redactor_new();
+	char *once, *twice;
+
+	(void)state;
+	redactor_add_builtins(r);
+	redactor_add_secret(r, "PW", "hunter2");
+	once = redact_str(r, "password=hunter2 token={{ secrets.t }} secret=x");
+	assert_string_equal(once,
+			    "password=[secret:PW] token={{ secrets.t }} secret=[redacted]");
+	twice = redact_str(r, once);
+	assert_string_equal(twice, once);
+	free(once);
+	free(twice);
+	redactor_free(r);
+}
+
+static void test_stream_keeps_secret_refs(void **state)
+{
+	static const char text[] =
+		"run: mysql --password={{ secrets.db }} -u root\n"
+		"env TOKEN={{ secrets.tok }} token=abc123def\n"
+		"Authorization: Bearer {{ secrets.t }}\n"
+		"pw hunter2 and token={{ secrets.a }}";
+	static const char want[] =
+		"run: mysql --password={{ secrets.db }} -u root\n"
+		"env TOKEN={{ secrets.tok }} token=[redacted]\n"
+		"Authorization: Bearer {{ secrets.t }}\n"
+		"pw [secret:PW] and token={{ secrets.a }}";
+	struct redactor *r = redactor_new();
+	size_t len = strlen(text);
+	char *whole, *got;
+
+	(void)state;
+	redactor_add_builtins(r);
+	redactor_add_secret(r, "PW", "hunter2");
+	whole = redact_str(r, text);
+	assert_string_equal(whole, want);
+	got = stream_bytewise(r, text);
+	assert_string_equal(got, want);
+	free(got);
+	/* cut once at every point, in a reference or not */
+	for (size_t cut = 1; cut < len; cut++) {
+		size_t sizes[2] = { cut, len };
+
+		got = stream_pieces(r, text, len, sizes, 2);
+		assert_string_equal(got, want);
+		free(got);
+	}
+	free(whole);
+	redactor_free(r);
+}
+
+static void test_stream_long_line_keeps_secret_refs(void **state)
+{
+	struct redactor *r = redactor_new();
+	struct rb_error err = RB_ERROR_INIT;
+	struct buf text = BUF_INIT;
+	char *whole;
+
+	(void)state;
+	redactor_add_builtins(r);
+	/* would mask the tail of a reference cut in two */
+	assert_int_equal(redactor_add_pattern(r, "[a-z]+ \\}\\}", &err), 0);
+	/* one line far longer than the stream holds: it is cut */
+	while (text.len < 200 * 1024)
+		buf_adds(&text, "password={{ secrets.tok }} ");
+	whole = redact_str(r, text.data);
+	assert_string_equal(whole, text.data);
+	rng_state = 12345;
+	for (int round = 0; round < 20; round++) {
+		char *got = stream_random(r, text.data, text.len,
+					  round < 10 ? 7 : 5000);
+
+		assert_string_equal(got, whole);
+		free(got);
+	}
+	free(whole);
+	buf_release(&text);
+	redactor_free(r);
+}
+
 static const char mixed_text[] =
 	"starting deploy\n"
 	"connecting with hunter2 to db\n"
@@ -601,6 +749,11 @@ int main(void)
 		cmocka_unit_test(test_builtins_leave_text_alone),
 		cmocka_unit_test(test_builtin_private_key_block),
 		cmocka_unit_test(test_secrets_before_patterns),
+		cmocka_unit_test(test_builtins_keep_secret_refs),
+		cmocka_unit_test(test_patterns_keep_secret_refs),
+		cmocka_unit_test(test_secret_refs_redacted_twice),
+		cmocka_unit_test(test_stream_keeps_secret_refs),
+		cmocka_unit_test(test_stream_long_line_keeps_secret_refs),
 		cmocka_unit_test(test_stream_bytewise_equals_whole),
 		cmocka_unit_test(test_stream_secret_split_across_feeds),
 		cmocka_unit_test(test_stream_emits_complete_lines),
