@@ -1157,6 +1157,11 @@ static void render_rollback(struct engine *E, struct host_run *H,
 	a->rb_exec = a->rb_display = a->rb_record = a->rb_error = NULL;
 	if (a->s->rollback_none)
 		return;
+	if (!a->s->rollback.s) {
+		/* replay: the record has none (it needed the step's captures) */
+		a->rb_error = xstrdup("no rollback command was recorded for this step: it needs values the step had not produced when it stopped; undo it by hand");
+		return;
+	}
 	if (render3(E, H, a->s->rollback.s, TPL_SHELL, &a->rb_exec,
 		    &a->rb_display, &a->rb_record, &err) < 0)
 		a->rb_error = redact_str(E->red, err.msg);

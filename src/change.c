@@ -157,7 +157,8 @@ size_t change_pending(struct change_rec *c, const char *host,
 		if (!s->running && (s->result == RES_SKIPPED ||
 				    s->result == RES_NOT_RUN))
 			continue;
-		if (s->rb_result == RES_ROLLED_BACK)
+		/* rollback: none, or undone already: nothing left to do */
+		if (s->rb_result == RES_ROLLED_BACK || s->rollback_none)
 			continue;
 		(*v)[n++] = s;
 	}

@@ -237,6 +237,29 @@ out:
 	return ret;
 }
 
+int journal_set_aside(const char *dir, const char *id, struct rb_error *err)
+{
+	struct buf d = BUF_INIT, to = BUF_INIT;
+	char *from = jpath(dir, "", id);
+	int ret = -1;
+
+	buf_addf(&d, "%s/journal/done", dir);
+	buf_addf(&to, "%s/%s.broken", buf_str(&d), id);
+	if (mkdir_p(buf_str(&d), 0700) < 0 || rename(from, buf_str(&to)) < 0) {
+		rb_error_errno(err, RB_ERR_PARTIAL,
+			       "cannot set aside the journal '%s' that could not be written",
+			       from);
+		goto out;
+	}
+	fsync_dir(buf_str(&d));
+	ret = 0;
+out:
+	buf_release(&d);
+	buf_release(&to);
+	free(from);
+	return ret;
+}
+
 static int read_all(const char *path, struct buf *out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

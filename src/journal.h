@@ -38,6 +38,12 @@ int journal_append(struct journal *j, const char *payload, size_t len,
 void journal_close(struct journal *j);
 /* Moves the journal of id to done/ (the change is finished and noted). */
 int journal_retire(const char *dir, const char *id, struct rb_error *err);
+/*
+ * Moves a journal that could not be written to done/<id>.broken, where
+ * no reader looks: the change's note, committed from memory, is its
+ * record. Used only when the note was committed.
+ */
+int journal_set_aside(const char *dir, const char *id, struct rb_error *err);
 
 /*
  * Reads every record of the journal of id (in journal/ or done/),

@@ -189,8 +189,11 @@ static int cmd_plan(const struct cli *c, struct rb_error *err)
 /*
  * Journals of changes that ended but whose final note was not
  * committed (the commit failed, or the runner died right after): commit
- * them now. Unfinished changes of target (if given) are returned in
- * *busy_id (the first found), with their status.
+ * them now. A change of another target is only touched when that
+ * target's lock is free: a runner may be writing it right now. Target
+ * (if given) is the one whose lock the caller holds; its unfinished
+ * change, or a damaged journal that may be its, is returned in
+ * *busy_id with its status, and *damaged tells which.
  */
 static int settle_journals(struct store *st, const char *target,
 			   char **busy_id, enum change_status *busy_status,
@@ -205,11 +208,36 @@ static int settle_journals(struct store *st, const char *target,
 		return -1;
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		struct change_rec *c = NULL;
-		bool from_j, torn;
+		struct lock *other = NULL;
+		bool from_j, torn, stale = false;
+		char *jt = NULL, *stale_info = NULL;
 		struct rb_error e2 = RB_ERROR_INIT;
 
+		jt = journal_target(st, ids[i]);
+		if (jt && (!target || strcmp(jt, target) != 0)) {
+			/* in flight elsewhere: leave it to its runner */
+			if (lock_take(store_dir(st), jt, ids[i], &other, &stale,
+				      &stale_info, &e2) < 0) {
+				free(jt);
+				continue;
+			}
+			free(stale_info);
+		}
 		if (change_load(st, ids[i], &c, &from_j, &torn, &e2) < 0) {
+			if (e2.cls != RB_ERR_PARTIAL) {
+				/* no record yet: its runner opens it now, or died first */
+				lock_release(other);
+				free(jt);
+				continue;
+			}
 			fprintf(stderr, "runbook: warning: %s\n", e2.msg);
+			/* damaged: never guess, never run over it */
+			if (target && (!jt || strcmp(jt, target) == 0) && !*busy_id) {
+				*busy_id = xstrdup(ids[i]);
+				*busy_status = CHANGE_INTERRUPTED;
+			}
+			lock_release(other);
+			free(jt);
 			continue;
 		}
 		if (c->closed && change_status_final(c->status)) {
@@ -229,6 +257,8 @@ static int settle_journals(struct store *st, const char *target,
 			*busy_id = xstrdup(c->id);
 			*busy_status = c->closed ? c->status : CHANGE_INTERRUPTED;
 		}
+		lock_release(other);
+		free(jt);
 		change_free(c);
 	}
 	for (size_t i = 0; i < n; i++)
@@ -358,36 +388,157 @@ out:
 	return code;
 }
 
+/*
+ * Change ids sort by second, then by runbook name: changes started in
+ * the same second are put in order by their `started` (milliseconds).
+ */
+#define ID_SECOND 16	/* "YYYYMMDDTHHMMSSZ" */
+
+struct by_second {
+	struct strvec ids, texts, started;
+	size_t limit, emitted;	/* 0: no limit */
+	int (*fn)(void *ctx, const char *id, const char *text, size_t len);
+	void *ctx;
+};
+
+/* The started time of a note's front matter, or "". */
+static char *note_started(const char *text)
+{
+	const char *p = strstr(text, "\nstarted: \"");
+	const char *e;
+
+	if (!p)
+		return xstrdup("");
+	p += 11;
+	e = strchr(p, '"');
+	return e ? xstrndup(p, (size_t)(e - p)) : xstrdup("");
+}
+
+static int flush_second(struct by_second *b)
+{
+	int rc = 0;
+
+	/* newest started first; a stable pick, the group is small */
+	while (b->ids.n && rc == 0 && (!b->limit || b->emitted < b->limit)) {
+		size_t best = 0;
+
+		for (size_t i = 1; i < b->ids.n; i++)
+			if (strcmp(b->started.v[i], b->started.v[best]) > 0)
+				best = i;
+		rc = b->fn(b->ctx, b->ids.v[best], b->texts.v[best],
+			   strlen(b->texts.v[best]));
+		b->emitted++;
+		free(b->ids.v[best]);
+		free(b->texts.v[best]);
+		free(b->started.v[best]);
+		for (size_t i = best; i + 1 < b->ids.n; i++) {
+			b->ids.v[i] = b->ids.v[i + 1];
+			b->texts.v[i] = b->texts.v[i + 1];
+			b->started.v[i] = b->started.v[i + 1];
+		}
+		b->ids.n--;
+		b->texts.n--;
+		b->started.n--;
+	}
+	strvec_release(&b->ids);
+	strvec_release(&b->texts);
+	strvec_release(&b->started);
+	return rc;
+}
+
+static int second_one(void *ctx, const char *id, const char *text, size_t len)
+{
+	struct by_second *b = ctx;
+	int rc = 0;
+
+	if (b->ids.n && strncmp(b->ids.v[0], id, ID_SECOND) != 0) {
+		rc = flush_second(b);
+		if (rc || (b->limit && b->emitted >= b->limit))
+			return 1;
+	}
+	strvec_push(&b->ids, id);
+	strvec_push_owned(&b->texts, xstrndup(text, len));
+	strvec_push_owned(&b->started, note_started(text));
+	return 0;
+}
+
+/* store_each() in the order changes started, newest first. */
+static int each_by_start(struct store *st, size_t limit,
+			 int (*fn)(void *ctx, const char *id, const char *text,
+				   size_t len),
+			 void *ctx, struct rb_error *err)
+{
+	struct by_second b = { STRVEC_INIT, STRVEC_INIT, STRVEC_INIT, limit,
+			       0, fn, ctx };
+
+	if (store_each(st, 0, second_one, &b, err) < 0) {
+		flush_second(&b);
+		return -1;
+	}
+	return flush_second(&b) < 0 ? -1 : 0;
+}
+
 /* The newest change id among notes and unfinished journals. */
 static int last_change(struct store *st, char **id, struct rb_error *err);
 
+struct newest {
+	char *id, *started;
+};
+
 static int first_id(void *ctx, const char *id, const char *text, size_t len)
 {
-	(void)text;
+	struct newest *n = ctx;
+
 	(void)len;
-	*(char **)ctx = xstrdup(id);
+	n->id = xstrdup(id);
+	n->started = note_started(text);
 	return 1;
+}
+
+/* Newer: a later second, or the same second and a later start. */
+static bool newer(const char *id, const char *started, const struct newest *n)
+{
+	int c;
+
+	if (!n->id)
+		return true;
+	c = strncmp(id, n->id, ID_SECOND);
+	return c > 0 || (c == 0 && strcmp(started, n->started) > 0);
 }
 
 static int last_change(struct store *st, char **id, struct rb_error *err)
 {
-	char **ids = NULL, *note = NULL;
+	struct newest best = { NULL, NULL };
+	char **ids = NULL;
 	size_t n = 0;
 
 	*id = NULL;
-	if (store_each(st, 1, first_id, &note, err) < 0 ||
-	    journal_list(store_dir(st), &ids, &n, err) < 0)
+	if (each_by_start(st, 1, first_id, &best, err) < 0 ||
+	    journal_list(store_dir(st), &ids, &n, err) < 0) {
+		free(best.id);
+		free(best.started);
 		return -1;
-	/* ids sort by time */
-	if (n && (!note || strcmp(ids[n - 1], note) > 0)) {
-		*id = xstrdup(ids[n - 1]);
-		free(note);
-	} else {
-		*id = note;
 	}
-	for (size_t i = 0; i < n; i++)
+	/* unfinished changes may be newer than every note */
+	for (size_t i = 0; i < n; i++) {
+		struct change_rec *ch = NULL;
+		struct rb_error e2 = RB_ERROR_INIT;
+		bool fj, torn;
+
+		if ((!best.id || strncmp(ids[i], best.id, ID_SECOND) >= 0) &&
+		    change_load(st, ids[i], &ch, &fj, &torn, &e2) == 0 &&
+		    newer(ids[i], ch->started ? ch->started : "", &best)) {
+			free(best.id);
+			free(best.started);
+			best.id = xstrdup(ids[i]);
+			best.started = xstrdup(ch->started ? ch->started : "");
+		}
+		change_free(ch);
 		free(ids[i]);
+	}
 	free(ids);
+	free(best.started);
+	*id = best.id;
 	if (!*id) {
 		rb_error_set(err, RB_ERR_USAGE,
 			     "expected a recorded change, found none in %s",
@@ -421,6 +572,20 @@ static int resolve_change(struct store *st, const char *prefix, char **id,
 		*id = NULL;
 	}
 	return -1;
+}
+
+/* Rollbacks still to run for the change, over all its hosts. */
+static size_t pending_total(struct change_rec *ch)
+{
+	size_t total = 0;
+
+	for (size_t h = 0; h < ch->hosts.n; h++) {
+		struct rec_step **v;
+
+		total += change_pending(ch, ch->hosts.v[h], &v);
+		free(v);
+	}
+	return total;
 }
 
 static int cmd_rollback(const struct cli *c, struct rb_error *err)
@@ -463,6 +628,15 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 		goto out;
 	}
 	free(stale_info);
+	if (ch->closed && change_status_final(ch->status) &&
+	    ch->noted == ch->status && ch->has_note && !pending_total(ch)) {
+		/* finished and noted: touch neither its journal nor its note */
+		if (!c->quiet)
+			fprintf(stderr, "runbook: nothing left to roll back for change %s (%s)\n",
+				ch->id, change_status_name(ch->status));
+		code = 0;
+		goto out;
+	}
 	if (recorder_resume(st, ch, NULL, &rec, err) < 0) {
 		code = RB_ERR_PARTIAL;
 		goto out;
@@ -518,8 +692,14 @@ static int cmd_status(const struct cli *c, struct rb_error *err)
 		struct buf applied = BUF_INIT, running = BUF_INIT;
 
 		if (change_load(st, ids[i], &ch, &from_j, &torn, &e2) < 0) {
+			if (e2.cls != RB_ERR_PARTIAL)
+				continue;	/* nothing recorded yet */
 			fprintf(stderr, "runbook: %s\n", e2.msg);
+			if (!c->json)
+				printf("%s  damaged journal: apply on its target is refused until it is inspected\n",
+				       ids[i]);
 			code = RB_ERR_PARTIAL;
+			shown++;
 			continue;
 		}
 		if (c->target && ch->target && strcmp(c->target, ch->target) != 0) {
@@ -644,7 +824,7 @@ static int cmd_log(const struct cli *c, struct rb_error *err)
 
 	if (store_open(c->notes, NULL, false, &st, err) < 0)
 		return err->cls;
-	if (store_each(st, c->log_n, log_one, &lc, err) < 0)
+	if (each_by_start(st, c->log_n, log_one, &lc, err) < 0)
 		code = err->cls;
 	else if (!lc.shown && !c->json && !c->quiet)
 		printf("no changes recorded in %s\n", store_path(st));

@@ -29,12 +29,20 @@ struct recorder {
 	struct change_rec *c;
 	const struct redactor *red;
 	struct journal *j;
+	/*
+	 * The journal could not be written (an fsync failed): from then on
+	 * the model still follows what happens, and the note committed at
+	 * the end is the record; the journal is set aside, never trusted.
+	 */
+	bool broken;
 };
 
 bool change_status_final(enum change_status s)
 {
+	/* interrupted as a runner records it: rolled back, then stopped */
 	return s == CHANGE_APPLIED || s == CHANGE_ROLLED_BACK ||
-	       s == CHANGE_FAILED || s == CHANGE_REHEARSED;
+	       s == CHANGE_FAILED || s == CHANGE_REHEARSED ||
+	       s == CHANGE_INTERRUPTED;
 }
 
 static void iso_now(char out[40])
@@ -86,8 +94,9 @@ static int snapshot(struct recorder *r, struct rb_error *err)
 		json_kv(&rec, "command", s->command ? s->command : "", 0);
 		if (s->rollback)
 			json_kv(&rec, "rollback", s->rollback, 0);
-		buf_addf(&rec, ",\"rollback_none\":%s",
-			 s->rollback_none ? "true" : "false");
+		buf_addf(&rec, ",\"rollback_none\":%s,\"local\":%s",
+			 s->rollback_none ? "true" : "false",
+			 s->local ? "true" : "false");
 		if (s->dir)
 			json_kv(&rec, "dir", s->dir, 0);
 		buf_adds(&rec, ",\"env\":[");
@@ -181,15 +190,29 @@ static int apply_payload(void *ctx, const char *payload, size_t len)
 	return 0;
 }
 
-/* Journal first, then the model, from the same bytes. */
-static int put(struct recorder *r, struct buf *rec, struct rb_error *err)
+/*
+ * Journal first, then the model, from the same bytes. When the journal
+ * fails, the model still takes the record unless the action it
+ * announces will not happen (announced: the engine stops instead).
+ */
+static int put_ex(struct recorder *r, struct buf *rec, bool announces,
+		  struct rb_error *err)
 {
-	if (journal_append(r->j, rec->data, rec->len, err) < 0)
+	if (journal_append(r->j, rec->data, rec->len, err) < 0) {
+		r->broken = true;
+		if (!announces)
+			apply_payload(r->c, rec->data, rec->len);
 		return -1;
+	}
 	/* Announced and durable, not yet done: the instant kill -9 tests. */
 	failpoint_kill("kill-after-record");
 	apply_payload(r->c, rec->data, rec->len);
 	return 0;
+}
+
+static int put(struct recorder *r, struct buf *rec, struct rb_error *err)
+{
+	return put_ex(r, rec, false, err);
 }
 
 /* The engine's redactor (it knows the secrets), else our own. */
@@ -235,6 +258,20 @@ int recorder_commit(struct recorder *r, struct rb_error *err)
 	json_kv(&rec, "oid", oid, 0);
 	buf_adds(&rec, "}");
 	failpoint_kill("kill-after-note");
+	if (r->broken) {
+		struct rb_error e2 = RB_ERROR_INIT;
+
+		r->c->has_note = true;
+		r->c->noted = r->c->status;
+		/* the note is the record now: a stale journal must not win */
+		if (r->c->closed && change_status_final(r->c->status) &&
+		    journal_set_aside(store_dir(r->st), r->c->id, &e2) < 0) {
+			*err = e2;
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	}
 	if (put(r, &rec, err) < 0)
 		goto out;
 	if (r->c->closed && change_status_final(r->c->status) &&
@@ -263,7 +300,7 @@ int recorder_close(struct recorder *r, enum change_status status,
 	buf_adds(&rec, "}");
 	ret = put(r, &rec, err);
 	buf_release(&rec);
-	if (ret == 0)
+	if (ret == 0 || r->broken)
 		ret = recorder_commit(r, err);
 	return ret;
 }
@@ -401,10 +438,25 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 	}
 	json_kv(&rec, "time", t, 0);
 	buf_adds(&rec, "}");
-	ret = put(r, &rec, err);
+	/* a step whose begin cannot be recorded is not run */
+	ret = put_ex(r, &rec, ev->type == JEV_STEP_BEGIN, err);
 out:
 	buf_release(&rec);
 	return ret;
+}
+
+char *journal_target(struct store *st, const char *id)
+{
+	struct change_rec *c = change_new();
+	struct rb_error err = RB_ERROR_INIT;
+	bool torn;
+	char *t;
+
+	/* records before a damaged one are applied: the open record names it */
+	journal_read(store_dir(st), id, false, apply_payload, c, &torn, &err);
+	t = c->target ? xstrdup(c->target) : NULL;
+	change_free(c);
+	return t;
 }
 
 int change_load(struct store *st, const char *id, struct change_rec **out,

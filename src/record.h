@@ -49,6 +49,12 @@ int recorder_close(struct recorder *r, enum change_status status,
 int change_load(struct store *st, const char *id, struct change_rec **out,
 		bool *from_journal, bool *torn, struct rb_error *err);
 
+/*
+ * The target named by the journal of change id (even a damaged one),
+ * or NULL if no record says. The caller frees it.
+ */
+char *journal_target(struct store *st, const char *id);
+
 /* A finished status: nothing is left to undo or to run. */
 bool change_status_final(enum change_status s);
 

@@ -104,7 +104,7 @@ int store_open(const char *explicit, const char *near, bool create,
 	if (!explicit)
 		explicit = getenv("RUNBOOK_NOTES");
 	if (explicit && *explicit) {
-		if (open_or_create(s, explicit, true, err) < 0)
+		if (open_or_create(s, explicit, create, err) < 0)
 			goto out;
 	} else {
 		if (near) {
