@@ -2134,7 +2134,7 @@ out:
 /* ---- replaying a recorded rollback ---- */
 
 static int load_recorded_secrets(struct engine *E, const struct change_rec *c,
-				 struct rb_error *err)
+				 bool dry_run, struct rb_error *err)
 {
 	E->secrets = xcalloc(c->secrets.n + 1, sizeof(*E->secrets));
 	for (size_t i = 0; i < c->secrets.n; i++) {
@@ -2155,6 +2155,12 @@ static int load_recorded_secrets(struct engine *E, const struct change_rec *c,
 			return -1;
 		}
 		E->secrets[i].name = s.name;
+		if (dry_run) {
+			/* only shown, as [secret:NAME]: no need to read it */
+			E->secrets[i].value = xstrdup("");
+			E->n_secrets = i + 1;
+			continue;
+		}
 		if (s.source == SECRET_ENV) {
 			const char *v = getenv(s.from);
 
@@ -2217,7 +2223,7 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 		if (c->steps[i].name && (int)strlen(c->steps[i].name) > E.name_w)
 			E.name_w = (int)strlen(c->steps[i].name) > 40 ? 40 :
 				   (int)strlen(c->steps[i].name);
-	if (load_recorded_secrets(&E, c, err) < 0) {
+	if (load_recorded_secrets(&E, c, ro->dry_run, err) < 0) {
 		code = RB_ERR_INVALID;
 		goto out;
 	}

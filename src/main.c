@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -478,18 +479,36 @@ static int each_by_start(struct store *st, size_t limit,
 	return flush_second(&b) < 0 ? -1 : 0;
 }
 
-/* The newest change id among notes and unfinished journals. */
-static int last_change(struct store *st, char **id, struct rb_error *err);
+/* The newest change id (of target, if given) among notes and journals. */
+static int last_change(struct store *st, const char *target, char **id,
+		       struct rb_error *err);
 
 struct newest {
 	char *id, *started;
+	const char *target;	/* only changes of this target, or NULL */
 };
+
+/* The target of a note's front matter is this one. */
+static bool note_target_is(const char *text, const char *target)
+{
+	struct buf want = BUF_INIT;
+	bool yes;
+
+	buf_adds(&want, "\ntarget: ");
+	json_str(&want, target);
+	buf_addc(&want, '\n');
+	yes = strstr(text, buf_str(&want)) != NULL;
+	buf_release(&want);
+	return yes;
+}
 
 static int first_id(void *ctx, const char *id, const char *text, size_t len)
 {
 	struct newest *n = ctx;
 
 	(void)len;
+	if (n->target && !note_target_is(text, n->target))
+		return 0;
 	n->id = xstrdup(id);
 	n->started = note_started(text);
 	return 1;
@@ -506,9 +525,10 @@ static bool newer(const char *id, const char *started, const struct newest *n)
 	return c > 0 || (c == 0 && strcmp(started, n->started) > 0);
 }
 
-static int last_change(struct store *st, char **id, struct rb_error *err)
+static int last_change(struct store *st, const char *target, char **id,
+		       struct rb_error *err)
 {
-	struct newest best = { NULL, NULL };
+	struct newest best = { NULL, NULL, target };
 	char **ids = NULL;
 	size_t n = 0;
 
@@ -527,6 +547,7 @@ static int last_change(struct store *st, char **id, struct rb_error *err)
 
 		if ((!best.id || strncmp(ids[i], best.id, ID_SECOND) >= 0) &&
 		    change_load(st, ids[i], &ch, &fj, &torn, &e2) == 0 &&
+		    (!target || (ch->target && strcmp(ch->target, target) == 0)) &&
 		    newer(ids[i], ch->started ? ch->started : "", &best)) {
 			free(best.id);
 			free(best.started);
@@ -541,7 +562,8 @@ static int last_change(struct store *st, char **id, struct rb_error *err)
 	*id = best.id;
 	if (!*id) {
 		rb_error_set(err, RB_ERR_USAGE,
-			     "expected a recorded change, found none in %s",
+			     "expected a recorded change%s%s, found none in %s",
+			     target ? " on target " : "", target ? target : "",
 			     store_path(st));
 		return -1;
 	}
@@ -600,7 +622,7 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 	int code;
 
 	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
-	    (c->last ? last_change(st, &id, err) :
+	    (c->last ? last_change(st, c->target, &id, err) :
 		       resolve_change(st, c->args[0], &id, err)) < 0 ||
 	    change_load(st, id, &ch, &from_j, &torn, err) < 0) {
 		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
@@ -657,6 +679,27 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 			fprintf(stderr, "runbook: warning: %s; the journal keeps the record, run 'runbook status' to commit it\n",
 				e2.msg);
 		}
+	}
+	if (c->json) {
+		struct buf b = BUF_INIT;
+		char t[40];
+		time_t now = time(NULL);
+		struct tm tm;
+
+		gmtime_r(&now, &tm);
+		strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		buf_adds(&b, "{");
+		json_kv(&b, "event", "done", 1);
+		json_kv(&b, "change", id, 0);
+		json_kv(&b, "time", t, 0);
+		json_kv(&b, "status", change_status_name(code == 0 ? CHANGE_ROLLED_BACK :
+					CHANGE_ROLLBACK_FAILED), 0);
+		buf_addf(&b, ",\"exit\":%d", code);
+		if (code)
+			json_kv(&b, "message", err->msg, 0);
+		buf_adds(&b, "}\n");
+		fputs(buf_str(&b), stdout);
+		buf_release(&b);
 	}
 out:
 	recorder_free(rec);
@@ -748,7 +791,9 @@ static int cmd_status(const struct cli *c, struct rb_error *err)
 			       ch->target ? ch->target : "?", state);
 			if (applied.len)
 				printf("  applied, not undone: %s\n", buf_str(&applied));
-			if (running.len)
+			if (running.len && strcmp(state, "running") == 0)
+				printf("  running now: %s\n", buf_str(&running));
+			else if (running.len)
 				printf("  was running when it stopped (may be half-applied): %s\n",
 				       buf_str(&running));
 			if (holder)

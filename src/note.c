@@ -209,7 +209,7 @@ static void cell(struct buf *b, const char *s, size_t max)
 static void body(const struct change_rec *c, struct buf *b)
 {
 	static const char *const say[] = {
-		"is running", "was applied", "failed and was rolled back",
+		"is running", "was applied", "was rolled back: every step undone",
 		"failed and its rollback did not finish", "failed",
 		"was interrupted", "was rehearsed: applied and rolled back",
 	};
@@ -230,7 +230,9 @@ static void body(const struct change_rec *c, struct buf *b)
 	buf_addf(b, "- **Expected:** %s — %s\n", c->expected ? c->expected : "",
 		 c->status == CHANGE_APPLIED ? "met (verify passed)" :
 		 c->status == CHANGE_REHEARSED ? "met, then rolled back as rehearsed" :
-		 c->status == CHANGE_RUNNING ? "not known yet" : "not met");
+		 c->status == CHANGE_RUNNING ? "not known yet" :
+		 c->status == CHANGE_ROLLED_BACK ? "not in effect: the change was undone" :
+		 "not met");
 	buf_addf(b, "- **File:** `%s` (sha256 %s)\n\n",
 		 c->file ? c->file : "", c->file_sha256 ? c->file_sha256 : "");
 

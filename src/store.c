@@ -562,9 +562,10 @@ char *store_operator(struct store *s)
 
 		user = pw ? pw->pw_name : "unknown";
 	}
-	if (name.ptr && *name.ptr)
-		buf_addf(&b, "%s <%s>", name.ptr,
-			 email.ptr && *email.ptr ? email.ptr : "");
+	if (name.ptr && *name.ptr && email.ptr && *email.ptr)
+		buf_addf(&b, "%s <%s>", name.ptr, email.ptr);
+	else if (name.ptr && *name.ptr)
+		buf_addf(&b, "%s <%s@%s>", name.ptr, user, host);
 	else
 		buf_addf(&b, "%s <%s@%s>", user, user, host);
 	git_buf_dispose(&name);
