@@ -990,7 +990,11 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	if (!exit_expected(s, r.exit_code)) {
 		buf_adds(&o->why, "expected exit ");
 		exit_list(&o->why, s);
-		buf_addf(&o->why, ", found exit %d; stderr: ", r.exit_code);
+		buf_addf(&o->why, ", found exit %d", r.exit_code);
+		if (r.exit_code > 128 && r.exit_code < 128 + 65)
+			buf_addf(&o->why, " (a shell's code for a command killed by signal %d, %s)",
+				 r.exit_code - 128, strsignal(r.exit_code - 128));
+		buf_adds(&o->why, "; stderr: ");
 		excerpt(&o->why, &c.st[1]);
 		if (c.st[1].tail.len == 0) {
 			buf_adds(&o->why, "; stdout: ");
@@ -2182,6 +2186,15 @@ static int load_recorded_secrets(struct engine *E, const struct change_rec *c,
 	return 0;
 }
 
+/* The identity a host used: its own, else its target's. */
+static const char *host_identity(const struct change_rec *c,
+				 const struct host *h)
+{
+	const char *id = varset_get(&c->host_ids, h->spec);
+
+	return id ? id : c->identity;
+}
+
 int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 		    struct rb_error *err)
 {
@@ -2252,8 +2265,8 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 			struct reach R;
 
 			/* connected on first use: one lost host stops only itself */
-			if (reach_init(&R, &hosts[h], c->identity, o.known_hosts,
-				       o.accept_new, err) < 0) {
+			if (reach_init(&R, &hosts[h], host_identity(c, &hosts[h]),
+				       o.known_hosts, o.accept_new, err) < 0) {
 				reach_release(&R);
 				free(pend);
 				code = err->cls;
@@ -2271,13 +2284,24 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 			struct rec_step *r = &c->steps[i];
 			struct exec *ex = r->local && H->local_ex ? H->local_ex : H->ex;
 
-			if (!(r->running || r->rb_running) || !r->pid ||
-			    !r->host || strcmp(r->host, hosts[h].spec) != 0)
+			if (!r->pid || !r->host ||
+			    strcmp(r->host, hosts[h].spec) != 0)
+				continue;
+			/*
+			 * Locally a runner that ended stopped its commands; on
+			 * a remote host a lost link may have cut one off: a
+			 * failed one there is stopped too (if still running:
+			 * the stop is guarded by the change id).
+			 */
+			if (!(r->running || r->rb_running) &&
+			    (hosts[h].local || r->local ||
+			     (r->result != RES_FAILED && r->result != RES_TIMEOUT &&
+			      r->rb_result != RES_ROLLBACK_FAILED)))
 				continue;
 			if (!ex && !hosts[h].local) {
 				struct reach R;
 
-				if (reach_init(&R, &hosts[h], c->identity,
+				if (reach_init(&R, &hosts[h], host_identity(c, &hosts[h]),
 					       o.known_hosts, o.accept_new, err) == 0) {
 					H->ex = exec_ssh_lazy(&R.p);
 					H->local_ex = exec_local_new();

@@ -51,6 +51,7 @@ void change_free(struct change_rec *c)
 	strvec_release(&c->hosts);
 	varset_release(&c->vars);
 	varset_release(&c->secrets);
+	varset_release(&c->host_ids);
 	for (size_t i = 0; i < c->n_captures; i++) {
 		free(c->captures[i].host);
 		free(c->captures[i].name);
@@ -236,6 +237,8 @@ void change_rec_open(struct buf *out, const struct change_rec *c)
 	buf_addc(out, ']');
 	varset_json(out, "vars", &c->vars);
 	varset_json(out, "secrets", &c->secrets);
+	if (c->host_ids.n)
+		varset_json(out, "identities", &c->host_ids);
 	buf_adds(out, "}");
 }
 
@@ -311,6 +314,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 				strvec_push(&c->hosts, x->items[i]->text);
 		read_map(r, "vars", &c->vars);
 		read_map(r, "secrets", &c->secrets);
+		read_map(r, "identities", &c->host_ids);
 	} else if (strcmp(t, "step-begin") == 0 && host && p >= 0) {
 		s = change_add_step(c);
 		s->host = xstrdup(host);

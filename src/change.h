@@ -65,6 +65,7 @@ struct change_rec {
 	struct strvec hosts;
 	struct varset vars;	/* no secrets */
 	struct varset secrets;	/* name -> "env:VAR" or "file:PATH" */
+	struct varset host_ids;	/* host -> its own SSH identity file */
 	struct rec_capture *captures;
 	size_t n_captures, cap_captures;
 	struct rec_metric *metrics;

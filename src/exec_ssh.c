@@ -976,12 +976,17 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		libssh2_free(x->s, sig);
 	}
 	if (os.exit_code < 0) {
+		bool stopped;
+
 		/* libssh2 says 0 for "no exit status": do not believe it */
 		out->end = EXEC_LOST;
 		out->exit_code = -1;
+		/* the server closed the channel; the command may go on */
+		stopped = os.pid && x->orphan_guard &&
+			  stop_remote(x, os.pid, x->orphan_guard);
 		snprintf(out->why, sizeof(out->why),
-			 "the command's channel on %s closed without an exit status; its outcome is unknown (it may have done part of its work)",
-			 where(x, &w));
+			 "the command's channel on %s closed without an exit status%s; its outcome is unknown (it may have done part of its work)",
+			 where(x, &w), stopped ? " while it still ran (stopped it)" : "");
 		ret = 0;
 		goto out;
 	}

@@ -286,8 +286,12 @@ static struct change_rec *new_change(const struct runbook *rb,
 	ch->operator_ = store_operator(st);
 	if (t->identity.s)
 		ch->identity = xstrdup(t->identity.s);
-	for (size_t h = 0; h < t->n_hosts; h++)
+	for (size_t h = 0; h < t->n_hosts; h++) {
 		strvec_push(&ch->hosts, t->hosts[h].spec);
+		if (t->hosts[h].identity)
+			varset_set(&ch->host_ids, t->hosts[h].spec,
+				   t->hosts[h].identity);
+	}
 	for (size_t i = 0; i < rb->n_vars; i++)
 		varset_set(&ch->vars, rb->vars[i].key, rb->vars[i].val);
 	varset_copy(&ch->vars, &c->vars);

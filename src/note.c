@@ -99,6 +99,15 @@ static void front_matter(const struct change_rec *c, struct buf *b)
 		buf_adds(b, ": ");
 		q(b, c->secrets.values[i]);
 	}
+	if (c->host_ids.n) {
+		buf_adds(b, "\nidentities:");
+		for (size_t i = 0; i < c->host_ids.n; i++) {
+			buf_adds(b, "\n  ");
+			q(b, c->host_ids.names[i]);
+			buf_adds(b, ": ");
+			q(b, c->host_ids.values[i]);
+		}
+	}
 	buf_adds(b, "\ncaptures:");
 	if (!c->n_captures)
 		buf_adds(b, " {}");
@@ -365,6 +374,9 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 	if ((x = ynode_get(root, "vars")) && x->type == YN_MAP)
 		for (size_t i = 0; i < x->n; i++)
 			varset_set(&c->vars, x->keys[i]->text, x->items[i]->text);
+	if ((x = ynode_get(root, "identities")) && x->type == YN_MAP)
+		for (size_t i = 0; i < x->n; i++)
+			varset_set(&c->host_ids, x->keys[i]->text, x->items[i]->text);
 	if ((x = ynode_get(root, "secrets")) && x->type == YN_MAP)
 		for (size_t i = 0; i < x->n; i++)
 			varset_set(&c->secrets, x->keys[i]->text,
