@@ -121,6 +121,8 @@ struct applied {
 	char *rb_exec, *rb_display;	/* NULL if it could not be rendered */
 	char *rb_record;		/* secrets as {{ secrets.NAME }} */
 	char *rb_error;
+	bool masked;		/* replay: the record's rollback was redacted */
+	bool rb_masked;		/* rb_record differs from what runs: redacted */
 };
 
 /* What one preflight command showed, for rehearse. */
@@ -495,9 +497,9 @@ static const char *lookup(void *ctx, const char *name)
  * as {{ secrets.NAME }}; may be NULL), the last two redacted. Returns
  * 0, or -1 with err.
  */
-static int render3(struct engine *E, struct host_run *H, const char *tpl,
-		   enum tpl_mode mode, char **exec, char **display,
-		   char **record, struct rb_error *err)
+static int render3m(struct engine *E, struct host_run *H, const char *tpl,
+		    enum tpl_mode mode, char **exec, char **display,
+		    char **record, bool *masked, struct rb_error *err)
 {
 	struct lookup_ctx lc = { E, H };
 	struct buf x = BUF_INIT, d = BUF_INIT, r = BUF_INIT;
@@ -512,8 +514,11 @@ static int render3(struct engine *E, struct host_run *H, const char *tpl,
 	if (exec)
 		*exec = buf_detach(&x);
 	*display = redact_str(E->red, buf_str(&d));
-	if (record)
+	if (record) {
 		*record = redact_str(E->red, buf_str(&r));
+		if (masked)
+			*masked = strcmp(*record, buf_str(&r)) != 0;
+	}
 	ret = 0;
 out:
 	if (x.data)
@@ -522,6 +527,13 @@ out:
 	buf_release(&d);
 	buf_release(&r);
 	return ret;
+}
+
+static int render3(struct engine *E, struct host_run *H, const char *tpl,
+		   enum tpl_mode mode, char **exec, char **display,
+		   char **record, struct rb_error *err)
+{
+	return render3m(E, H, tpl, mode, exec, display, record, NULL, err);
 }
 
 static int render(struct engine *E, struct host_run *H, const char *tpl,
@@ -1161,13 +1173,17 @@ static void render_rollback(struct engine *E, struct host_run *H,
 	a->rb_exec = a->rb_display = a->rb_record = a->rb_error = NULL;
 	if (a->s->rollback_none)
 		return;
+	if (a->masked) {
+		a->rb_error = xstrdup("the recorded rollback contains text a redact pattern masked, so it cannot be replayed as it was; undo it by hand");
+		return;
+	}
 	if (!a->s->rollback.s) {
 		/* replay: the record has none (it needed the step's captures) */
 		a->rb_error = xstrdup("no rollback command was recorded for this step: it needs values the step had not produced when it stopped; undo it by hand");
 		return;
 	}
-	if (render3(E, H, a->s->rollback.s, TPL_SHELL, &a->rb_exec,
-		    &a->rb_display, &a->rb_record, &err) < 0)
+	if (render3m(E, H, a->s->rollback.s, TPL_SHELL, &a->rb_exec,
+		     &a->rb_display, &a->rb_record, &a->rb_masked, &err) < 0)
 		a->rb_error = redact_str(E->red, err.msg);
 }
 
@@ -1305,6 +1321,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.name = s->name.s;
 	ev.command = rec;
 	ev.rollback = a ? a->rb_record : NULL;
+	ev.rollback_masked = a && a->rb_masked;
 	ev.rollback_none = s->rollback_none;
 	ev.local = s->local;
 	record_env_dir(E, H, s, &rec_env, &rec_dir);
@@ -1376,6 +1393,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.exit_code = o.exit_code;
 	ev.duration_ms = o.ms;
 	ev.rollback = a ? a->rb_record : NULL;
+	ev.rollback_masked = a && a->rb_masked;
 	ev.output = o.output;
 	if (s->phase == PHASE_METRICS && o.metric_val) {
 		metric_red = redact_str(E->red, o.metric_val);
@@ -2236,6 +2254,13 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 		if (c->steps[i].name && (int)strlen(c->steps[i].name) > E.name_w)
 			E.name_w = (int)strlen(c->steps[i].name) > 40 ? 40 :
 				   (int)strlen(c->steps[i].name);
+	/* the runbook's own patterns mask the replay's output too */
+	for (size_t i = 0; i < c->redact.n; i++) {
+		if (redactor_add_pattern(E.red, c->redact.v[i], err) < 0) {
+			code = RB_ERR_INVALID;
+			goto out;
+		}
+	}
 	if (load_recorded_secrets(&E, c, ro->dry_run, err) < 0) {
 		code = RB_ERR_INVALID;
 		goto out;
@@ -2347,6 +2372,7 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 			memset(a, 0, sizeof(*a));
 			a->s = s;
 			a->result = RES_OK;
+			a->masked = r->rollback_masked;
 			if (!r->rollback_none && !r->rollback) {
 				a->rb_error = xstrdup("no rollback command was recorded for this step");
 			} else if (!r->rollback_none) {

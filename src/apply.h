@@ -61,6 +61,7 @@ struct journal_event {
 	const char *command;	/* record form: secrets as {{ secrets.X }} */
 	const char *rollback;	/* record form, for STEP_BEGIN; or NULL */
 	bool rollback_none;
+	bool rollback_masked;	/* a redact pattern changed the record form */
 	bool local;		/* runs on this machine (`local: true`) */
 	const char *dir;	/* record form, or NULL */
 	char *const *env;	/* record forms "NAME=value", or NULL */
@@ -80,6 +81,7 @@ struct journal_event {
 	int exit_code;
 	unsigned long long duration_ms;
 	enum change_status status;	/* for CLOSE */
+	bool by_hand;		/* ROLLBACK_END: the operator undid it by hand */
 	/* JEV_BASELINE: came back or not, and the diff (redacted) */
 	bool baseline_same;
 	const char *diff;

@@ -52,6 +52,7 @@ void change_free(struct change_rec *c)
 	varset_release(&c->vars);
 	varset_release(&c->secrets);
 	varset_release(&c->host_ids);
+	strvec_release(&c->redact);
 	for (size_t i = 0; i < c->n_captures; i++) {
 		free(c->captures[i].host);
 		free(c->captures[i].name);
@@ -235,6 +236,15 @@ void change_rec_open(struct buf *out, const struct change_rec *c)
 		json_str(out, c->hosts.v[i]);
 	}
 	buf_addc(out, ']');
+	if (c->redact.n) {
+		buf_adds(out, ",\"redact\":[");
+		for (size_t i = 0; i < c->redact.n; i++) {
+			if (i)
+				buf_addc(out, ',');
+			json_str(out, c->redact.v[i]);
+		}
+		buf_addc(out, ']');
+	}
 	varset_json(out, "vars", &c->vars);
 	varset_json(out, "secrets", &c->secrets);
 	if (c->host_ids.n)
@@ -312,6 +322,10 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		if ((x = ynode_get(r, "hosts")) && x->type == YN_SEQ)
 			for (size_t i = 0; i < x->n; i++)
 				strvec_push(&c->hosts, x->items[i]->text);
+		strvec_release(&c->redact);
+		if ((x = ynode_get(r, "redact")) && x->type == YN_SEQ)
+			for (size_t i = 0; i < x->n; i++)
+				strvec_push(&c->redact, x->items[i]->text);
 		read_map(r, "vars", &c->vars);
 		read_map(r, "secrets", &c->secrets);
 		read_map(r, "identities", &c->host_ids);
@@ -323,6 +337,8 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		s->name = dup_or_null(str(r, "name"));
 		s->command = dup_or_null(str(r, "command"));
 		s->rollback = dup_or_null(str(r, "rollback"));
+		s->rollback_masked = str(r, "rollback_masked") &&
+				     strcmp(str(r, "rollback_masked"), "true") == 0;
 		s->rollback_none = str(r, "rollback_none") &&
 				   strcmp(str(r, "rollback_none"), "true") == 0;
 		s->local = str(r, "local") && strcmp(str(r, "local"), "true") == 0;
@@ -339,8 +355,11 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		s->result = res >= 0 ? (enum step_result)res : RES_FAILED;
 		s->exit_code = (int)num(r, "exit", -1);
 		s->duration_ms = (unsigned long long)num(r, "duration_ms", 0);
-		if (ynode_get(r, "rollback"))
+		if (ynode_get(r, "rollback")) {
 			replace(&s->rollback, str(r, "rollback"));
+			s->rollback_masked = str(r, "rollback_masked") &&
+					     strcmp(str(r, "rollback_masked"), "true") == 0;
+		}
 		replace(&s->output, str(r, "output"));
 		if ((x = ynode_get(r, "captures")) && x->type == YN_MAP)
 			for (size_t i = 0; i < x->n; i++)
@@ -363,6 +382,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		s->rb_result = res >= 0 ? (enum step_result)res :
 					  RES_ROLLBACK_FAILED;
 		s->rb_exit_code = (int)num(r, "exit", -1);
+		s->rb_by_hand = str(r, "by_hand") && strcmp(str(r, "by_hand"), "true") == 0;
 	} else if (strcmp(t, "close") == 0) {
 		int st = str(r, "status") ? change_status_parse(str(r, "status")) : -1;
 

@@ -29,6 +29,8 @@ struct rec_step {
 	char *command;
 	char *rollback;		/* NULL when none or not renderable */
 	bool rollback_none;
+	bool rollback_masked;	/* a redact pattern changed the recorded rollback */
+	bool rb_by_hand;	/* the operator said they undid it by hand */
 	bool local;		/* ran on the machine running runbook */
 	char *dir;		/* NULL: none */
 	struct strvec env;	/* "NAME=value", record form */
@@ -66,6 +68,7 @@ struct change_rec {
 	struct varset vars;	/* no secrets */
 	struct varset secrets;	/* name -> "env:VAR" or "file:PATH" */
 	struct varset host_ids;	/* host -> its own SSH identity file */
+	struct strvec redact;	/* the runbook's redact patterns */
 	struct rec_capture *captures;
 	size_t n_captures, cap_captures;
 	struct rec_metric *metrics;

@@ -47,7 +47,7 @@ static const struct cmd_info cmds[] = {
 enum opt_id {
 	O_HELP, O_TARGET, O_VAR, O_NOTES, O_JSON, O_NO_COLOR, O_QUIET,
 	O_VERBOSE, O_FORKS, O_KNOWN_HOSTS, O_ACCEPT_NEW, O_DRY_RUN, O_LAST,
-	O_N,
+	O_N, O_BY_HAND,
 };
 
 struct opt_info {
@@ -85,6 +85,8 @@ static const struct opt_info opts[] = {
 	{ O_LAST, "last", 0, NULL, C(CMD_ROLLBACK),
 	  "the most recent change" },
 	{ O_N, NULL, 'n', "N", C(CMD_LOG), "show at most N changes" },
+	{ O_BY_HAND, "by-hand", 0, "STEP[@HOST]", C(CMD_ROLLBACK),
+	  "record that you undid STEP by hand, then go on (repeatable)" },
 };
 
 const char *cli_cmd_name(enum cli_cmd cmd)
@@ -248,6 +250,11 @@ static int apply_opt(struct cli *c, const struct opt_info *o,
 	case O_LAST:
 		c->last = true;
 		break;
+	case O_BY_HAND:
+		c->by_hand = xgrow(c->by_hand, &c->cap_by_hand,
+				   c->n_by_hand + 1, sizeof(*c->by_hand));
+		c->by_hand[c->n_by_hand++] = val;
+		break;
 	case O_N:
 		if (parse_uint(val, 1, 1000000, &c->log_n) < 0) {
 			rb_error_set(err, RB_ERR_USAGE,
@@ -384,5 +391,6 @@ void cli_release(struct cli *c)
 		free(c->var_names[i]);
 	free(c->var_names);
 	free(c->args);
+	free(c->by_hand);
 	varset_release(&c->vars);
 }

@@ -33,6 +33,8 @@ struct cli {
 	bool json, no_color, quiet, verbose, accept_new, dry_run, last;
 	unsigned forks;
 	unsigned log_n;
+	const char **by_hand;	/* rollback --by-hand STEP[@HOST] (borrowed) */
+	size_t n_by_hand, cap_by_hand;
 };
 
 /* Parses argv; on error returns -1 with err set (class RB_ERR_USAGE). */

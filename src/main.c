@@ -241,11 +241,17 @@ static int settle_journals(struct store *st, const char *target,
 			free(jt);
 			continue;
 		}
-		if (c->closed && change_status_final(c->status)) {
+		if (c->closed && change_status_final(c->status) &&
+		    c->has_note && c->noted == c->status) {
+			/* noted: retire it if its runner died before it could */
+			struct rb_error e3 = RB_ERROR_INIT;
+
+			(void)journal_retire(store_dir(st), c->id, &e3);
+		} else if (c->closed && change_status_final(c->status)) {
 			struct recorder *r = NULL;
 
 			if (recorder_resume(st, c, NULL, &r, &e2) == 0 &&
-			    recorder_commit(r, &e2) == 0) {
+			    recorder_settle(r, &e2) == 0) {
 				if (!quiet)
 					fprintf(stderr, "runbook: committed the pending note of change %s (%s)\n",
 						c->id, change_status_name(c->status));
@@ -292,6 +298,8 @@ static struct change_rec *new_change(const struct runbook *rb,
 			varset_set(&ch->host_ids, t->hosts[h].spec,
 				   t->hosts[h].identity);
 	}
+	for (size_t i = 0; i < rb->n_redact; i++)
+		strvec_push(&ch->redact, rb->redact[i].s);
 	for (size_t i = 0; i < rb->n_vars; i++)
 		varset_set(&ch->vars, rb->vars[i].key, rb->vars[i].val);
 	varset_copy(&ch->vars, &c->vars);
@@ -600,6 +608,45 @@ static int resolve_change(struct store *st, const char *prefix, char **id,
 	return -1;
 }
 
+/*
+ * --by-hand STEP[@HOST]: the pending rollbacks it names, or -1 with
+ * err (usage) listing what is pending.
+ */
+static int by_hand_steps(struct change_rec *ch, const char *spec,
+			 struct strvec *out_idx, struct rb_error *err)
+{
+	const char *at = strchr(spec, '@');
+	size_t nlen = at ? (size_t)(at - spec) : strlen(spec);
+	struct buf pend = BUF_INIT;
+	size_t found = 0;
+
+	for (size_t h = 0; h < ch->hosts.n; h++) {
+		struct rec_step **v;
+		size_t n = change_pending(ch, ch->hosts.v[h], &v);
+
+		for (size_t i = 0; i < n; i++) {
+			buf_addf(&pend, "%s'%s' on %s", pend.len ? ", " : "",
+				 v[i]->name ? v[i]->name : "?", v[i]->host);
+			if (v[i]->name && strlen(v[i]->name) == nlen &&
+			    strncmp(v[i]->name, spec, nlen) == 0 &&
+			    (!at || strcmp(at + 1, v[i]->host) == 0)) {
+				char idx[32];
+
+				snprintf(idx, sizeof(idx), "%zu", (size_t)(v[i] - ch->steps));
+				strvec_push(out_idx, idx);
+				found++;
+			}
+		}
+		free(v);
+	}
+	if (!found)
+		rb_error_set(err, RB_ERR_USAGE,
+			     "--by-hand: expected a step still to roll back, as STEP or STEP@HOST (%s), found \"%s\"; nothing was done",
+			     pend.len ? buf_str(&pend) : "none is left", spec);
+	buf_release(&pend);
+	return found ? 0 : -1;
+}
+
 /* Rollbacks still to run for the change, over all its hosts. */
 static size_t pending_total(struct change_rec *ch)
 {
@@ -623,6 +670,8 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 	struct replay_opts o;
 	char *id = NULL, *stale_info = NULL;
 	bool from_j, torn, stale;
+	struct strvec hand = STRVEC_INIT;
+	struct redactor *hand_red = NULL;
 	int code;
 
 	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
@@ -654,6 +703,12 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 		goto out;
 	}
 	free(stale_info);
+	for (size_t i = 0; i < c->n_by_hand; i++) {
+		if (by_hand_steps(ch, c->by_hand[i], &hand, err) < 0) {
+			code = err->cls;
+			goto out;
+		}
+	}
 	if (ch->closed && change_status_final(ch->status) &&
 	    ch->noted == ch->status && ch->has_note && !pending_total(ch)) {
 		/* finished and noted: touch neither its journal nor its note */
@@ -669,6 +724,33 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 	}
 	o.hooks.event = recorder_event;
 	o.hooks.ctx = rec;
+	if (hand.n) {
+		hand_red = redactor_new();
+		redactor_add_builtins(hand_red);
+	}
+	for (size_t i = 0; i < hand.n; i++) {
+		struct rec_step *s = &ch->steps[strtoul(hand.v[i], NULL, 10)];
+		struct journal_event ev = { 0 };
+
+		ev.red = hand_red;
+		if (s->rb_result == RES_ROLLED_BACK)
+			continue;	/* named twice */
+		ev.type = JEV_ROLLBACK_END;
+		ev.host = s->host;
+		ev.phase = s->phase;
+		ev.index = s->index;
+		ev.name = s->name;
+		ev.result = RES_ROLLED_BACK;
+		ev.exit_code = -1;
+		ev.by_hand = true;
+		if (recorder_event(rec, &ev, err) < 0) {
+			code = RB_ERR_PARTIAL;
+			goto out;
+		}
+		if (!c->quiet)
+			fprintf(stderr, "runbook: recorded that '%s' on %s was undone by hand\n",
+				s->name ? s->name : "?", s->host);
+	}
 	code = rollback_replay(ch, &o, err);
 	/* nothing was left and the record already says so: no new note */
 	if (code == 0 && !o.pending && ch->closed &&
@@ -706,6 +788,8 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 		buf_release(&b);
 	}
 out:
+	strvec_release(&hand);
+	redactor_free(hand_red);
 	recorder_free(rec);
 	change_free(ch);
 	lock_release(lk);

@@ -81,6 +81,13 @@ static void front_matter(const struct change_rec *c, struct buf *b)
 		buf_adds(b, "\n  - ");
 		q(b, c->hosts.v[i]);
 	}
+	if (c->redact.n) {
+		buf_adds(b, "\nredact:");
+		for (size_t i = 0; i < c->redact.n; i++) {
+			buf_adds(b, "\n  - ");
+			q(b, c->redact.v[i]);
+		}
+	}
 	buf_adds(b, "\nvars:");
 	if (!c->vars.n)
 		buf_adds(b, " {}");
@@ -166,6 +173,10 @@ static void front_matter(const struct change_rec *c, struct buf *b)
 			buf_adds(b, "\n    rollback: ");
 			q(b, s->rollback_none ? "none" : s->rollback);
 		}
+		if (s->rollback_masked)
+			buf_adds(b, "\n    rollback_masked: true");
+		if (s->rb_by_hand)
+			buf_adds(b, "\n    rollback_by_hand: true");
 		if (s->local)
 			buf_adds(b, "\n    local: true");
 		if (s->dir) {
@@ -260,10 +271,11 @@ static void body(const struct change_rec *c, struct buf *b)
 			 step_result_name(s->result));
 		if (s->exit_code >= 0)
 			buf_addf(b, "%d", s->exit_code);
-		buf_addf(b, " | %s | %s |\n", dur,
+		buf_addf(b, " | %s | %s%s |\n", dur,
 			 s->phase != PHASE_STEPS ? "" :
 			 s->rollback_none ? "none" :
-			 step_result_name(s->rb_result));
+			 step_result_name(s->rb_result),
+			 s->rb_by_hand ? " (by hand)" : "");
 	}
 	if (c->n_metrics) {
 		buf_adds(b, "\n## Metrics\n\n| metric | host | before | after |\n|---|---|---|---|\n");
@@ -371,6 +383,9 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 	if ((x = ynode_get(root, "hosts")) && x->type == YN_SEQ)
 		for (size_t i = 0; i < x->n; i++)
 			strvec_push(&c->hosts, x->items[i]->text);
+	if ((x = ynode_get(root, "redact")) && x->type == YN_SEQ)
+		for (size_t i = 0; i < x->n; i++)
+			strvec_push(&c->redact, x->items[i]->text);
 	if ((x = ynode_get(root, "vars")) && x->type == YN_MAP)
 		for (size_t i = 0; i < x->n; i++)
 			varset_set(&c->vars, x->keys[i]->text, x->items[i]->text);
@@ -426,6 +441,10 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 			else
 				s->rollback = dup(rb);
 			s->local = str(n, "local") && strcmp(str(n, "local"), "true") == 0;
+			s->rollback_masked = str(n, "rollback_masked") &&
+					     strcmp(str(n, "rollback_masked"), "true") == 0;
+			s->rb_by_hand = str(n, "rollback_by_hand") &&
+					strcmp(str(n, "rollback_by_hand"), "true") == 0;
 			s->dir = dup(str(n, "dir"));
 			if ((env = ynode_get(n, "env")) && env->type == YN_SEQ)
 				for (size_t k = 0; k < env->n; k++)

@@ -285,6 +285,34 @@ out:
 	return ret;
 }
 
+int recorder_settle(struct recorder *r, struct rb_error *err)
+{
+	struct buf text = BUF_INIT, rec = BUF_INIT;
+	struct change_rec *noted = NULL;
+	struct rb_error e2 = RB_ERROR_INIT;
+	int ret;
+
+	/* the runner died after its commit: the note is there already */
+	if (store_read_note(r->st, r->c->id, &text, &e2) == 0 &&
+	    note_parse(text.data, text.len, &noted, &e2) == 0 &&
+	    noted->status == r->c->status && noted->finished && r->c->finished &&
+	    strcmp(noted->finished, r->c->finished) == 0) {
+		buf_adds(&rec, "{");
+		json_kv(&rec, "t", "note", 1);
+		json_kv(&rec, "status", change_status_name(r->c->status), 0);
+		buf_adds(&rec, "}");
+		ret = put(r, &rec, err);
+		if (ret == 0 && r->c->closed && change_status_final(r->c->status))
+			ret = journal_retire(store_dir(r->st), r->c->id, err);
+	} else {
+		ret = recorder_commit(r, err);
+	}
+	change_free(noted);
+	buf_release(&text);
+	buf_release(&rec);
+	return ret;
+}
+
 int recorder_close(struct recorder *r, enum change_status status,
 		   struct rb_error *err)
 {
@@ -303,6 +331,25 @@ int recorder_close(struct recorder *r, enum change_status status,
 	if (ret == 0 || r->broken)
 		ret = recorder_commit(r, err);
 	return ret;
+}
+
+/*
+ * The rollback in its record form, redacted like everything else; if
+ * a redact pattern changed it, the record says so: it can no longer be
+ * replayed as it was (replay refuses it rather than run masked text).
+ */
+static void rollback_kv(struct recorder *r, struct buf *b, const char *v,
+			bool masked)
+{
+	char *red;
+
+	red_kv(r, b, "rollback", v);
+	if (!v)
+		return;
+	red = redact_str(red_of(r), v);
+	buf_addf(b, ",\"rollback_masked\":%s",
+		 masked || strcmp(red, v) ? "true" : "false");
+	free(red);
 }
 
 static void step_key(struct recorder *r, struct buf *b,
@@ -365,7 +412,7 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 		step_key(r, &rec, ev);
 		red_kv(r, &rec, "name", ev->name);
 		red_kv(r, &rec, "command", ev->command);
-		red_kv(r, &rec, "rollback", ev->rollback);
+		rollback_kv(r, &rec, ev->rollback, ev->rollback_masked);
 		buf_addf(&rec, ",\"rollback_none\":%s,\"local\":%s",
 			 ev->rollback_none ? "true" : "false",
 			 ev->local ? "true" : "false");
@@ -388,7 +435,7 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu",
 			 ev->exit_code, ev->duration_ms);
 		if (ev->phase == PHASE_STEPS)
-			red_kv(r, &rec, "rollback", ev->rollback);
+			rollback_kv(r, &rec, ev->rollback, ev->rollback_masked);
 		red_kv(r, &rec, "output", ev->output);
 		if (ev->n_caps) {
 			buf_adds(&rec, ",\"captures\":{");
@@ -420,6 +467,8 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 		json_kv(&rec, "result", step_result_name(ev->result), 0);
 		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu",
 			 ev->exit_code, ev->duration_ms);
+		if (ev->by_hand)
+			buf_adds(&rec, ",\"by_hand\":true");
 		break;
 	case JEV_CLOSE:
 		buf_release(&rec);

@@ -41,6 +41,12 @@ int recorder_event(void *ctx, const struct journal_event *ev,
  * rollback and recovery (apply's CLOSE does it itself).
  */
 int recorder_commit(struct recorder *r, struct rb_error *err);
+/*
+ * For a finished change whose journal does not say its note was
+ * committed: commits it, unless the note in git already says the same
+ * (the runner died right after its commit); then retires the journal.
+ */
+int recorder_settle(struct recorder *r, struct rb_error *err);
 /* Records a new final status (a "close" record) then commits. */
 int recorder_close(struct recorder *r, enum change_status status,
 		   struct rb_error *err);

@@ -1437,5 +1437,42 @@ expect_rc 0 "status"
 has status.out "^no unfinished changes" "that nothing is unfinished"
 end
 
+# ---------------------------------------------------------------- masked rollback, --by-hand
+# A rollback whose recorded form a redact pattern masked cannot be replayed
+# as it was: replay refuses it (never runs the masked text), the change stays
+# rollback-failed; `--by-hand STEP` records that the operator undid it and
+# the replay goes on with the rest; the final note says so.
+begin masked-rollback-by-hand
+mkrepo repo
+G=$D/repo/.git
+{
+	hdr mb
+	printf "redact: ['tok=[a-z0-9]+']\nvars:\n  t: abc123\nsteps:\n"
+	printf "  - name: one\n    run: echo one >> %s/log\n    rollback: 'echo undo tok={{ t }} >> %s/log'\n" "$D" "$D"
+	printf "  - name: two\n    run: echo two >> %s/log\n    rollback: 'echo undo two >> %s/log'\n" "$D" "$D"
+} >repo/mb.yml
+rb apply apply repo/mb.yml
+expect_rc 0 "apply"
+id=$(cid apply.err)
+rb replay rollback "${id:-x}" --notes "$G"
+expect_rc 3 "a replay that meets a masked rollback"
+has replay.err "redact pattern masked" "why the masked rollback is refused"
+[ "$(paste -sd'|' log 2>/dev/null)" = 'one|two|undo two' ] ||
+	bad "expected log 'one|two|undo two' (the masked rollback never run), found '$(paste -sd'|' log 2>/dev/null)'"
+grep -q '\[redacted\]' log && bad "the masked text was run"
+rb wrong rollback "${id:-x}" --notes "$G" --by-hand nope
+expect_rc 2 "--by-hand with a step that is not pending"
+has wrong.err "'one' on local" "the pending steps"
+rb hand rollback "${id:-x}" --notes "$G" --by-hand one
+expect_rc 0 "rollback --by-hand one"
+expect_status "$G" "${id:-x}" rolled-back
+git --git-dir="$G" show "runbook-notes:$(note_path "${id:-x}")" 2>/dev/null |
+	grep -qx '    rollback_by_hand: true' || bad "expected rollback_by_hand: true in the note"
+[ "$(paste -sd'|' log 2>/dev/null)" = 'one|two|undo two' ] ||
+	bad "expected nothing more run, found '$(paste -sd'|' log 2>/dev/null)'"
+rb st status --notes "$G"
+has st.out "^no unfinished changes" "that nothing is unfinished"
+end
+
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" = 0 ]
