@@ -178,6 +178,7 @@ struct engine {
 	 * share: output, the journal hook, the failure state, counters.
 	 */
 	pthread_mutex_t mu;
+	pthread_mutex_t jmu;	/* the journal hook: one writer at a time */
 	size_t per;		/* hosts per batch */
 	bool checking;		/* rehearse: failures are mismatches */
 	struct buf mismatch;	/* rehearse: preflights that failed on the check */
@@ -335,13 +336,18 @@ static void json_event(struct engine *E, const char *event, struct buf *fields)
 static int hook(struct engine *E, struct journal_event *ev)
 {
 	struct rb_error err = RB_ERROR_INIT;
+	int rc;
 
 	if (!E->o->hooks.event)
 		return 0;
 	ev->change_id = E->change_id;
 	ev->red = E->red;
-	pthread_mutex_lock(&E->mu);
-	if (E->o->hooks.event(E->o->hooks.ctx, ev, &err) < 0) {
+	/* not under mu: an fsync must not hold up other hosts' output */
+	pthread_mutex_lock(&E->jmu);
+	rc = E->o->hooks.event(E->o->hooks.ctx, ev, &err);
+	pthread_mutex_unlock(&E->jmu);
+	if (rc < 0) {
+		pthread_mutex_lock(&E->mu);
 		if (!E->failed) {
 			E->failed = true;
 			buf_addf(&E->fail_msg, "cannot record the change: %s",
@@ -350,7 +356,6 @@ static int hook(struct engine *E, struct journal_event *ev)
 		pthread_mutex_unlock(&E->mu);
 		return -1;
 	}
-	pthread_mutex_unlock(&E->mu);
 	return 0;
 }
 
@@ -1970,6 +1975,7 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 
 	memset(&E, 0, sizeof(E));
 	mutex_init(&E.mu);
+	mutex_init(&E.jmu);
 	E.rb = rb;
 	E.o = o;
 	E.per = per;
@@ -2230,6 +2236,7 @@ int rollback_replay(struct change_rec *c, struct replay_opts *ro,
 	memset(&o, 0, sizeof(o));
 	memset(&t, 0, sizeof(t));
 	mutex_init(&E.mu);
+	mutex_init(&E.jmu);
 	o.forks = ro->forks;
 	o.known_hosts = ro->known_hosts;
 	o.accept_new = ro->accept_new;

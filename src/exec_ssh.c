@@ -630,11 +630,16 @@ static void wrapper(struct buf *out, const struct exec_cmd *cmd)
 		shell_quote(&w, eq + 1);
 		buf_addc(&w, '\n');
 	}
-	buf_adds(&w, "/bin/sh -c ");
-	shell_quote(&w, cmd->command);
-	buf_adds(&w, " </dev/null\nprintf '" EXIT_MARK "%s\\n' \"$?\"\n");
+	/*
+	 * The command is the wrapper's $0: a subshell evaluates it, so no
+	 * third shell is started, a syntax error or an `exit` in it ends
+	 * only the subshell, and no variable of ours is in its way.
+	 */
+	buf_adds(&w, "(eval \"$0\") </dev/null\nprintf '" EXIT_MARK "%s\\n' \"$?\"\n");
 	buf_adds(out, "exec /bin/sh -c ");
 	shell_quote(out, buf_str(&w));
+	buf_addc(out, ' ');
+	shell_quote(out, cmd->command);
 	buf_release(&w);
 }
 

@@ -9,11 +9,12 @@
  * OpenSSH's form and how to trust it; with accept_new it is appended to
  * known_hosts. Changed key: always refused, loudly.
  *
- * Each command runs as `exec /bin/sh -c WRAPPER` under the remote login
- * shell. The wrapper reports its pid (sshd made it a session and
- * process group leader), changes directory, exports env (all quoted),
- * runs the command with stdin from /dev/null and reports its exit
- * status; both reports are removed from the output. A command whose
+ * Each command runs as `exec /bin/sh -c WRAPPER COMMAND` under the
+ * remote login shell. The wrapper reports its pid (sshd made it a
+ * session and process group leader), changes directory, exports env
+ * (all quoted), evaluates the command in a subshell with stdin from
+ * /dev/null (so the command sees its own text as $0) and reports its
+ * exit status; both reports are removed from the output. A command whose
  * channel closes without a status and without a signal has an unknown
  * outcome and counts as failed (libssh2 reports 0 for "no status").
  * A command that times out or is cancelled is stopped on the remote

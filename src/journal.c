@@ -156,6 +156,12 @@ static uint32_t get32(const unsigned char *p)
 int journal_append(struct journal *j, const char *payload, size_t len,
 		   struct rb_error *err)
 {
+	return journal_append_ex(j, payload, len, true, err);
+}
+
+int journal_append_ex(struct journal *j, const char *payload, size_t len,
+		      bool sync, struct rb_error *err)
+{
 	struct buf rec = BUF_INIT;
 	unsigned char hdr[12];
 	size_t off = 0;
@@ -191,7 +197,7 @@ int journal_append(struct journal *j, const char *payload, size_t len,
 		}
 		off += (size_t)w;
 	}
-	if (do_fsync(j->fd) < 0) {
+	if (sync && do_fsync(j->fd) < 0) {
 		/* after a failed fsync the data may be gone: stop for good */
 		rb_error_errno(err, RB_ERR_PARTIAL,
 			       "cannot flush journal '%s' to disk", j->path);

@@ -35,6 +35,15 @@ int journal_open(const char *dir, const char *id, struct journal **out,
 		 struct rb_error *err);
 int journal_append(struct journal *j, const char *payload, size_t len,
 		   struct rb_error *err);
+/*
+ * The same; without sync the record is written but not yet flushed: a
+ * kill -9 cannot lose it (it is in the page cache), a power loss can,
+ * until the next synced record flushes it with everything before it.
+ * For records that announce no action (an end, a pid): the record of
+ * the next action is synced before that action runs.
+ */
+int journal_append_ex(struct journal *j, const char *payload, size_t len,
+		      bool sync, struct rb_error *err);
 void journal_close(struct journal *j);
 /* Moves the journal of id to done/ (the change is finished and noted). */
 int journal_retire(const char *dir, const char *id, struct rb_error *err);

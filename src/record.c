@@ -196,9 +196,9 @@ static int apply_payload(void *ctx, const char *payload, size_t len)
  * announces will not happen (announced: the engine stops instead).
  */
 static int put_ex(struct recorder *r, struct buf *rec, bool announces,
-		  struct rb_error *err)
+		  bool sync, struct rb_error *err)
 {
-	if (journal_append(r->j, rec->data, rec->len, err) < 0) {
+	if (journal_append_ex(r->j, rec->data, rec->len, sync, err) < 0) {
 		r->broken = true;
 		if (!announces)
 			apply_payload(r->c, rec->data, rec->len);
@@ -212,7 +212,7 @@ static int put_ex(struct recorder *r, struct buf *rec, bool announces,
 
 static int put(struct recorder *r, struct buf *rec, struct rb_error *err)
 {
-	return put_ex(r, rec, false, err);
+	return put_ex(r, rec, false, true, err);
 }
 
 /* The engine's redactor (it knows the secrets), else our own. */
@@ -487,8 +487,14 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 	}
 	json_kv(&rec, "time", t, 0);
 	buf_adds(&rec, "}");
-	/* a step whose begin cannot be recorded is not run */
-	ret = put_ex(r, &rec, ev->type == JEV_STEP_BEGIN, err);
+	/*
+	 * A step whose begin cannot be recorded is not run. Records that
+	 * announce no action are flushed with the next one, before the
+	 * next action (PRODUCT.md §3: on disk before the next action).
+	 */
+	ret = put_ex(r, &rec, ev->type == JEV_STEP_BEGIN,
+		     ev->type != JEV_STEP_END && ev->type != JEV_ROLLBACK_END &&
+		     ev->type != JEV_PID, err);
 out:
 	buf_release(&rec);
 	return ret;

@@ -858,13 +858,15 @@ end
 
 # ------------------------------------------------------------------ 8. fsync fails
 
-# journal-fsync:6: the fsync of "step-begin two" fails (EIO). The journal is
+# journal-fsync:4: the fsync of "step-begin two" fails (EIO): the synced
+# records are open, the note record of the opening commit, step-begin one and
+# step-begin two (ends and pids are flushed with the next begin). The journal is
 # broken for good, so step two must not run; the runner stops and rolls back
 # what it did (one), and apply exits 1 naming the failed flush (cmd_apply:
 # the hook failure fails the change; rollback_all succeeds -> RB_ERR_FAILED).
 begin journal-fsync-fails
 { hdr crash-fsync; echo 'steps:'; step one; step two; } >f.yml
-RUNBOOK_FAILPOINT=journal-fsync:6 rb apply apply f.yml
+RUNBOOK_FAILPOINT=journal-fsync:4 rb apply apply f.yml
 expect_rc 1 "apply whose journal fsync failed"
 has apply.err "cannot flush journal .*Input/output error" "the failed flush"
 expect_log 'do one|undo one'

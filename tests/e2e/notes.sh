@@ -1275,6 +1275,7 @@ else
 	hasnt live.err "took over" "a takeover (the named process lives)"
 	[ "$(grep -c ran log 2>/dev/null)" = 3 ] || bad "expected 3 applies to have run, found $(grep -c ran log 2>/dev/null)"
 	# the real thing: a runner killed with -9 while it holds the lock
+	rm -f started	# left by the applies above: wait for this one's
 	start_bg held apply repo/f.yml -e "nap=30.$UNIQ"
 	held=$BGPID
 	if wait_file started $((10 * SLOW)); then

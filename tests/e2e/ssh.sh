@@ -945,8 +945,20 @@ begin remote-signal
 } >f.yml
 rb run apply f.yml "${KH[@]}"
 expect_rc 1
-# The remote wrapper sees what any shell sees: 128+9. runbook reports the
-# exit code and says what it means (docs/ssh.md).
+# $$ is the remote wrapper shell here, so the whole command dies by
+# SIGKILL and sshd sends exit-signal; a command whose child is killed is
+# seen as a shell sees it, 128+9, and explained as such (docs/ssh.md).
+has run.err 'killed by signal 9|found exit 137 \(a shell.s code for a command killed by signal 9' "signal 9"
+end
+
+begin remote-child-signal
+{
+	hdr e2e-signal2
+	tgt "$H1"
+	printf 'steps:\n  - name: killed\n    run: sh -c '"'"'kill -9 $$'"'"'\n    rollback: none\n'
+} >f.yml
+rb run apply f.yml "${KH[@]}"
+expect_rc 1
 has run.err 'found exit 137 \(a shell.s code for a command killed by signal 9' "exit 137 explained as signal 9"
 end
 
