@@ -970,12 +970,17 @@ static void run_cmd(struct engine *E, struct host_run *H, const struct step *s,
 	switch (r.end) {
 	case EXEC_TIMED_OUT:
 		o->result = RES_TIMEOUT;
-		buf_addf(&o->why, "expected it to finish within %s, found it still running; stopped it (its process group got SIGTERM, then SIGKILL)",
-			 tmo);
+		if (r.why[0])
+			buf_addf(&o->why, "expected it to finish within %s, found it still running; %s",
+				 tmo, r.why);
+		else
+			buf_addf(&o->why, "expected it to finish within %s, found it still running; stopped it (its process group got SIGTERM, then SIGKILL)",
+				 tmo);
 		goto out;
 	case EXEC_CANCELLED:
 		o->cancelled = true;
-		buf_adds(&o->why, "interrupted by a signal; stopped it");
+		buf_addf(&o->why, "interrupted by a signal; %s",
+			 r.why[0] ? r.why : "stopped it");
 		goto out;
 	case EXEC_LOST:
 		buf_addf(&o->why, "expected the command to finish, found: %s",

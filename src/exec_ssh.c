@@ -36,6 +36,8 @@
 /* Markers of the wrapper: start a line, never appear in text. */
 #define PID_MARK "\036rb-pid "
 #define EXIT_MARK "\036rb-exit "
+/* How far into stdout the pid report is looked for. */
+#define PID_SCAN 65536u
 /* Stdout kept back so the exit marker is never passed on. */
 #define HOLD 32u
 
@@ -46,6 +48,7 @@ struct exec_ssh {
 	int sock;
 	LIBSSH2_SESSION *s;
 	bool dead;		/* the connection was lost */
+	LIBSSH2_CHANNEL *pre;	/* opened ahead for the next command */
 	long orphan;		/* group of a command cut off by a lost link */
 	char *orphan_guard;	/* its change id */
 };
@@ -349,6 +352,7 @@ static int check_host_key(struct exec_ssh *x, struct rb_error *err)
 	const struct keytype *kt;
 	const unsigned char *sha;
 	struct buf fp = BUF_INIT, b64 = BUF_INIT, w = BUF_INIT, name = BUF_INIT;
+	struct buf alt = BUF_INIT, alt2 = BUF_INIT;
 	struct strvec revoked = STRVEC_INIT;
 	char *path = x->p.known_hosts ? xstrdup(x->p.known_hosts) :
 					home_path(".ssh/known_hosts");
@@ -398,12 +402,31 @@ static int check_host_key(struct exec_ssh *x, struct rb_error *err)
 		ret = 0;
 		break;
 	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		/* libssh2 also looks under the plain name off port 22 */
+		if (x->p.port != 22) {
+			buf_addf(&alt, " (or under the plain name %s)", x->p.address);
+			buf_addf(&alt2, " (for a key under the plain name: ssh-keygen -R %s -f %s)",
+				 x->p.address, path);
+		}
 		rb_error_set(err, RB_ERR_CONNECT,
-			     "@@@ WARNING: THE HOST KEY OF %s HAS CHANGED @@@ it is now the %s key %s, which is not the key %s records for %s. Someone may be intercepting the connection, or the host was reinstalled. Nothing was run there, and --accept-new-host-keys never accepts a changed key. If the change is expected, check the new fingerprint with the host's owner, then remove the old key with: ssh-keygen -R '%s' -f %s",
+			     "@@@ WARNING: THE HOST KEY OF %s HAS CHANGED @@@ it is now the %s key %s, which is not the key %s records for %s%s. Someone may be intercepting the connection, or the host was reinstalled. Nothing was run there, and --accept-new-host-keys never accepts a changed key. If the change is expected, check the new fingerprint with the host's owner, then remove the old key with: ssh-keygen -R '%s' -f %s%s",
 			     where(x, &w), kt->show, buf_str(&fp), path,
-			     buf_str(&name), buf_str(&name), path);
+			     buf_str(&name), buf_str(&alt), buf_str(&name), path,
+			     buf_str(&alt2));
 		break;
 	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		/* known with a key of another type: that is no new host */
+		if (libssh2_knownhost_checkp(kh, x->p.address, (int)x->p.port,
+					     key, len,
+					     LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+					     LIBSSH2_KNOWNHOST_KEYENC_RAW,
+					     &found) == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
+			rb_error_set(err, RB_ERR_CONNECT,
+				     "@@@ WARNING: %s OFFERS A %s HOST KEY (%s), BUT %s RECORDS IT WITH A KEY OF ANOTHER TYPE @@@ runbook treats this like a changed key: nothing was run there, and --accept-new-host-keys does not accept it. Check the new key with the host's owner, then add it with: ssh-keyscan -p %u -t %s %s >> %s",
+				     where(x, &w), kt->show, buf_str(&fp), path,
+				     x->p.port, kt->scan, x->p.address, path);
+			break;
+		}
 		if (x->p.accept_new) {
 			struct buf line = BUF_INIT;
 
@@ -433,6 +456,8 @@ out:
 	buf_release(&b64);
 	buf_release(&w);
 	buf_release(&name);
+	buf_release(&alt);
+	buf_release(&alt2);
 	free(path);
 	return ret;
 }
@@ -534,6 +559,9 @@ static void disconnect(struct exec_ssh *x)
 	if (x->s) {
 		libssh2_session_set_blocking(x->s, 1);
 		libssh2_session_set_timeout(x->s, 1000);
+		if (x->pre && !x->dead)
+			libssh2_channel_free(x->pre);
+		x->pre = NULL;
 		if (!x->dead)
 			libssh2_session_disconnect(x->s, "runbook done");
 		libssh2_session_free(x->s);
@@ -611,36 +639,101 @@ static bool cancelled(int fd)
 	return fd >= 0 && poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN);
 }
 
-static void wrapper(struct buf *out, const struct exec_cmd *cmd)
+/*
+ * What the channel execs: the script comes on stdin, out of `ps`'s
+ * sight; the change id as $1 lets a later stop recognise the group.
+ */
+static void exec_line(struct buf *out, const struct exec_cmd *cmd)
 {
-	struct buf w = BUF_INIT;
+	buf_adds(out, "exec /bin/sh -s");
+	for (char *const *e = cmd->env; e && *e; e++) {
+		if (strncmp(*e, "RUNBOOK_CHANGE_ID=", 18) == 0) {
+			buf_adds(out, " runbook-change-");
+			shell_quote(out, *e + 18);
+		}
+	}
+}
 
-	buf_adds(&w, "printf '" PID_MARK "%s\\n' \"$$\"\n");
+/*
+ * The script /bin/sh reads from the channel: it reports its pid (sshd
+ * made it a session and process group leader), changes directory,
+ * exports env, evaluates the command in a subshell with stdin from
+ * /dev/null (so `exit` or a syntax error ends only the subshell and no
+ * third shell starts), stops what the command left running in its
+ * group, and reports the exit status. Command and values travel on
+ * stdin, never on a command line that other users can read.
+ */
+static void script(struct buf *out, const struct exec_cmd *cmd)
+{
+	buf_adds(out, "printf '\\n" PID_MARK "%s\\n' \"$$\"\n");
 	if (cmd->dir) {
-		buf_adds(&w, "cd -- ");
-		shell_quote(&w, cmd->dir);
-		buf_adds(&w, " || { printf '" EXIT_MARK "126\\n'; exit 126; }\n");
+		buf_adds(out, "cd -- ");
+		shell_quote(out, cmd->dir);
+		buf_adds(out, " || { printf '" EXIT_MARK "126\\n'; exit 126; }\n");
 	}
 	for (char *const *e = cmd->env; e && *e; e++) {
 		const char *eq = strchr(*e, '=');
 
 		if (!eq)
 			continue;
-		buf_addf(&w, "export %.*s=", (int)(eq - *e), *e);
-		shell_quote(&w, eq + 1);
-		buf_addc(&w, '\n');
+		buf_addf(out, "export %.*s=", (int)(eq - *e), *e);
+		shell_quote(out, eq + 1);
+		buf_addc(out, '\n');
 	}
-	/*
-	 * The command is the wrapper's $0: a subshell evaluates it, so no
-	 * third shell is started, a syntax error or an `exit` in it ends
-	 * only the subshell, and no variable of ours is in its way.
-	 */
-	buf_adds(&w, "(eval \"$0\") </dev/null\nprintf '" EXIT_MARK "%s\\n' \"$?\"\n");
-	buf_adds(out, "exec /bin/sh -c ");
-	shell_quote(out, buf_str(&w));
-	buf_addc(out, ' ');
+	buf_adds(out, "rb_c=");
 	shell_quote(out, cmd->command);
-	buf_release(&w);
+	buf_adds(out, "\n(set --; eval \"unset rb_c; $rb_c\") </dev/null\n"
+		      "rb_s=$?\ntrap '' TERM\nkill -TERM 0 2>/dev/null\n"
+		      "printf '" EXIT_MARK "%s\\n' \"$rb_s\"\n");
+}
+
+/*
+ * A channel for a command: the one opened ahead, or a new one (an open
+ * left in progress by preopen() is finished). NULL if the session
+ * cannot give one within ms.
+ */
+static LIBSSH2_CHANNEL *get_channel(struct exec_ssh *x, int cancel_fd,
+				    unsigned ms)
+{
+	LIBSSH2_CHANNEL *ch = x->pre;
+	unsigned long long end = now_ms() + ms;
+
+	x->pre = NULL;
+	libssh2_session_set_blocking(x->s, 0);
+	while (!ch) {
+		ch = libssh2_channel_open_session(x->s);
+		if (ch)
+			break;
+		if (libssh2_session_last_errno(x->s) != LIBSSH2_ERROR_EAGAIN ||
+		    now_ms() > end)
+			return NULL;
+		wait_io(x, cancel_fd, 100);
+	}
+	return ch;
+}
+
+/* Asks for the next command's channel now, while nothing waits on it. */
+static void preopen(struct exec_ssh *x)
+{
+	if (x->pre || x->dead || !x->s)
+		return;
+	libssh2_session_set_blocking(x->s, 0);
+	x->pre = libssh2_channel_open_session(x->s);
+}
+
+/* Frees a channel, waiting at most ms; false (session unusable) if not. */
+static bool free_channel(struct exec_ssh *x, LIBSSH2_CHANNEL *ch, unsigned ms)
+{
+	unsigned long long end = now_ms() + ms;
+	int rc;
+
+	libssh2_session_set_blocking(x->s, 0);
+	while ((rc = libssh2_channel_free(ch)) == LIBSSH2_ERROR_EAGAIN) {
+		if (now_ms() > end)
+			return false;
+		wait_io(x, -1, 100);
+	}
+	return true;
 }
 
 /*
@@ -655,13 +748,8 @@ static int side_command(struct exec_ssh *x, const char *command, unsigned ms)
 	char sink[256];
 	int rc;
 
-	libssh2_session_set_blocking(x->s, 0);
-	while (!(ch = libssh2_channel_open_session(x->s))) {
-		if (libssh2_session_last_errno(x->s) != LIBSSH2_ERROR_EAGAIN ||
-		    now_ms() > end)
-			return -1;
-		wait_io(x, -1, 50);
-	}
+	if (!(ch = get_channel(x, -1, ms)))
+		return -1;
 	while ((rc = libssh2_channel_exec(ch, command)) == LIBSSH2_ERROR_EAGAIN &&
 	       now_ms() < end)
 		wait_io(x, -1, 50);
@@ -688,8 +776,8 @@ static int side_command(struct exec_ssh *x, const char *command, unsigned ms)
 		rc = libssh2_channel_get_exit_status(ch);
 	else
 		rc = -1;
-	while (libssh2_channel_free(ch) == LIBSSH2_ERROR_EAGAIN && now_ms() < end)
-		wait_io(x, -1, 50);
+	if (!free_channel(x, ch, end > now_ms() ? (unsigned)(end - now_ms()) : 0))
+		x->dead = true;
 	return rc;
 }
 
@@ -752,15 +840,25 @@ static void out_data(struct outstate *o, const struct exec_sink *sink,
 		     const char *data, size_t len)
 {
 	if (!o->pid_done) {
-		char *nl;
+		const char *m, *nl;
 
+		/*
+		 * "\n\036rb-pid N\n" comes first from our script; what a login
+		 * startup file printed before it is passed on as output.
+		 */
 		buf_add(&o->first, data, len);
-		nl = memchr(o->first.data, '\n', o->first.len);
-		if (!nl && o->first.len < 64)
+		m = memmem(o->first.data, o->first.len, "\n" PID_MARK,
+			   strlen(PID_MARK) + 1);
+		nl = m ? memchr(m + 1, '\n', o->first.len - (size_t)(m + 1 - o->first.data)) : NULL;
+		if (!nl && o->first.len < PID_SCAN)
 			return;
 		o->pid_done = true;
-		if (nl && strncmp(o->first.data, PID_MARK, strlen(PID_MARK)) == 0) {
-			o->pid = strtol(o->first.data + strlen(PID_MARK), NULL, 10);
+		if (nl) {
+			size_t before = (size_t)(m - o->first.data);
+
+			o->pid = strtol(m + 1 + strlen(PID_MARK), NULL, 10);
+			if (before)
+				sink->output(sink->ctx, EXEC_STDOUT, o->first.data, before);
 			data = nl + 1;
 			len = o->first.len - (size_t)(nl + 1 - o->first.data);
 		} else {
@@ -830,6 +928,83 @@ static bool lost(int rc)
 	return rc < 0 && rc != LIBSSH2_ERROR_EAGAIN;
 }
 
+/*
+ * Gets a channel, execs the shell and sends it the script. A session
+ * that cannot give a channel (dropped while idle, e.g. by sshd's
+ * ClientAliveInterval) is replaced once: nothing was started on it.
+ * Returns 0 (running), -1 with err (nothing started), or 1 when the
+ * link broke while the script was being sent.
+ */
+static int start_command(struct exec_ssh *x, const struct exec_cmd *cmd,
+			 const char *text, size_t len, LIBSSH2_CHANNEL **out,
+			 struct rb_error *err)
+{
+	struct buf w = BUF_INIT, line = BUF_INIT;
+	int rc = LIBSSH2_ERROR_CHANNEL_FAILURE;
+
+	*out = NULL;
+	exec_line(&line, cmd);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		LIBSSH2_CHANNEL *ch;
+		unsigned long long end;
+		size_t off = 0;
+
+		if (!x->s || x->dead) {
+			disconnect(x);
+			if (connect_host(x, err) < 0) {
+				buf_release(&w);
+				buf_release(&line);
+				return -1;
+			}
+			/* a command cut off by the lost link may still run */
+			if (x->orphan && x->orphan_guard)
+				stop_remote(x, x->orphan, x->orphan_guard);
+			x->orphan = 0;
+		}
+		end = now_ms() + CONNECT_TIMEOUT_MS;
+		ch = get_channel(x, cmd->cancel_fd, CONNECT_TIMEOUT_MS);
+		if (!ch) {
+			x->dead = true;
+			continue;
+		}
+		while ((rc = libssh2_channel_exec(ch, buf_str(&line))) ==
+		       LIBSSH2_ERROR_EAGAIN && now_ms() < end)
+			wait_io(x, cmd->cancel_fd, 100);
+		if (rc) {
+			free_channel(x, ch, 1000);
+			x->dead = true;
+			continue;
+		}
+		while (off < len) {
+			ssize_t n = libssh2_channel_write(ch, text + off, len - off);
+
+			if (n == LIBSSH2_ERROR_EAGAIN) {
+				if (now_ms() > end)
+					break;
+				wait_io(x, -1, 100);
+				continue;
+			}
+			if (n < 0)
+				break;
+			off += (size_t)n;
+		}
+		while (off == len &&
+		       (rc = libssh2_channel_send_eof(ch)) == LIBSSH2_ERROR_EAGAIN &&
+		       now_ms() < end)
+			wait_io(x, -1, 100);
+		*out = ch;
+		buf_release(&w);
+		buf_release(&line);
+		return off == len && rc == 0 ? 0 : 1;
+	}
+	rb_error_set(err, RB_ERR_CONNECT,
+		     "cannot start the command on %s: %s; the command did not start",
+		     where(x, &w), ssh_errmsg(x->s));
+	buf_release(&w);
+	buf_release(&line);
+	return -1;
+}
+
 static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		   const struct exec_sink *sink, struct exec_result *out,
 		   struct rb_error *err)
@@ -850,41 +1025,23 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		rb_error_set(err, RB_ERR_CONNECT, "cannot initialise libssh2");
 		return -1;
 	}
-	if (!x->s || x->dead) {
-		disconnect(x);
-		if (connect_host(x, err) < 0)
-			return -1;
-		/* a command cut off by the lost link may still run: stop it */
-		if (x->orphan && x->orphan_guard)
-			stop_remote(x, x->orphan, x->orphan_guard);
-		x->orphan = 0;
-	}
 	deadline = cmd->timeout_ms ? start + cmd->timeout_ms : 0;
-	wrapper(&full, cmd);
-	libssh2_session_set_blocking(x->s, 0);
-	while (!(ch = libssh2_channel_open_session(x->s))) {
-		rc = libssh2_session_last_errno(x->s);
-		if (rc != LIBSSH2_ERROR_EAGAIN || now_ms() - start > CONNECT_TIMEOUT_MS) {
-			x->dead = true;
-			rb_error_set(err, RB_ERR_CONNECT,
-				     "cannot open a channel on %s: %s; the command did not start",
-				     where(x, &w), ssh_errmsg(x->s));
-			goto out;
-		}
-		wait_io(x, cmd->cancel_fd, 100);
-	}
-	while ((rc = libssh2_channel_exec(ch, buf_str(&full))) ==
-	       LIBSSH2_ERROR_EAGAIN)
-		wait_io(x, cmd->cancel_fd, 100);
-	if (rc) {
+	script(&full, cmd);
+	rc = start_command(x, cmd, buf_str(&full), full.len, &ch, err);
+	if (rc < 0)
+		goto out;
+	if (rc > 0) {
+		/* the script may have begun: the link went while it was sent */
 		x->dead = true;
-		rb_error_set(err, RB_ERR_CONNECT,
-			     "cannot start the command on %s: %s; the command did not start",
-			     where(x, &w), ssh_errmsg(x->s));
+		out->end = EXEC_LOST;
+		out->exit_code = -1;
+		out->duration_ms = now_ms() - start;
+		snprintf(out->why, sizeof(out->why),
+			 "lost the connection to %s while sending the command (%s); it may have started",
+			 where(x, &w), ssh_errmsg(x->s));
+		ret = 0;
 		goto out;
 	}
-	while (libssh2_channel_send_eof(ch) == LIBSSH2_ERROR_EAGAIN)
-		wait_io(x, -1, 100);
 
 	for (;;) {
 		ssize_t n1, n2;
@@ -922,7 +1079,15 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 			stopping = true;
 			end = deadline && t >= deadline ? EXEC_TIMED_OUT :
 							  EXEC_CANCELLED;
-			stop_remote(x, os.pid, NULL);
+			if (!stop_remote(x, os.pid, NULL)) {
+				/* no answer: stop it when the host is back */
+				snprintf(out->why, sizeof(out->why),
+					 "could not stop it on %s (the host did not answer); it may still run there until runbook reaches the host again",
+					 where(x, &w));
+				x->orphan = os.pid;
+				x->dead = true;
+				break;
+			}
 			libssh2_session_set_blocking(x->s, 0);
 			closing = now_ms();
 			continue;
@@ -947,7 +1112,7 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		goto out;
 	}
 	out_end(&os, sink);
-	{
+	if (!x->dead) {
 		unsigned long long t0 = now_ms();
 
 		while ((rc = libssh2_channel_close(ch)) == LIBSSH2_ERROR_EAGAIN &&
@@ -999,14 +1164,14 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 	out->exit_code = os.exit_code;
 	ret = 0;
 out:
-	if (ch) {
-		libssh2_session_set_blocking(x->s, 0);
-		while (libssh2_channel_free(ch) == LIBSSH2_ERROR_EAGAIN &&
-		       !x->dead)
-			wait_io(x, -1, 100);
-	}
+	if (ch && !x->dead && !free_channel(x, ch, CLOSE_WAIT_MS))
+		x->dead = true;	/* a frozen host: never wait on it again */
+	if (ret == 0 && !x->dead)
+		preopen(x);
 	buf_release(&os.first);
 	buf_release(&os.hold);
+	if (full.data)
+		explicit_bzero(full.data, full.len);	/* held the secrets */
 	buf_release(&full);
 	buf_release(&w);
 	return ret;

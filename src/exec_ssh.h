@@ -9,12 +9,18 @@
  * OpenSSH's form and how to trust it; with accept_new it is appended to
  * known_hosts. Changed key: always refused, loudly.
  *
- * Each command runs as `exec /bin/sh -c WRAPPER COMMAND` under the
- * remote login shell. The wrapper reports its pid (sshd made it a
+ * Each command runs as `exec /bin/sh -s runbook-change-ID` under the
+ * remote login shell, and the script comes on the channel's stdin, so
+ * neither the command nor env values (secrets) are on a command line
+ * other users can read. The script reports its pid (sshd made it a
  * session and process group leader), changes directory, exports env
  * (all quoted), evaluates the command in a subshell with stdin from
- * /dev/null (so the command sees its own text as $0) and reports its
- * exit status; both reports are removed from the output. A command whose
+ * /dev/null, sends SIGTERM to what the command left in its group and
+ * reports the exit status; both reports are removed from the output
+ * (what a login startup file prints before them is passed on). A
+ * session that cannot open a channel (dropped while idle) is replaced
+ * once before the command starts; every wait on a host is bounded, so
+ * a frozen host ends a run as lost instead of hanging it. A command whose
  * channel closes without a status and without a signal has an unknown
  * outcome and counts as failed (libssh2 reports 0 for "no status").
  * A command that times out or is cancelled is stopped on the remote

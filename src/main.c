@@ -347,6 +347,55 @@ static int begin_change(const struct cli *c, const char *near,
 	return 0;
 }
 
+/*
+ * identity: ~/x is under $HOME, a relative path is relative to the
+ * runbook's directory (as a user reading the file would take it), so
+ * the recorded path works from anywhere, for replay too.
+ */
+static char *identity_path(const char *id, const char *rb_file)
+{
+	struct buf b = BUF_INIT;
+	const char *home = getenv("HOME");
+
+	if (id[0] == '/')
+		return xstrdup(id);
+	if (id[0] == '~' && id[1] == '/') {
+		buf_addf(&b, "%s%s", home && *home ? home : "", id + 1);
+	} else {
+		const char *slash = strrchr(rb_file, '/');
+		char *dir = slash ? xstrndup(rb_file, (size_t)(slash - rb_file)) :
+				    xstrdup(".");
+		char *abs = realpath(dir, NULL);
+
+		buf_addf(&b, "%s/%s", abs ? abs : dir, id);
+		free(abs);
+		free(dir);
+	}
+	return buf_detach(&b);
+}
+
+static void fix_identities(struct runbook *rb)
+{
+	for (size_t t = 0; t < rb->n_targets; t++) {
+		struct target *tg = &rb->targets[t];
+
+		if (tg->identity.s) {
+			char *p = identity_path(tg->identity.s, rb->file);
+
+			free(tg->identity.s);
+			tg->identity.s = p;
+		}
+		for (size_t h = 0; h < tg->n_hosts; h++) {
+			if (tg->hosts[h].identity) {
+				char *p = identity_path(tg->hosts[h].identity, rb->file);
+
+				free(tg->hosts[h].identity);
+				tg->hosts[h].identity = p;
+			}
+		}
+	}
+}
+
 /* apply and rehearse: one change, locked, journaled and noted. */
 static int cmd_apply(const struct cli *c, struct rb_error *err)
 {
@@ -361,6 +410,7 @@ static int cmd_apply(const struct cli *c, struct rb_error *err)
 
 	if (!rb)
 		return err->cls;
+	fix_identities(rb);
 	memset(&o, 0, sizeof(o));
 	if (!(o.target = pick_target(rb, c->target, err))) {
 		code = err->cls;
@@ -545,7 +595,8 @@ static int last_change(struct store *st, const char *target, char **id,
 	size_t n = 0;
 
 	*id = NULL;
-	if (each_by_start(st, 1, first_id, &best, err) < 0 ||
+	/* first_id() stops the walk at the first change it takes */
+	if (each_by_start(st, 0, first_id, &best, err) < 0 ||
 	    journal_list(store_dir(st), &ids, &n, err) < 0) {
 		free(best.id);
 		free(best.started);

@@ -1065,6 +1065,129 @@ EOF
 	fi
 fi
 
+# ------------------------------------------------------------------ secrets off remote command lines
+
+# The command and env values travel on the channel's stdin: other users of
+# the remote host never see a secret in `ps` (here remote and local are one).
+begin secrets-not-in-ps
+{
+	hdr e2e-ps
+	tgt "$H1"
+	printf 'secrets:\n  tok: { env: E2E_TOK }\nsteps:\n'
+	printf '  - name: hold\n    run: "test -n {{ secrets.tok }} && touch %s/started && sleep 3.%s"\n' "$D" "$TAG"
+	printf '    env: { TOKEN: "{{ secrets.tok }}" }\n    rollback: none\n'
+} >f.yml
+E2E_TOK=S3cr3t-CANARY-$TAG start_bg run apply f.yml "${KH[@]}"
+if wait_files $((10 * SLOW)) "$D/started"; then
+	ps -eo args >"$D/ps.txt" 2>/dev/null
+	grep -q "S3cr3t-CANARY-$TAG" "$D/ps.txt" &&
+		bad "a secret is on a command line: $(grep "S3cr3t-CANARY-$TAG" "$D/ps.txt" | cut -c1-120 | head -n 2 | paste -sd'|' -)"
+	grep -q "runbook-change-" "$D/ps.txt" ||
+		bad "expected the remote shell's command line to name the change (for stops)"
+else
+	bad "the step never started"
+fi
+wait_bg "$BGPID" $((30 * SLOW))
+expect_rc 0
+end
+
+# ------------------------------------------------------------------ more daemons: startup output, idle drops, a frozen host
+
+# extra_sshd NAME EXTRA [SETENV]: another sshd with more config; sets x_port,
+# x_pid, x_known, x_key and restores the main daemon's variables.
+extra_sshd() {
+	local m_dir=$SSHD_DIR m_port=$SSHD_PORT m_pid=$SSHD_PID m_key=$SSH_KEY m_known=$SSH_KNOWN
+	SSHD_PORT= SSHD_PID= SSHD_EXTRA=$2 SSHD_SETENV=${3:-}
+	x_pid=
+	if sshd_start "$tmp/sshd-$1" >"$D/sshd.log" 2>&1; then
+		OTHER_SSHD+=("$SSHD_PID")
+		x_port=$SSHD_PORT x_pid=$SSHD_PID x_key=$SSH_KEY x_known=$SSH_KNOWN
+	else
+		bad "the extra sshd $1 did not start: $(tail -n 3 "$D/sshd.log" | paste -sd' ' -)"
+	fi
+	SSHD_EXTRA= SSHD_SETENV=
+	SSHD_DIR=$m_dir SSHD_PORT=$m_port SSHD_PID=$m_pid SSH_KEY=$m_key SSH_KNOWN=$m_known
+}
+
+stop_extra() {
+	[ -n "$x_pid" ] || return 0
+	pkill -KILL -P "$x_pid" 2>/dev/null
+	kill "$x_pid" 2>/dev/null
+}
+
+# A login startup file that prints before the command (BASH_ENV here): its
+# output is passed on, and the command's pid is still known, so a timeout
+# stops the remote command.
+begin startup-output
+printf 'echo hello-from-startup\n' >"$D/env.sh"
+extra_sshd startup '' "SHLVL=1 BASH_ENV=$D/env.sh"
+if [ -n "$x_pid" ]; then
+	{
+		printf 'version: 1\nname: e2e-startup\nowner: T <t@e.com>\nreason: r\nexpected: e\n'
+		printf 'targets:\n  prod:\n    hosts: ["127.0.0.1:%s"]\n    identity: %s\n' "$x_port" "$x_key"
+		printf 'steps:\n  - name: slow\n    run: sleep 40.%s; echo never\n    timeout: 1s\n    rollback: none\n' "$TAG"
+	} >f.yml
+	rb run apply f.yml --known-hosts "$x_known" -v
+	expect_rc 1
+	has run.err 'hello-from-startup' "the startup file's output"
+	hasnt run.err 'rb-pid' "our pid report"
+	expect_no_leftovers "after a timeout behind startup output (sleep 40.$TAG)"
+fi
+stop_extra
+end
+
+# sshd drops idle sessions (ClientAliveInterval 1, CountMax 1): with serial
+# batches, the second host waits longer than that; its session is replaced
+# before its first command (nothing had started on it).
+begin idle-session-dropped
+extra_sshd idle $'ClientAliveInterval 1\nClientAliveCountMax 1'
+if [ -n "$x_pid" ]; then
+	: >"$D/known"
+	for a in 127.0.0.1 127.0.0.2; do
+		printf '[%s]:%s %s\n' "$a" "$x_port" "$(cut -d' ' -f1,2 "$tmp/sshd-idle/host_ed25519.pub")" >>"$D/known"
+	done
+	{
+		printf 'version: 1\nname: e2e-idle\nowner: T <t@e.com>\nreason: r\nexpected: e\n'
+		printf 'targets:\n  prod:\n    hosts: ["127.0.0.1:%s", "127.0.0.2:%s"]\n    serial: 1\n    identity: %s\n' "$x_port" "$x_port" "$x_key"
+		printf 'steps:\n  - name: wait\n    run: sleep 4; echo done {{ host }} >> %s/log\n    rollback: none\n' "$D"
+	} >f.yml
+	rb run apply f.yml --known-hosts "$D/known"
+	expect_rc 0
+	[ "$(wc -l <"$D/log" 2>/dev/null)" = 2 ] || bad "expected both hosts to run, found: $(paste -sd'|' "$D/log" 2>/dev/null)"
+fi
+stop_extra
+end
+
+# A host that freezes (its session processes stopped: TCP stays up, nothing
+# is answered) must not hang runbook: the step times out, the stop cannot be
+# delivered (said so), the run ends within a bound; the rollback reaches the
+# host on a new connection and stops the cut-off command first.
+begin frozen-host
+{
+	hdr e2e-frozen
+	tgt "$H1"
+	printf 'steps:\n  - name: hang\n    run: touch %s/started; sleep 50.%s\n    timeout: 2s\n    rollback: echo undo >> %s/log\n' "$D" "$TAG" "$D"
+} >f.yml
+start_bg run apply f.yml "${KH[@]}"
+if wait_files $((10 * SLOW)) "$D/started"; then
+	frozen=$(pgrep -P "$SSHD_PID" | paste -sd' ' -)
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -STOP $frozen
+	wait_bg "$BGPID" $((60 * SLOW))
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -CONT $frozen
+	# the rollback reconnects (the daemon still accepts): the cut-off
+	# command is stopped there first, then the rollback runs
+	expect_rc 1
+	has run.err 'could not stop it on .*did not answer' "that the stop could not be delivered"
+	expect_log log 'undo'
+else
+	bad "the step never started"
+	wait_bg "$BGPID" $((60 * SLOW))
+fi
+expect_no_leftovers "after the frozen host came back (sleep 50.$TAG)"
+end
+
 sshd_stop
 reap_leftovers
 printf '%d passed, %d failed\n' "$passed" "$failed"

@@ -39,7 +39,7 @@ PubkeyAuthentication yes
 PermitRootLogin prohibit-password
 MaxStartups 200:30:400
 MaxSessions 50
-SetEnv SHLVL=1
+SetEnv ${SSHD_SETENV:-SHLVL=1}
 LogLevel ERROR
 ${SSHD_EXTRA:-}
 CFG
