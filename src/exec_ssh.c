@@ -556,6 +556,13 @@ static int authenticate(struct exec_ssh *x, struct rb_error *err)
 
 static void disconnect(struct exec_ssh *x)
 {
+	/*
+	 * A dead link must not be waited on: with the socket shut down,
+	 * libssh2 frees channels and session at once (it would otherwise
+	 * time out waiting for replies and give up freeing them).
+	 */
+	if (x->dead && x->sock >= 0)
+		shutdown(x->sock, SHUT_RDWR);
 	if (x->s) {
 		libssh2_session_set_blocking(x->s, 1);
 		libssh2_session_set_timeout(x->s, 1000);
@@ -1079,6 +1086,13 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 			stopping = true;
 			end = deadline && t >= deadline ? EXEC_TIMED_OUT :
 							  EXEC_CANCELLED;
+			if (!os.pid) {
+				/* not even started (a slow login): closing is all */
+				snprintf(out->why, sizeof(out->why),
+					 "gave up on %s before the command reported that it had started (the remote login was still running); its channel was closed",
+					 where(x, &w));
+				break;
+			}
 			if (!stop_remote(x, os.pid, NULL)) {
 				/* no answer: stop it when the host is back */
 				snprintf(out->why, sizeof(out->why),
