@@ -180,10 +180,35 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 	pid_t pid;
 
 	(void)ex;
+	/*
+	 * The command (with its secrets) goes in the environment, which
+	 * only its user can read, not on the command line that every user
+	 * sees in ps; the shell takes it out before running it.
+	 */
 	strvec_push(&argv, "sh");
 	strvec_push(&argv, "-c");
-	strvec_push(&argv, cmd->command);
+	strvec_push(&argv, "rb_c=$RUNBOOK_COMMAND; unset RUNBOOK_COMMAND; "
+			   "eval \"unset rb_c; $rb_c\"");
 	build_env(&envp, cmd->env, cmd->unset);
+	{
+		struct buf c = BUF_INIT;
+		size_t k = 0;
+
+		/* a runbook run by a step must not see its parent's */
+		for (size_t i = 0; i < envp.n; i++) {
+			if (strncmp(envp.v[i], "RUNBOOK_COMMAND=", 16) == 0)
+				free(envp.v[i]);
+			else
+				envp.v[k++] = envp.v[i];
+		}
+		envp.n = k;
+		if (envp.v)
+			envp.v[k] = NULL;
+
+		buf_adds(&c, "RUNBOOK_COMMAND=");
+		buf_adds(&c, cmd->command);
+		strvec_push_owned(&envp, buf_detach(&c));
+	}
 
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
@@ -320,6 +345,8 @@ out:
 		if (fds[i] >= 0)
 			close(fds[i]);
 	strvec_release(&argv);
+	for (size_t i = 0; i < envp.n; i++)	/* secrets: env values, the command */
+		explicit_bzero(envp.v[i], strlen(envp.v[i]));
 	strvec_release(&envp);
 	return ret;
 }

@@ -1242,5 +1242,31 @@ expect_rc 0
 grep -q hello-live run.err || bad "expected 'hello-live' on stderr at the end"
 end
 
+# A secret in a running command is on no command line another user can read
+# with ps (the command goes to the shell through its environment).
+begin secret-not-in-ps
+{ hdr e2e-ps; cat <<'EOF'
+secrets:
+  pw: { env: RB_E2E_PW }
+steps:
+  - name: hold
+    run: test -n {{ secrets.pw }} && touch started && sleep 3
+    rollback: none
+EOF
+} >f.yml
+ps_canary="S3cr3t-PS-$RANDOM$RANDOM"
+RB_E2E_PW=$ps_canary start_bg run apply f.yml
+if wait_file started $((10 * SLOW)); then
+	ps -eo args >ps.txt 2>/dev/null
+	grep -qF -- "$ps_canary" ps.txt &&
+		bad "the secret is on a command line: $(grep -F -- "$ps_canary" ps.txt | cut -c1-100 | head -n 2 | paste -sd'|' -)"
+	grep -q 'sleep 3' ps.txt || bad "expected to see the step's sleep in ps (the check looked at the wrong time)"
+else
+	bad "the step never started"
+fi
+wait_bg "$BGPID" $((20 * SLOW)) || bad "runbook did not finish"
+expect_rc 0
+end
+
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" = 0 ]
