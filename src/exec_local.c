@@ -2,8 +2,9 @@
  * Local executor: /bin/sh -c COMMAND in its own process group, stdin
  * /dev/null, stdout and stderr on two pipes read by one poll() loop.
  *
- * Invariants: everything the child needs (argv, envp, fds) is built
- * before fork(); the child only makes async-signal-safe calls; the
+ * Invariants: the child is started with posix_spawn() (no copy of our
+ * address space), its group, signals, mask and fds set before exec; the
+ * command text travels in its environment, not its argv; the
  * group is killed (TERM, grace, KILL) on timeout or cancel; after the
  * shell exits the pipes are drained for a bounded time (a grandchild
  * may hold them open), then the whole group is killed; every child is
@@ -13,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,27 +58,39 @@ static void build_env(struct strvec *env, char *const *extra,
 		strvec_push(env, *x);
 }
 
-/* Child side: never returns. Only async-signal-safe calls. */
-static void child(const struct exec_cmd *cmd, char **argv, char **envp,
-		  int out_w, int err_w, int devnull, int report_w)
+/*
+ * Starts /bin/sh as its own process group leader, default signals, an
+ * empty mask, stdin /dev/null. posix_spawn() (clone with CLONE_VFORK in
+ * glibc) does not copy our page tables as fork() would: with libgit2,
+ * libssh2 and their crypto mapped, that copy was most of a step's cost.
+ * Returns 0, or an errno (exec or chdir failed: nothing ran).
+ */
+static int spawn(pid_t *pid, const struct exec_cmd *cmd, char **argv,
+		 char **envp, int out_w, int err_w, int devnull)
 {
-	sigset_t none;
-	int e;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t all, none;
+	int rc;
 
+	sigfillset(&all);
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int s = 1; s < NSIG; s++)
-		signal(s, SIG_DFL);
-	setpgid(0, 0);
-	if (dup2(devnull, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
-		goto fail;
-	if (cmd->dir && chdir(cmd->dir) < 0)
-		goto fail;
-	execve("/bin/sh", argv, envp);
-fail:
-	e = errno;
-	(void)!write(report_w, &e, sizeof(e));
-	_exit(127);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
+				 POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	posix_spawnattr_setpgroup(&at, 0);
+	posix_spawnattr_setsigdefault(&at, &all);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawn_file_actions_adddup2(&fa, devnull, 0);
+	posix_spawn_file_actions_adddup2(&fa, out_w, 1);
+	posix_spawn_file_actions_adddup2(&fa, err_w, 2);
+	if (cmd->dir)
+		posix_spawn_file_actions_addchdir_np(&fa, cmd->dir);
+	rc = posix_spawn(pid, "/bin/sh", &fa, &at, argv, envp);
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+	return rc;
 }
 
 /* A pollable handle on the child's exit, or -1 (then we poll by time). */
@@ -170,7 +184,7 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 		     struct rb_error *err)
 {
 	struct strvec argv = STRVEC_INIT, envp = STRVEC_INIT;
-	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, rep[2] = { -1, -1 };
+	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	int devnull = -1, status = 0, ret = -1, child_errno = 0, pidfd = -1;
 	struct pipes p = { { -1, -1 } };
 	unsigned long long start = now_ms(), deadline, kill_at = 0;
@@ -212,29 +226,14 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
-	    pipe2(errp, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
+	    pipe2(errp, O_CLOEXEC) < 0) {
 		rb_error_errno(err, RB_ERR_FAILED,
 			       "cannot start a command: pipes");
 		goto out;
 	}
-	pid = fork();
-	if (pid < 0) {
-		rb_error_errno(err, RB_ERR_FAILED, "cannot start a command: fork");
-		goto out;
-	}
-	if (pid == 0)
-		child(cmd, argv.v, envp.v, outp[1], errp[1], devnull, rep[1]);
-	/* the child is its own group leader; set it here too (no race) */
-	setpgid(pid, pid);
-	if (sink->started)
-		sink->started(sink->ctx, (long)pid, exec_proc_start_time(pid));
-	close(outp[1]);
-	close(errp[1]);
-	close(rep[1]);
-	outp[1] = errp[1] = rep[1] = -1;
-	if (read(rep[0], &child_errno, sizeof(child_errno)) ==
-	    (ssize_t)sizeof(child_errno)) {
-		waitpid(pid, &status, 0);
+	child_errno = spawn(&pid, cmd, argv.v, envp.v, outp[1], errp[1],
+			    devnull);
+	if (child_errno) {
 		errno = child_errno;
 		rb_error_errno(err, RB_ERR_FAILED,
 			       cmd->dir ? "cannot start the command in '%s'" :
@@ -242,6 +241,11 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 			       cmd->dir ? cmd->dir : "");
 		goto out;
 	}
+	if (sink->started)
+		sink->started(sink->ctx, (long)pid, exec_proc_start_time(pid));
+	close(outp[1]);
+	close(errp[1]);
+	outp[1] = errp[1] = -1;
 	pidfd = open_pidfd(pid);
 	p.fd[0] = outp[0];
 	p.fd[1] = errp[0];
@@ -339,8 +343,7 @@ out:
 			close(p.fd[i]);
 	if (pidfd >= 0)
 		close(pidfd);
-	int fds[] = { outp[0], outp[1], errp[0], errp[1], rep[0], rep[1],
-		      devnull };
+	int fds[] = { outp[0], outp[1], errp[0], errp[1], devnull };
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
