@@ -1858,7 +1858,8 @@ static int connect_hosts(struct engine *E, const char *identity,
 	return -1;
 }
 
-static int setup_hosts(struct engine *E, struct rb_error *err)
+/* The hosts' state and variables; connect_hosts() reaches them later. */
+static void setup_hosts(struct engine *E)
 {
 	const struct target *t = E->o->target;
 
@@ -1880,8 +1881,6 @@ static int setup_hosts(struct engine *E, struct rb_error *err)
 		varset_set(&H->vars, "host", H->h->spec);
 		varset_set(&H->vars, "runbook.name", E->rb->name.s);
 	}
-	return connect_hosts(E, t->identity.s, E->o->known_hosts,
-			     E->o->accept_new, err);
 }
 
 static void free_hosts(struct engine *E)
@@ -2013,10 +2012,7 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 		code = RB_ERR_INVALID;
 		goto out;
 	}
-	if (setup_hosts(&E, err) < 0) {
-		code = err->cls;
-		goto out;
-	}
+	setup_hosts(&E);
 	signals_setup();
 
 	say(&E, "runbook: change %s: %s on %s (%zu host%s)\n", E.change_id,
@@ -2028,6 +2024,17 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 	buf_reset(&f);
 	ev.type = JEV_OPEN;
 	hook(&E, &ev);
+	/*
+	 * PRODUCT.md §3: the change is open (journal, note) before any host
+	 * is reached; a host that cannot be reached, verified or logged
+	 * into fails it with nothing run anywhere, and the note says so.
+	 */
+	if (!E.failed && connect_hosts(&E, t->identity.s, o->known_hosts,
+				       o->accept_new, err) < 0) {
+		code = err->cls;
+		status = CHANGE_FAILED;
+		goto closing;
+	}
 
 	for (size_t b = 0; b < t->n_hosts && !E.failed && !sig_count; b += per) {
 		size_t end = b + per < t->n_hosts ? b + per : t->n_hosts;
@@ -2137,6 +2144,7 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 			buf_release(&pend);
 		}
 	}
+closing:
 	{
 		char *red = redact_str(E.red, err->msg);
 

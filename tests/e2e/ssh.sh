@@ -811,6 +811,12 @@ no_log log
 has run.err "127\.0\.0\.2.*$closed|$closed.*127\.0\.0\.2" "the closed host and port"
 has run.err "refused" "'connection refused'"
 [ "$MS" -lt $((5000 * SLOW)) ] || bad "expected a refused connection to end the run within $((5 * SLOW)) s, took $MS ms"
+# the change was opened before any host was reached (PRODUCT.md §3): its
+# note tells that it failed and that no step ran
+cid=$(newest_id)
+note_of "${cid:-x}" >note.md
+grep -qx 'status: "failed"' note.md || bad "expected a note saying status failed, found: $(grep '^status' note.md)"
+grep -q '^steps: \[\]' note.md || bad "expected no step in the note"
 end
 
 # ------------------------------------------------------------------ local: true
