@@ -6,6 +6,11 @@
  * and anchors are registered only then, so an alias can never point at
  * an enclosing node (no cycles). Alias copies are counted against
  * YTREE_MAX_ALIAS_NODES, which bounds "billion laughs" documents.
+ *
+ * Memory: every node, text and array of one parse comes from one arena
+ * that the root owns; freeing the root releases it in a few calls (a
+ * 5,000-step runbook has some 100,000 nodes). Freeing any other node
+ * of the tree does nothing.
  */
 #include "yamltree.h"
 
@@ -15,6 +20,60 @@
 #include <yaml.h>
 
 #include "buf.h"
+
+struct yarena {
+	struct ychunk *head;
+};
+
+struct ychunk {
+	struct ychunk *next;
+	size_t used, size;
+	max_align_t data[];
+};
+
+#define YCHUNK_MIN (4u << 10)
+
+static void *arena_alloc(struct yarena *a, size_t n)
+{
+	struct ychunk *c = a->head;
+	void *p;
+
+	n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+	if (!c || c->size - c->used < n) {
+		size_t size = c ? c->size * 2 : YCHUNK_MIN;
+
+		if (size > (1u << 20))
+			size = 1u << 20;
+		if (size < n)
+			size = n;
+		c = xmalloc(sizeof(*c) + size);
+		c->next = a->head;
+		c->used = 0;
+		c->size = size;
+		a->head = c;
+	}
+	p = (char *)c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+static char *arena_strndup(struct yarena *a, const char *s, size_t len)
+{
+	char *p = arena_alloc(a, len + 1);
+
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+static void arena_free(struct yarena *a)
+{
+	for (struct ychunk *c = a->head, *next; c; c = next) {
+		next = c->next;
+		free(c);
+	}
+	free(a);
+}
 
 struct anchor {
 	char *name;
@@ -40,6 +99,7 @@ struct builder {
 	size_t n_anchors, cap_anchors;
 	size_t alias_nodes;
 	struct ynode *root;
+	struct yarena *arena;	/* every node of this parse */
 	bool failed;		/* fatal: stop building */
 };
 
@@ -48,10 +108,13 @@ static struct src_pos mark_pos(yaml_mark_t m)
 	return (struct src_pos){ (unsigned)m.line + 1, (unsigned)m.column + 1 };
 }
 
-static struct ynode *node_new(enum ynode_type t, struct src_pos pos)
+static struct ynode *node_new(struct builder *b, enum ynode_type t,
+			      struct src_pos pos)
 {
-	struct ynode *n = xcalloc(1, sizeof(*n));
+	struct ynode *n = arena_alloc(b->arena, sizeof(*n));
 
+	memset(n, 0, sizeof(*n));
+	n->arena = b->arena;
 	n->type = t;
 	n->pos = pos;
 	return n;
@@ -59,34 +122,35 @@ static struct ynode *node_new(enum ynode_type t, struct src_pos pos)
 
 void ytree_free(struct ynode *n)
 {
-	if (!n)
-		return;
-	for (size_t i = 0; i < n->n; i++) {
-		ytree_free(n->items[i]);
-		if (n->keys)
-			ytree_free(n->keys[i]);
-	}
-	free(n->items);
-	free(n->keys);
-	free(n->text);
-	free(n);
+	if (n && n->owns_arena)
+		arena_free(n->arena);
+}
+
+/* Doubles an array of the arena (the old one stays until the arena goes). */
+static struct ynode **grow(struct yarena *a, struct ynode **old, size_t n,
+			   size_t cap)
+{
+	struct ynode **v = arena_alloc(a, cap * sizeof(*v));
+
+	if (n)
+		memcpy(v, old, n * sizeof(*v));
+	return v;
 }
 
 static void node_push(struct ynode *parent, struct ynode *key,
 		      struct ynode *val)
 {
-	size_t cap = parent->cap;
+	if (parent->n == parent->cap) {
+		size_t cap = parent->cap ? parent->cap * 2 : 4;
 
-	parent->items = xgrow(parent->items, &cap, parent->n + 1,
-			      sizeof(*parent->items));
-	if (parent->type == YN_MAP) {
-		size_t kcap = parent->cap;
-
-		parent->keys = xgrow(parent->keys, &kcap, parent->n + 1,
-				     sizeof(*parent->keys));
-		parent->keys[parent->n] = key;
+		parent->items = grow(parent->arena, parent->items, parent->n, cap);
+		if (parent->type == YN_MAP)
+			parent->keys = grow(parent->arena, parent->keys,
+					    parent->n, cap);
+		parent->cap = cap;
 	}
-	parent->cap = cap;
+	if (parent->type == YN_MAP)
+		parent->keys[parent->n] = key;
 	parent->items[parent->n++] = val;
 }
 
@@ -98,11 +162,11 @@ static struct ynode *copy_node(struct builder *b, const struct ynode *src,
 
 	if (++b->alias_nodes > YTREE_MAX_ALIAS_NODES)
 		return NULL;
-	n = node_new(src->type, at);
+	n = node_new(b, src->type, at);
 	n->style = src->style;
 	n->tag_str = src->tag_str;
 	if (src->text) {
-		n->text = xstrndup(src->text, src->len);
+		n->text = arena_strndup(b->arena, src->text, src->len);
 		n->len = src->len;
 	}
 	for (size_t i = 0; i < src->n; i++) {
@@ -260,8 +324,8 @@ static void on_scalar(struct builder *b, const yaml_event_t *ev)
 		diag_at(b->d, &pos,
 			"expected text, found a NUL character in a string");
 	}
-	n = node_new(YN_SCALAR, pos);
-	n->text = xstrndup((const char *)ev->data.scalar.value, len);
+	n = node_new(b, YN_SCALAR, pos);
+	n->text = arena_strndup(b->arena, (const char *)ev->data.scalar.value, len);
 	n->len = len;
 	switch (ev->data.scalar.style) {
 	case YAML_PLAIN_SCALAR_STYLE:
@@ -313,7 +377,7 @@ static void on_start(struct builder *b, const yaml_event_t *ev,
 		return;
 	}
 	f = &b->stack[b->depth++];
-	f->node = node_new(t, pos);
+	f->node = node_new(b, t, pos);
 	f->key = NULL;
 	f->drop_value = false;
 	f->anchor = dup_anchor(anchor);
@@ -490,6 +554,7 @@ int ytree_parse(const char *data, size_t len, struct ynode **out,
 		return -1;
 
 	memset(&b, 0, sizeof(b));
+	b.arena = xcalloc(1, sizeof(*b.arena));
 	b.d = d;
 	b.data = data;
 	b.len = len;
@@ -507,6 +572,8 @@ int ytree_parse(const char *data, size_t len, struct ynode **out,
 	}
 	if (!yaml_parser_initialize(&parser)) {
 		diag_at(d, NULL, "cannot initialize the YAML parser");
+		free(b.lines);
+		arena_free(b.arena);
 		return -1;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
@@ -555,17 +622,20 @@ int ytree_parse(const char *data, size_t len, struct ynode **out,
 
 	if (!b.failed) {
 		*out = b.root;
+		if (b.root) {
+			b.root->owns_arena = true;	/* the tree holds it now */
+			b.arena = NULL;
+		}
 		b.root = NULL;
 		ret = 0;
 	}
 	while (b.depth > 0) {
 		struct frame *f = &b.stack[--b.depth];
 
-		ytree_free(f->key);
-		ytree_free(f->node);
 		free(f->anchor);
 	}
-	ytree_free(b.root);
+	if (b.arena)
+		arena_free(b.arena);
 	for (size_t i = 0; i < b.n_anchors; i++)
 		free(b.anchors[i].name);
 	free(b.anchors);

@@ -6,7 +6,8 @@
  * and aliases expanded by copy within a fixed node budget. Aliases can
  * only name nodes that are complete, so no cycle can be built.
  *
- * The tree owns all its nodes and strings; ytree_free() releases it.
+ * The tree owns all its nodes and strings (one arena); ytree_free() of
+ * the root releases it, of any other node does nothing.
  */
 #ifndef RUNBOOK_YAMLTREE_H
 #define RUNBOOK_YAMLTREE_H
@@ -40,6 +41,9 @@ struct ynode {
 	struct ynode **keys;
 	size_t n;
 	size_t cap;
+	/* memory: the parse's arena, released with the root (see yamltree.c) */
+	struct yarena *arena;
+	bool owns_arena;
 };
 
 /*
