@@ -45,10 +45,11 @@ static char *pathf(const char *fmt, ...)
 static const char *join(struct buf *b, const char *path, const char *key)
 {
 	buf_reset(b);
-	if (*path)
-		buf_addf(b, "%s.%s", path, key);
-	else
-		buf_adds(b, key);
+	if (*path) {	/* not buf_addf: this runs for every key of the file */
+		buf_adds(b, path);
+		buf_addc(b, '.');
+	}
+	buf_adds(b, key);
 	return buf_str(b);
 }
 
@@ -154,10 +155,22 @@ static void path_text(struct buf *b, const struct pathseg *p)
 	if (!p)
 		return;
 	path_text(b, p->up);
-	if (p->key)
-		buf_addf(b, "%s%s", p->up ? "." : "", p->key);
-	else
-		buf_addf(b, "[%zu]", p->idx);
+	if (p->key) {
+		if (p->up)
+			buf_addc(b, '.');
+		buf_adds(b, p->key);
+	} else {
+		char num[24], *e = num + sizeof(num);
+		size_t v = p->idx;
+
+		*--e = '\0';
+		do
+			*--e = (char)('0' + v % 10);
+		while ((v /= 10));
+		buf_addc(b, '[');
+		buf_adds(b, e);
+		buf_addc(b, ']');
+	}
 }
 
 static void check_dup_keys(struct loader *L, const struct ynode *n,

@@ -153,7 +153,9 @@ static void check_kv_templates(struct vctx *V, const struct kv *kvs,
 		if (!strstr(sv.s, "{{"))
 			continue;
 		buf_reset(&p);
-		buf_addf(&p, "%s.%s", base, kvs[i].key);
+		buf_adds(&p, base);
+		buf_addc(&p, '.');
+		buf_adds(&p, kvs[i].key);
 		check_template(V, &sv, buf_str(&p), NULL, TPL_RAW);
 	}
 	buf_release(&p);
@@ -182,7 +184,8 @@ static void check_step(struct vctx *V, const struct step *s)
 	if (s->n_env) {
 		struct buf p = BUF_INIT;
 
-		buf_addf(&p, "%s.env", sp);
+		buf_adds(&p, sp);
+		buf_adds(&p, ".env");
 		check_kv_templates(V, s->env, s->n_env, buf_str(&p));
 		buf_release(&p);
 	}
@@ -196,7 +199,9 @@ static void check_step(struct vctx *V, const struct step *s)
 				     s->capture[i].col0, s->capture[i].line0 };
 		struct buf p = BUF_INIT;
 
-		buf_addf(&p, "%s.capture.%s", sp, s->capture[i].key);
+		buf_adds(&p, sp);
+		buf_adds(&p, ".capture.");
+		buf_adds(&p, s->capture[i].key);
 		check_name_clash(V, s->capture[i].key, s->capture[i].key_pos,
 				 buf_str(&p));
 		check_pattern(V, &sv, buf_str(&p), NULL, 1);
