@@ -1071,6 +1071,31 @@ EOF
 	fi
 fi
 
+# ------------------------------------------------------------------ SIGINT stops the remote command
+
+# Ctrl-C while a remote step runs: the remote process group is stopped too,
+# the host is rolled back, exit 130.
+begin remote-sigint
+{
+	hdr e2e-sigint
+	tgt "$H1"
+	printf 'steps:\n  - name: first\n    run: echo do1 >> %s/log\n    rollback: echo undo1 >> %s/log\n' "$D" "$D"
+	printf '  - name: long\n    run: touch %s/started; sleep 45.%s\n    rollback: echo undo2 >> %s/log\n' "$D" "$TAG" "$D"
+} >f.yml
+start_bg run apply f.yml "${KH[@]}"
+if wait_files $((10 * SLOW)) "$D/started"; then
+	sleep 0.3
+	kill -INT "$BGPID"
+	wait_bg "$BGPID" $((30 * SLOW))
+	expect_rc 130
+	expect_log log 'do1|undo2|undo1'
+	expect_no_leftovers "after Ctrl-C (sleep 45.$TAG)"
+else
+	bad "the step never started"
+	wait_bg "$BGPID" $((30 * SLOW))
+fi
+end
+
 # ------------------------------------------------------------------ secrets off remote command lines
 
 # The command and env values travel on the channel's stdin: other users of
