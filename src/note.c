@@ -52,7 +52,7 @@ static const char *host_result(const struct change_rec *c, const char *host)
 	return rolled ? "rolled back" : failed ? "failed" : "ok";
 }
 
-static void front_matter(const struct change_rec *c, struct buf *b)
+void note_front_matter(const struct change_rec *c, struct buf *b)
 {
 	buf_adds(b, "---\n");
 	fm_str(b, "change", c->id);
@@ -321,7 +321,7 @@ static void body(const struct change_rec *c, struct buf *b)
 
 void note_render(const struct change_rec *c, struct buf *out)
 {
-	front_matter(c, out);
+	note_front_matter(c, out);
 	body(c, out);
 }
 

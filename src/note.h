@@ -20,6 +20,11 @@ struct rb_error;
 
 /* Appends the note of c to out. */
 void note_render(const struct change_rec *c, struct buf *out);
+/*
+ * Only the front matter (between the --- lines, included): every field
+ * note_parse() reads back, so it also serves as a whole-record snapshot.
+ */
+void note_front_matter(const struct change_rec *c, struct buf *out);
 /* Parses a note's front matter into a new record; -1 with err if it cannot. */
 int note_parse(const char *text, size_t len, struct change_rec **out,
 	       struct rb_error *err);

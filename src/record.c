@@ -69,73 +69,25 @@ struct recorder *recorder_new(struct store *st, struct change_rec *c,
 }
 
 /*
- * Writes the whole record as journal records, for a change known only
- * from its note: a rollback of it must be recoverable like any other.
+ * Writes the whole record as one journal record, for a change known
+ * only from its note (its journal is elsewhere, or was set aside): a
+ * rollback of it must be recoverable like any other. The record holds
+ * the note's front matter, the one format that carries every field and
+ * that note_parse() reads back, so no field can be forgotten here.
  */
 static int snapshot(struct recorder *r, struct rb_error *err)
 {
-	const struct change_rec *c = r->c;
-	struct buf rec = BUF_INIT;
-	int ret = -1;
+	struct buf fm = BUF_INIT, rec = BUF_INIT;
+	int ret;
 
-	change_rec_open(&rec, c);
-	if (journal_append(r->j, rec.data, rec.len, err) < 0)
-		goto out;
-	for (size_t i = 0; i < c->n_steps; i++) {
-		const struct rec_step *s = &c->steps[i];
-
-		buf_reset(&rec);
-		buf_adds(&rec, "{");
-		json_kv(&rec, "t", "step-begin", 1);
-		json_kv(&rec, "host", s->host, 0);
-		json_kv(&rec, "phase", phase_name(s->phase), 0);
-		buf_addf(&rec, ",\"index\":%u", s->index);
-		json_kv(&rec, "name", s->name ? s->name : "", 0);
-		json_kv(&rec, "command", s->command ? s->command : "", 0);
-		if (s->rollback)
-			json_kv(&rec, "rollback", s->rollback, 0);
-		buf_addf(&rec, ",\"rollback_none\":%s,\"local\":%s",
-			 s->rollback_none ? "true" : "false",
-			 s->local ? "true" : "false");
-		if (s->dir)
-			json_kv(&rec, "dir", s->dir, 0);
-		buf_adds(&rec, ",\"env\":[");
-		for (size_t k = 0; k < s->env.n; k++) {
-			if (k)
-				buf_addc(&rec, ',');
-			json_str(&rec, s->env.v[k]);
-		}
-		buf_addf(&rec, "],\"timeout_ms\":%u}", s->timeout_ms);
-		if (journal_append(r->j, rec.data, rec.len, err) < 0)
-			goto out;
-		if (s->running)
-			continue;
-		buf_reset(&rec);
-		buf_adds(&rec, "{");
-		json_kv(&rec, "t", "step-end", 1);
-		json_kv(&rec, "host", s->host, 0);
-		json_kv(&rec, "phase", phase_name(s->phase), 0);
-		buf_addf(&rec, ",\"index\":%u", s->index);
-		json_kv(&rec, "result", step_result_name(s->result), 0);
-		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu}",
-			 s->exit_code, s->duration_ms);
-		if (journal_append(r->j, rec.data, rec.len, err) < 0)
-			goto out;
-		if (s->rb_result == RES_NOT_RUN)
-			continue;
-		buf_reset(&rec);
-		buf_adds(&rec, "{");
-		json_kv(&rec, "t", "rollback-end", 1);
-		json_kv(&rec, "host", s->host, 0);
-		json_kv(&rec, "phase", phase_name(s->phase), 0);
-		buf_addf(&rec, ",\"index\":%u", s->index);
-		json_kv(&rec, "result", step_result_name(s->rb_result), 0);
-		buf_addf(&rec, ",\"exit\":%d}", s->rb_exit_code);
-		if (journal_append(r->j, rec.data, rec.len, err) < 0)
-			goto out;
-	}
-	ret = 0;
-out:
+	note_front_matter(r->c, &fm);
+	buf_adds(&rec, "{");
+	json_kv(&rec, "t", "snapshot", 1);
+	buf_adds(&rec, ",\"note\":");
+	json_str_n(&rec, fm.data, fm.len);
+	buf_adds(&rec, "}");
+	ret = journal_append(r->j, rec.data, rec.len, err);
+	buf_release(&fm);
 	buf_release(&rec);
 	return ret;
 }
@@ -183,8 +135,25 @@ static int apply_payload(void *ctx, const char *payload, size_t len)
 	struct diag d;
 
 	diag_init(&d, "journal");
-	if (ytree_parse(payload, len, &n, &d) == 0 && n)
-		change_apply_record(c, n);
+	if (ytree_parse(payload, len, &n, &d) == 0 && n) {
+		const struct ynode *t = ynode_get(n, "t"), *note = ynode_get(n, "note");
+
+		if (t && t->text && strcmp(t->text, "snapshot") == 0) {
+			struct change_rec *snap = NULL, tmp;
+			struct rb_error err = RB_ERROR_INIT;
+
+			/* the whole record: it replaces what came before */
+			if (note && note->text &&
+			    note_parse(note->text, note->len, &snap, &err) == 0) {
+				tmp = *c;
+				*c = *snap;
+				*snap = tmp;
+				change_free(snap);
+			}
+		} else {
+			change_apply_record(c, n);
+		}
+	}
 	ytree_free(n);
 	diag_release(&d);
 	return 0;
