@@ -375,6 +375,8 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 			strtoull(str(r, "start"), NULL, 10) : 0;
 	} else if (strcmp(t, "rollback-begin") == 0 && s) {
 		s->rb_running = true;
+		/* a closed change rolled back later is open until it closes again */
+		c->closed = false;
 	} else if (strcmp(t, "rollback-end") == 0 && s) {
 		s->rb_running = false;
 		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
