@@ -1475,5 +1475,44 @@ rb st status --notes "$G"
 has st.out "^no unfinished changes" "that nothing is unfinished"
 end
 
+# ---------------------------------------------------------------- a later rollback killed midway
+# `runbook rollback` of an applied change, killed during its rollback, once
+# with the change's journal (reopened from done/) and once known only from
+# its note (the journal gone, as in another clone of the notes): the change
+# is unfinished again (status interrupted, apply refused), a second rollback
+# finishes it, and the final note still has the captures and metrics.
+for mode in journal note-only; do
+	begin "later-rollback-killed-$mode"
+	mkrepo repo
+	G=$D/repo/.git
+	{
+		hdr lrk
+		printf "metrics:\n  - name: files\n    run: echo n=3\n    pattern: 'n=(\\d+)'\nsteps:\n"
+		printf "  - name: one\n    run: echo id=42\n    capture: {myid: 'id=(\\d+)'}\n    rollback: echo undo {{ myid }} >> %s/log\n" "$D"
+		printf "  - name: two\n    run: echo two\n    rollback: echo undo2 >> %s/log\n" "$D"
+	} >repo/f.yml
+	rb apply apply repo/f.yml
+	expect_rc 0 "apply"
+	id=$(cid apply.err)
+	[ "$mode" = note-only ] && rm -rf "$G/runbook/journal"
+	# (not through rb: it takes 137 for its own timeout)
+	RUNBOOK_FAILPOINT=kill-after-record:2 timeout -k 5 "$RUN_LIMIT" "$RUNBOOK" \
+		rollback "${id:-x}" --notes "$G" >killed.out 2>killed.err
+	RC=$?
+	[ "$RC" = 137 ] || bad "expected the rollback to be killed (137), found $RC"
+	rb st status --notes "$G"
+	has st.out "^${id:-x}  lrk on local: interrupted" "the change as interrupted"
+	rb again apply repo/f.yml
+	expect_rc 4 "apply while the rollback is unfinished"
+	rb finish rollback "${id:-x}" --notes "$G"
+	expect_rc 0 "the second rollback"
+	expect_status "$G" "${id:-x}" rolled-back
+	note_to "$G" "${id:-x}" note.md
+	grep -qx '    "myid": "42"' note.md || bad "expected the capture myid in the final note"
+	grep -q '"files": { before: "3", after: "3" }' note.md || bad "expected the metric files in the final note"
+	tail -n 1 log 2>/dev/null | grep -qx 'undo 42' || bad "expected 'undo 42' last, found '$(paste -sd'|' log 2>/dev/null)'"
+	end
+done
+
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" = 0 ]
