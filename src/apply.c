@@ -192,27 +192,6 @@ struct engine {
 	const char *live_name;
 };
 
-static unsigned long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 +
-	       (unsigned long long)ts.tv_nsec / 1000000;
-}
-
-static void iso_now(char out[40])
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
-}
-
 void change_id_new(const char *name, char out[128])
 {
 	unsigned char rnd[4] = { 0 };
@@ -221,7 +200,7 @@ void change_id_new(const char *name, char out[128])
 	char stamp[32];
 
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-		unsigned long long x = now_ms() ^ (unsigned long long)getpid();
+		unsigned long long x = exec_now_ms() ^ (unsigned long long)getpid();
 
 		memcpy(rnd, &x, sizeof(rnd));
 	}
@@ -253,7 +232,7 @@ static void live_set(struct engine *E, const char *what, const char *host,
 	E->live_what = what;
 	E->live_host = host;
 	E->live_name = name;
-	E->live_start = now_ms();
+	E->live_start = exec_now_ms();
 	pthread_mutex_unlock(&E->mu);
 }
 
@@ -268,7 +247,7 @@ static void live_tick(void *ctx)
 		pthread_mutex_unlock(&E->mu);
 		return;
 	}
-	secs = (double)(now_ms() - E->live_start) / 1000.0;
+	secs = (double)(exec_now_ms() - E->live_start) / 1000.0;
 	fprintf(stderr, "\r\033[K  %-8s %-9s %-*s %-*s %5.1fs", "...",
 		E->live_what, E->host_w, E->live_host, E->name_w, E->live_name,
 		secs);
@@ -318,7 +297,7 @@ static void json_event(struct engine *E, const char *event, struct buf *fields)
 
 	if (!E->o->json)
 		return;
-	iso_now(t);
+	format_now_utc(t);
 	buf_adds(&line, "{");
 	json_kv(&line, "event", event, 1);
 	json_kv(&line, "change", E->change_id, 0);
@@ -1148,10 +1127,10 @@ static void fail(struct engine *E, const char *fmt, ...)
 static bool pause_ms(unsigned ms)
 {
 	struct pollfd p = { cancel_pipe[0], POLLIN, 0 };
-	unsigned long long end = now_ms() + ms;
+	unsigned long long end = exec_now_ms() + ms;
 
 	for (;;) {
-		unsigned long long now = now_ms();
+		unsigned long long now = exec_now_ms();
 
 		if (sig_count)
 			return false;
@@ -1741,15 +1720,6 @@ static char *local_user(void)
 	return xstrdup(u && *u ? u : "root");
 }
 
-static char *home_file(const char *rel)
-{
-	const char *home = getenv("HOME");
-	struct buf b = BUF_INIT;
-
-	buf_addf(&b, "%s/%s", home && *home ? home : "/", rel);
-	return buf_detach(&b);
-}
-
 /*
  * Where and how to reach a host: the runbook's user, address and port
  * first, then ~/.ssh/config, then the defaults. Keys after the agent:
@@ -1780,7 +1750,7 @@ static int reach_init(struct reach *R, const struct host *h,
 	for (size_t i = 0; i < R->cfg.identity_files.n; i++)
 		strvec_push(&R->ids, R->cfg.identity_files.v[i]);
 	for (size_t i = 0; i < 3; i++)
-		strvec_push_owned(&R->ids, home_file(defaults[i]));
+		strvec_push_owned(&R->ids, ssh_home_file(defaults[i]));
 	R->p.name = h->spec;
 	R->p.address = R->cfg.hostname ? R->cfg.hostname : h->address;
 	R->p.port = h->port ? h->port : R->cfg.port ? R->cfg.port : 22;

@@ -29,7 +29,7 @@
 
 extern char **environ;
 
-static unsigned long long now_ms(void)
+unsigned long long exec_now_ms(void)
 {
 	struct timespec ts;
 
@@ -138,8 +138,8 @@ bool exec_stop_orphan(long pid, unsigned long long start_time)
 	    exec_proc_start_time(pid) != start_time)
 		return false;
 	kill(-(pid_t)pid, SIGTERM);
-	end = now_ms() + EXEC_KILL_GRACE_MS;
-	while (now_ms() < end) {
+	end = exec_now_ms() + EXEC_KILL_GRACE_MS;
+	while (exec_now_ms() < end) {
 		if (kill(-(pid_t)pid, 0) < 0 && errno == ESRCH)
 			return true;
 		usleep(20000);
@@ -187,7 +187,7 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	int devnull = -1, status = 0, ret = -1, child_errno = 0, pidfd = -1;
 	struct pipes p = { { -1, -1 } };
-	unsigned long long start = now_ms(), deadline, kill_at = 0;
+	unsigned long long start = exec_now_ms(), deadline, kill_at = 0;
 	unsigned long long exited_at = 0, last_tick = start;
 	enum exec_end end = EXEC_EXITED;
 	bool reaped = false;
@@ -256,7 +256,7 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 
 	for (;;) {
 		struct pollfd pfd[4];
-		unsigned long long now = now_ms(), wake;
+		unsigned long long now = exec_now_ms(), wake;
 		int n, timeout;
 
 		if (!reaped) {
@@ -314,17 +314,17 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 			if (pfd[2].fd >= 0 && (pfd[2].revents & POLLIN)) {
 				end = EXEC_CANCELLED;
 				kill_group(pid, SIGTERM);
-				kill_at = now_ms() + EXEC_KILL_GRACE_MS;
+				kill_at = exec_now_ms() + EXEC_KILL_GRACE_MS;
 			}
 		}
-		if (sink->tick && now_ms() >= last_tick + 100) {
-			last_tick = now_ms();
+		if (sink->tick && exec_now_ms() >= last_tick + 100) {
+			last_tick = exec_now_ms();
 			sink->tick(sink->ctx);
 		}
 	}
 	/* the group may still have members that closed their output */
 	kill_group(pid, SIGKILL);
-	out->duration_ms = now_ms() - start;
+	out->duration_ms = exec_now_ms() - start;
 	out->end = end;
 	out->exit_code = -1;
 	out->signal = 0;

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -820,11 +819,8 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 	if (c->json) {
 		struct buf b = BUF_INIT;
 		char t[40];
-		time_t now = time(NULL);
-		struct tm tm;
 
-		gmtime_r(&now, &tm);
-		strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		format_now_utc(t);	/* as the engine's events */
 		buf_adds(&b, "{");
 		json_kv(&b, "event", "done", 1);
 		json_kv(&b, "change", id, 0);

@@ -45,18 +45,6 @@ bool change_status_final(enum change_status s)
 	       s == CHANGE_INTERRUPTED;
 }
 
-static void iso_now(char out[40])
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 40 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
-}
-
 struct recorder *recorder_new(struct store *st, struct change_rec *c,
 			      const struct redactor *red)
 {
@@ -289,7 +277,7 @@ int recorder_close(struct recorder *r, enum change_status status,
 	char t[40];
 	int ret;
 
-	iso_now(t);
+	format_now_utc(t);
 	buf_adds(&rec, "{");
 	json_kv(&rec, "t", "close", 1);
 	json_kv(&rec, "status", change_status_name(status), 0);
@@ -339,7 +327,7 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 
 	if (ev->red)
 		r->red = ev->red;
-	iso_now(t);
+	format_now_utc(t);
 	buf_adds(&rec, "{");
 	switch (ev->type) {
 	case JEV_OPEN:
