@@ -42,28 +42,11 @@
 #include "redact.h"
 #include "template.h"
 #include "vars.h"
+#include "sys.h"
 
 #define EXCERPT 4096u
 #define BLOCK_MAX (8u << 20)
 #define SECRET_FILE_MAX 65536
-
-const char *step_result_name(enum step_result r)
-{
-	static const char *const n[] = { "not-run", "ok", "failed", "skipped",
-					 "timeout", "rolled-back",
-					 "rollback-failed" };
-
-	return n[r];
-}
-
-const char *change_status_name(enum change_status s)
-{
-	static const char *const n[] = { "running", "applied", "rolled-back",
-					 "rollback-failed", "failed",
-					 "interrupted", "rehearsed" };
-
-	return n[s];
-}
 
 /* ---- signals: first SIGINT/SIGTERM cancels steps, second rollbacks */
 
@@ -192,24 +175,6 @@ struct engine {
 	const char *live_name;
 };
 
-void change_id_new(const char *name, char out[128])
-{
-	unsigned char rnd[4] = { 0 };
-	struct tm tm;
-	time_t t = time(NULL);
-	char stamp[32];
-
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-		unsigned long long x = exec_now_ms() ^ (unsigned long long)getpid();
-
-		memcpy(rnd, &x, sizeof(rnd));
-	}
-	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(out, 128, "%s-%s-%02x%02x%02x%02x", stamp, name, rnd[0],
-		 rnd[1], rnd[2], rnd[3]);
-}
-
 /* ---- output: progress lines, live line, JSON events ---- */
 
 static const char *color(const struct engine *E, const char *code)
@@ -232,7 +197,7 @@ static void live_set(struct engine *E, const char *what, const char *host,
 	E->live_what = what;
 	E->live_host = host;
 	E->live_name = name;
-	E->live_start = exec_now_ms();
+	E->live_start = sys_now_ms();
 	pthread_mutex_unlock(&E->mu);
 }
 
@@ -247,7 +212,7 @@ static void live_tick(void *ctx)
 		pthread_mutex_unlock(&E->mu);
 		return;
 	}
-	secs = (double)(exec_now_ms() - E->live_start) / 1000.0;
+	secs = (double)(sys_now_ms() - E->live_start) / 1000.0;
 	fprintf(stderr, "\r\033[K  %-8s %-9s %-*s %-*s %5.1fs", "...",
 		E->live_what, E->host_w, E->live_host, E->name_w, E->live_name,
 		secs);
@@ -297,7 +262,7 @@ static void json_event(struct engine *E, const char *event, struct buf *fields)
 
 	if (!E->o->json)
 		return;
-	format_now_utc(t);
+	sys_now_utc(t);
 	buf_adds(&line, "{");
 	json_kv(&line, "event", event, 1);
 	json_kv(&line, "change", E->change_id, 0);
@@ -1127,10 +1092,10 @@ static void fail(struct engine *E, const char *fmt, ...)
 static bool pause_ms(unsigned ms)
 {
 	struct pollfd p = { cancel_pipe[0], POLLIN, 0 };
-	unsigned long long end = exec_now_ms() + ms;
+	unsigned long long end = sys_now_ms() + ms;
 
 	for (;;) {
-		unsigned long long now = exec_now_ms();
+		unsigned long long now = sys_now_ms();
 
 		if (sig_count)
 			return false;
@@ -1750,7 +1715,7 @@ static int reach_init(struct reach *R, const struct host *h,
 	for (size_t i = 0; i < R->cfg.identity_files.n; i++)
 		strvec_push(&R->ids, R->cfg.identity_files.v[i]);
 	for (size_t i = 0; i < 3; i++)
-		strvec_push_owned(&R->ids, ssh_home_file(defaults[i]));
+		strvec_push_owned(&R->ids, sys_home_file(defaults[i]));
 	R->p.name = h->spec;
 	R->p.address = R->cfg.hostname ? R->cfg.hostname : h->address;
 	R->p.port = h->port ? h->port : R->cfg.port ? R->cfg.port : 22;

@@ -5,11 +5,60 @@
  */
 #include "change.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "yamltree.h"
+#include "sys.h"
+
+const char *step_result_name(enum step_result r)
+{
+	static const char *const n[] = { "not-run", "ok", "failed", "skipped",
+					 "timeout", "rolled-back",
+					 "rollback-failed" };
+
+	return n[r];
+}
+
+const char *change_status_name(enum change_status s)
+{
+	static const char *const n[] = { "running", "applied", "rolled-back",
+					 "rollback-failed", "failed",
+					 "interrupted", "rehearsed" };
+
+	return n[s];
+}
+
+bool change_status_final(enum change_status s)
+{
+	/* interrupted as a runner records it: rolled back, then stopped */
+	return s == CHANGE_APPLIED || s == CHANGE_ROLLED_BACK ||
+	       s == CHANGE_FAILED || s == CHANGE_REHEARSED ||
+	       s == CHANGE_INTERRUPTED;
+}
+
+void change_id_new(const char *name, char out[128])
+{
+	unsigned char rnd[4] = { 0 };
+	struct tm tm;
+	time_t t = time(NULL);
+	char stamp[32];
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		unsigned long long x = sys_now_ms() ^ (unsigned long long)getpid();
+
+		memcpy(rnd, &x, sizeof(rnd));
+	}
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(out, 128, "%s-%s-%02x%02x%02x%02x", stamp, name, rnd[0],
+		 rnd[1], rnd[2], rnd[3]);
+}
 
 struct change_rec *change_new(void)
 {

@@ -14,12 +14,36 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "apply.h"
 #include "buf.h"
+#include "runbook.h"
 #include "vars.h"
 
 struct ynode;
 struct rb_error;
+
+/* Results as the change note names them (docs/notes.md). */
+enum step_result {
+	RES_NOT_RUN, RES_OK, RES_FAILED, RES_SKIPPED, RES_TIMEOUT,
+	RES_ROLLED_BACK, RES_ROLLBACK_FAILED,
+};
+
+/* Status of a change, as the note's `status`. */
+enum change_status {
+	CHANGE_RUNNING, CHANGE_APPLIED, CHANGE_ROLLED_BACK,
+	CHANGE_ROLLBACK_FAILED, CHANGE_FAILED, CHANGE_INTERRUPTED,
+	CHANGE_REHEARSED,
+};
+
+const char *step_result_name(enum step_result r);
+const char *change_status_name(enum change_status s);
+/* Parse a status or result name; -1 when unknown. */
+int change_status_parse(const char *s);
+int step_result_parse(const char *s);
+/* A finished status: nothing is left to undo or to run. */
+bool change_status_final(enum change_status s);
+
+/* A new change id: YYYYMMDDTHHMMSSZ-<name>-<8 hex>, sorting by time. */
+void change_id_new(const char *name, char out[128]);
 
 struct rec_step {
 	char *host;
@@ -99,12 +123,6 @@ void change_set_metric(struct change_rec *c, const char *host,
  */
 size_t change_pending(struct change_rec *c, const char *host,
 		      struct rec_step ***v);
-
-/* Parses a status or result name; -1 when unknown. */
-int change_status_parse(const char *s);
-int step_result_parse(const char *s);
-
-
 
 /*
  * Journal records are JSON objects (one per record, "t" names the

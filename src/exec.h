@@ -112,9 +112,6 @@ unsigned long long exec_proc_start_time(long pid);
  */
 bool exec_stop_orphan(long pid, unsigned long long start_time);
 
-/* Milliseconds of CLOCK_MONOTONIC: for deadlines and durations. */
-unsigned long long exec_now_ms(void);
-
 /* Grace between SIGTERM and SIGKILL when a command is stopped. */
 #define EXEC_KILL_GRACE_MS 2000u
 /* After the command exits, how long its leftovers may hold the pipes. */

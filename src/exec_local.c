@@ -26,17 +26,9 @@
 #include "buf.h"
 #include "error.h"
 #include "exec.h"
+#include "sys.h"
 
 extern char **environ;
-
-unsigned long long exec_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 +
-	       (unsigned long long)ts.tv_nsec / 1000000;
-}
 
 /* environ less cmd->unset, with cmd->env entries replacing or adding. */
 static void build_env(struct strvec *env, char *const *extra,
@@ -138,8 +130,8 @@ bool exec_stop_orphan(long pid, unsigned long long start_time)
 	    exec_proc_start_time(pid) != start_time)
 		return false;
 	kill(-(pid_t)pid, SIGTERM);
-	end = exec_now_ms() + EXEC_KILL_GRACE_MS;
-	while (exec_now_ms() < end) {
+	end = sys_now_ms() + EXEC_KILL_GRACE_MS;
+	while (sys_now_ms() < end) {
 		if (kill(-(pid_t)pid, 0) < 0 && errno == ESRCH)
 			return true;
 		usleep(20000);
@@ -187,7 +179,7 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	int devnull = -1, status = 0, ret = -1, child_errno = 0, pidfd = -1;
 	struct pipes p = { { -1, -1 } };
-	unsigned long long start = exec_now_ms(), deadline, kill_at = 0;
+	unsigned long long start = sys_now_ms(), deadline, kill_at = 0;
 	unsigned long long exited_at = 0, last_tick = start;
 	enum exec_end end = EXEC_EXITED;
 	bool reaped = false;
@@ -256,7 +248,7 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 
 	for (;;) {
 		struct pollfd pfd[4];
-		unsigned long long now = exec_now_ms(), wake;
+		unsigned long long now = sys_now_ms(), wake;
 		int n, timeout;
 
 		if (!reaped) {
@@ -314,17 +306,17 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 			if (pfd[2].fd >= 0 && (pfd[2].revents & POLLIN)) {
 				end = EXEC_CANCELLED;
 				kill_group(pid, SIGTERM);
-				kill_at = exec_now_ms() + EXEC_KILL_GRACE_MS;
+				kill_at = sys_now_ms() + EXEC_KILL_GRACE_MS;
 			}
 		}
-		if (sink->tick && exec_now_ms() >= last_tick + 100) {
-			last_tick = exec_now_ms();
+		if (sink->tick && sys_now_ms() >= last_tick + 100) {
+			last_tick = sys_now_ms();
 			sink->tick(sink->ctx);
 		}
 	}
 	/* the group may still have members that closed their output */
 	kill_group(pid, SIGKILL);
-	out->duration_ms = exec_now_ms() - start;
+	out->duration_ms = sys_now_ms() - start;
 	out->end = end;
 	out->exit_code = -1;
 	out->signal = 0;

@@ -27,7 +27,8 @@
 #include "buf.h"
 #include "error.h"
 #include "exec.h"
-#include "template.h"
+#include "quote.h"
+#include "sys.h"
 
 #define CONNECT_TIMEOUT_MS 10000u
 #define KEEPALIVE_S 10
@@ -111,7 +112,7 @@ static int tcp_connect(const struct exec_ssh *x, unsigned timeout_ms,
 		return -1;
 	}
 	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-		unsigned long long end = exec_now_ms() + timeout_ms;
+		unsigned long long end = sys_now_ms() + timeout_ms;
 		struct pollfd pf;
 		socklen_t len = sizeof(last);
 		int one = 1;
@@ -132,7 +133,7 @@ static int tcp_connect(const struct exec_ssh *x, unsigned timeout_ms,
 		pf.fd = fd;
 		pf.events = POLLOUT;
 		for (;;) {
-			unsigned long long t = exec_now_ms();
+			unsigned long long t = sys_now_ms();
 
 			rc = t < end ? poll(&pf, 1, (int)(end - t)) : 0;
 			if (rc < 0 && errno == EINTR)
@@ -213,15 +214,6 @@ static const struct keytype *keytype_of(int hostkey)
 		if (keytypes[i].hostkey == hostkey)
 			return &keytypes[i];
 	return NULL;
-}
-
-char *ssh_home_file(const char *rel)
-{
-	const char *home = getenv("HOME");
-	struct buf b = BUF_INIT;
-
-	buf_addf(&b, "%s/%s", home && *home ? home : "/", rel);
-	return buf_detach(&b);
 }
 
 /* The name known_hosts uses: host, or [host]:port off port 22. */
@@ -346,7 +338,7 @@ static int check_host_key(struct exec_ssh *x, struct rb_error *err)
 	struct buf alt = BUF_INIT, alt2 = BUF_INIT;
 	struct strvec revoked = STRVEC_INIT;
 	char *path = x->p.known_hosts ? xstrdup(x->p.known_hosts) :
-					ssh_home_file(".ssh/known_hosts");
+					sys_home_file(".ssh/known_hosts");
 	LIBSSH2_KNOWNHOSTS *kh = NULL;
 	struct libssh2_knownhost *found = NULL;
 
@@ -694,7 +686,7 @@ static LIBSSH2_CHANNEL *get_channel(struct exec_ssh *x, int cancel_fd,
 				    unsigned ms)
 {
 	LIBSSH2_CHANNEL *ch = x->pre;
-	unsigned long long end = exec_now_ms() + ms;
+	unsigned long long end = sys_now_ms() + ms;
 
 	x->pre = NULL;
 	libssh2_session_set_blocking(x->s, 0);
@@ -703,7 +695,7 @@ static LIBSSH2_CHANNEL *get_channel(struct exec_ssh *x, int cancel_fd,
 		if (ch)
 			break;
 		if (libssh2_session_last_errno(x->s) != LIBSSH2_ERROR_EAGAIN ||
-		    exec_now_ms() > end)
+		    sys_now_ms() > end)
 			return NULL;
 		wait_io(x, cancel_fd, 100);
 	}
@@ -722,12 +714,12 @@ static void preopen(struct exec_ssh *x)
 /* Frees a channel, waiting at most ms; false (session unusable) if not. */
 static bool free_channel(struct exec_ssh *x, LIBSSH2_CHANNEL *ch, unsigned ms)
 {
-	unsigned long long end = exec_now_ms() + ms;
+	unsigned long long end = sys_now_ms() + ms;
 	int rc;
 
 	libssh2_session_set_blocking(x->s, 0);
 	while ((rc = libssh2_channel_free(ch)) == LIBSSH2_ERROR_EAGAIN) {
-		if (exec_now_ms() > end)
+		if (sys_now_ms() > end)
 			return false;
 		wait_io(x, -1, 100);
 	}
@@ -742,16 +734,16 @@ static int side_command(struct exec_ssh *x, const char *command, unsigned ms)
 {
 	bool done = false;
 	LIBSSH2_CHANNEL *ch;
-	unsigned long long end = exec_now_ms() + ms;
+	unsigned long long end = sys_now_ms() + ms;
 	char sink[256];
 	int rc;
 
 	if (!(ch = get_channel(x, -1, ms)))
 		return -1;
 	while ((rc = libssh2_channel_exec(ch, command)) == LIBSSH2_ERROR_EAGAIN &&
-	       exec_now_ms() < end)
+	       sys_now_ms() < end)
 		wait_io(x, -1, 50);
-	while (rc == 0 && exec_now_ms() < end) {
+	while (rc == 0 && sys_now_ms() < end) {
 		ssize_t n = libssh2_channel_read(ch, sink, sizeof(sink));
 
 		if (n == LIBSSH2_ERROR_EAGAIN)
@@ -765,16 +757,16 @@ static int side_command(struct exec_ssh *x, const char *command, unsigned ms)
 		else if (n < 0)
 			break;
 	}
-	while (libssh2_channel_close(ch) == LIBSSH2_ERROR_EAGAIN && exec_now_ms() < end)
+	while (libssh2_channel_close(ch) == LIBSSH2_ERROR_EAGAIN && sys_now_ms() < end)
 		wait_io(x, -1, 50);
 	while (libssh2_channel_wait_closed(ch) == LIBSSH2_ERROR_EAGAIN &&
-	       exec_now_ms() < end)
+	       sys_now_ms() < end)
 		wait_io(x, -1, 50);
 	if (rc == 0 && done)
 		rc = libssh2_channel_get_exit_status(ch);
 	else
 		rc = -1;
-	if (!free_channel(x, ch, end > exec_now_ms() ? (unsigned)(end - exec_now_ms()) : 0))
+	if (!free_channel(x, ch, end > sys_now_ms() ? (unsigned)(end - sys_now_ms()) : 0))
 		x->dead = true;
 	return rc;
 }
@@ -959,14 +951,14 @@ static int start_command(struct exec_ssh *x, const struct exec_cmd *cmd,
 				stop_remote(x, x->orphan, x->orphan_guard);
 			x->orphan = 0;
 		}
-		end = exec_now_ms() + CONNECT_TIMEOUT_MS;
+		end = sys_now_ms() + CONNECT_TIMEOUT_MS;
 		ch = get_channel(x, cmd->cancel_fd, CONNECT_TIMEOUT_MS);
 		if (!ch) {
 			x->dead = true;
 			continue;
 		}
 		while ((rc = libssh2_channel_exec(ch, buf_str(&line))) ==
-		       LIBSSH2_ERROR_EAGAIN && exec_now_ms() < end)
+		       LIBSSH2_ERROR_EAGAIN && sys_now_ms() < end)
 			wait_io(x, cmd->cancel_fd, 100);
 		if (rc) {
 			free_channel(x, ch, 1000);
@@ -977,7 +969,7 @@ static int start_command(struct exec_ssh *x, const struct exec_cmd *cmd,
 			ssize_t n = libssh2_channel_write(ch, text + off, len - off);
 
 			if (n == LIBSSH2_ERROR_EAGAIN) {
-				if (exec_now_ms() > end)
+				if (sys_now_ms() > end)
 					break;
 				wait_io(x, -1, 100);
 				continue;
@@ -988,7 +980,7 @@ static int start_command(struct exec_ssh *x, const struct exec_cmd *cmd,
 		}
 		while (off == len &&
 		       (rc = libssh2_channel_send_eof(ch)) == LIBSSH2_ERROR_EAGAIN &&
-		       exec_now_ms() < end)
+		       sys_now_ms() < end)
 			wait_io(x, -1, 100);
 		*out = ch;
 		buf_release(&w);
@@ -1011,7 +1003,7 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 	struct outstate os = { BUF_INIT, false, false, 0, BUF_INIT, -1 };
 	struct buf full = BUF_INIT, w = BUF_INIT;
 	LIBSSH2_CHANNEL *ch = NULL;
-	unsigned long long start = exec_now_ms(), last_tick = start, deadline;
+	unsigned long long start = sys_now_ms(), last_tick = start, deadline;
 	unsigned long long closing = 0;
 	bool stopping = false, eof = false;
 	enum exec_end end = EXEC_EXITED;
@@ -1033,7 +1025,7 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		x->dead = true;
 		out->end = EXEC_LOST;
 		out->exit_code = -1;
-		out->duration_ms = exec_now_ms() - start;
+		out->duration_ms = sys_now_ms() - start;
 		snprintf(out->why, sizeof(out->why),
 			 "lost the connection to %s while sending the command (%s); it may have started",
 			 where(x, &w), ssh_errmsg(x->s));
@@ -1067,7 +1059,7 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		}
 		if (n1 > 0 || n2 > 0)
 			continue;
-		t = exec_now_ms();
+		t = sys_now_ms();
 		if (sink->tick && t - last_tick >= 100) {
 			sink->tick(sink->ctx);
 			last_tick = t;
@@ -1094,10 +1086,10 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 				break;
 			}
 			libssh2_session_set_blocking(x->s, 0);
-			closing = exec_now_ms();
+			closing = sys_now_ms();
 			continue;
 		}
-		if (stopping && exec_now_ms() - closing > CLOSE_WAIT_MS)
+		if (stopping && sys_now_ms() - closing > CLOSE_WAIT_MS)
 			break;
 		libssh2_keepalive_send(x->s, &secs);
 		wait_io(x, stopping ? -1 : cmd->cancel_fd, 100);
@@ -1109,7 +1101,7 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		out_end(&os, sink);
 		out->end = EXEC_LOST;
 		out->exit_code = -1;
-		out->duration_ms = exec_now_ms() - start;
+		out->duration_ms = sys_now_ms() - start;
 		snprintf(out->why, sizeof(out->why),
 			 "lost the connection to %s while the command ran (%s); it may have done part of its work",
 			 where(x, &w), ssh_errmsg(x->s));
@@ -1118,16 +1110,16 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 	}
 	out_end(&os, sink);
 	if (!x->dead) {
-		unsigned long long t0 = exec_now_ms();
+		unsigned long long t0 = sys_now_ms();
 
 		while ((rc = libssh2_channel_close(ch)) == LIBSSH2_ERROR_EAGAIN &&
-		       exec_now_ms() - t0 < CLOSE_WAIT_MS)
+		       sys_now_ms() - t0 < CLOSE_WAIT_MS)
 			wait_io(x, -1, 100);
 		while ((rc = libssh2_channel_wait_closed(ch)) == LIBSSH2_ERROR_EAGAIN &&
-		       exec_now_ms() - t0 < CLOSE_WAIT_MS)
+		       sys_now_ms() - t0 < CLOSE_WAIT_MS)
 			wait_io(x, -1, 100);
 	}
-	out->duration_ms = exec_now_ms() - start;
+	out->duration_ms = sys_now_ms() - start;
 	if (stopping) {
 		out->end = end;
 		out->exit_code = -1;

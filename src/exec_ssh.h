@@ -70,9 +70,6 @@ int exec_ssh_new(const struct ssh_params *p, struct exec **out,
  */
 struct exec *exec_ssh_lazy(const struct ssh_params *p);
 
-/* $HOME/rel (rel such as ".ssh/id_ed25519"); the caller frees it. */
-char *ssh_home_file(const char *rel);
-
 /* "libssh2 1.10.0", for --version and the notes. */
 const char *exec_ssh_version(void);
 

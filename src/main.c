@@ -33,6 +33,7 @@
 #include "plan.h"
 #include "runbook.h"
 #include "validate.h"
+#include "sys.h"
 
 static const char retry_hint[] = "nothing was run; fix the file and run again";
 
@@ -820,7 +821,7 @@ static int cmd_rollback(const struct cli *c, struct rb_error *err)
 		struct buf b = BUF_INIT;
 		char t[40];
 
-		format_now_utc(t);	/* as the engine's events */
+		sys_now_utc(t);	/* as the engine's events */
 		buf_adds(&b, "{");
 		json_kv(&b, "event", "done", 1);
 		json_kv(&b, "change", id, 0);

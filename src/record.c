@@ -23,6 +23,7 @@
 #include "redact.h"
 #include "store.h"
 #include "yamltree.h"
+#include "sys.h"
 
 struct recorder {
 	struct store *st;
@@ -36,14 +37,6 @@ struct recorder {
 	 */
 	bool broken;
 };
-
-bool change_status_final(enum change_status s)
-{
-	/* interrupted as a runner records it: rolled back, then stopped */
-	return s == CHANGE_APPLIED || s == CHANGE_ROLLED_BACK ||
-	       s == CHANGE_FAILED || s == CHANGE_REHEARSED ||
-	       s == CHANGE_INTERRUPTED;
-}
 
 struct recorder *recorder_new(struct store *st, struct change_rec *c,
 			      const struct redactor *red)
@@ -277,7 +270,7 @@ int recorder_close(struct recorder *r, enum change_status status,
 	char t[40];
 	int ret;
 
-	format_now_utc(t);
+	sys_now_utc(t);
 	buf_adds(&rec, "{");
 	json_kv(&rec, "t", "close", 1);
 	json_kv(&rec, "status", change_status_name(status), 0);
@@ -327,7 +320,7 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 
 	if (ev->red)
 		r->red = ev->red;
-	format_now_utc(t);
+	sys_now_utc(t);
 	buf_adds(&rec, "{");
 	switch (ev->type) {
 	case JEV_OPEN:

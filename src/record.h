@@ -12,7 +12,8 @@
 
 #include <stdbool.h>
 
-#include "apply.h"
+#include "change.h"
+#include "event.h"
 
 struct change_rec;
 struct store;
@@ -60,8 +61,5 @@ int change_load(struct store *st, const char *id, struct change_rec **out,
  * or NULL if no record says. The caller frees it.
  */
 char *journal_target(struct store *st, const char *id);
-
-/* A finished status: nothing is left to undo or to run. */
-bool change_status_final(enum change_status s);
 
 #endif

@@ -136,8 +136,6 @@ size_t target_batch_size(const struct target *t);
 int parse_duration(const char *s, unsigned *out_ms);
 /* Formats ms as the shortest duration text ("1m30s", "250ms"). */
 void format_duration(unsigned ms, char out[32]);
-/* Now in UTC with milliseconds, "2026-11-30T21:00:00.123Z". */
-void format_now_utc(char out[40]);
 /* Name forms of docs/format.md. */
 bool is_runbook_name(const char *s);
 /*

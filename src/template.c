@@ -10,6 +10,8 @@
  */
 #include "template.h"
 
+#include "quote.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -508,26 +510,6 @@ int tpl_scan(const char *tpl, enum tpl_mode mode, struct tpl_refs *r,
 
 	return walk(tpl, mode, scan_emit, r, NULL, problem, problem_len,
 		    off ? off : &dummy);
-}
-
-void shell_quote(struct buf *out, const char *s)
-{
-	static const char safe[] =
-		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		"0123456789_@%+:,./-";
-
-	if (*s && strspn(s, safe) == strlen(s)) {
-		buf_adds(out, s);
-		return;
-	}
-	buf_addc(out, '\'');
-	for (; *s; s++) {
-		if (*s == '\'')
-			buf_adds(out, "'\\''");
-		else
-			buf_addc(out, *s);
-	}
-	buf_addc(out, '\'');
 }
 
 static void quote_in(struct buf *out, const char *v, enum ctx where)

@@ -78,7 +78,4 @@ int tpl_render(const char *tpl, enum tpl_mode mode, enum tpl_secrets sec,
 	       tpl_lookup_fn lookup, void *ctx, struct buf *out,
 	       struct rb_error *err);
 
-/* Appends s quoted as one plain shell word. */
-void shell_quote(struct buf *out, const char *s);
-
 #endif

@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "error.h"
 #include "template.h"
+#include "quote.h"
 
 static const char *value_for;
 
