@@ -16,124 +16,38 @@
 #
 # Every runbook is written into a private `mktemp -d` directory; each check runs
 # in its own subdirectory (so any notes repository or lock is its own).
-# Output: one `ok NAME` or `not ok NAME: why` per check (followed by a few `#`
-# lines of runbook's stderr on failure), then `N passed, M failed`.
-set -u
-export LC_ALL=C
-unset NO_COLOR RUNBOOK_NOTES
+# Output (tests/e2e/lib/harness.sh): one `ok N - NAME` or `not ok N - NAME: why`
+# per check (followed by a few `#` lines of runbook's stderr on failure), then
+# `N passed, M failed`.
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init apply
 
-passed=0
-failed=0
-ok() { printf 'ok %s\n' "$1"; passed=$((passed + 1)); }
-not_ok() { printf 'not ok %s: %s\n' "$1" "$2"; failed=$((failed + 1)); }
-
-script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=${SRCDIR:-$(cd "$script_dir/../.." && pwd)}
-
-if [ -z "${RUNBOOK:-}" ]; then
-	not_ok setup 'RUNBOOK is not set (path to the built runbook binary)'
-	printf '0 passed, 1 failed\n'
-	exit 1
-fi
-case $RUNBOOK in /*) ;; *) RUNBOOK=$PWD/$RUNBOOK ;; esac
-if [ ! -x "$RUNBOOK" ]; then
-	not_ok setup "RUNBOOK=$RUNBOOK is not an executable file"
-	printf '0 passed, 1 failed\n'
-	exit 1
-fi
-PY=/usr/bin/python3
 GNUTIME=/usr/bin/time
-
 if [ "${RUNBOOK_SANITIZED:-0}" = 1 ]; then
-	SLOW=5
 	BIG_BYTES=30000000
 	RSS_LIMIT_KB=$((400 * 1024))
 else
-	SLOW=1
 	BIG_BYTES=300000000
 	RSS_LIMIT_KB=$((150 * 1024))
 fi
 # A hard bound on any single run, so a hang fails a check instead of the suite.
 RUN_LIMIT=$((120 * SLOW))
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/runbook-apply.XXXXXX") || {
-	not_ok setup 'mktemp -d failed'
-	printf '0 passed, 1 failed\n'
-	exit 1
-}
-tmp=$(cd "$tmp" && pwd -P)
-BG=()
-cleanup() {
+# sleepers a broken runbook may have left behind (recorded pid files)
+# shellcheck disable=SC2317 # called at exit (on_cleanup)
+kill_recorded_sleepers() {
 	local p
-	for p in "${BG[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	# sleepers a broken runbook may have left behind (recorded pid files)
 	for p in $(cat "$tmp"/*/*.pid "$tmp"/*/pids 2>/dev/null); do
 		case $p in *[!0-9]*|'') continue ;; esac
 		case $(cat "/proc/$p/comm" 2>/dev/null) in
 		sleep|sh|dash|bash) kill -KILL "$p" 2>/dev/null ;;
 		esac
 	done
-	rm -rf -- "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_cleanup kill_recorded_sleepers
 
 # ------------------------------------------------------------------ helpers
-
-now_ms() { date +%s%3N; }
-
-# begin NAME: a fresh directory $D for the check, made the working directory.
-begin() {
-	CASE=$1
-	why=
-	D=$tmp/$1
-	mkdir -p "$D" && cd "$D" || exit 1
-	ERRS=()
-}
-
-# bad REASON: records why the current check fails (all reasons are kept).
-bad() { why="${why:+$why; }$*"; }
-
-# end: prints the verdict of the current check.
-end() {
-	local e
-	for e in "${ERRS[@]}"; do
-		if grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' "$e" 2>/dev/null; then
-			bad "sanitizer report in $(basename "$e")"
-		fi
-	done
-	if [ -z "$why" ]; then
-		ok "$CASE"
-	else
-		not_ok "$CASE" "$why"
-		for e in "${ERRS[@]}"; do
-			[ -s "$e" ] || continue
-			printf '#   %s (last lines):\n' "$(basename "$e")"
-			tail -n 12 "$e" | cut -c1-300 | sed 's/^/#     /'
-		done
-	fi
-	cd "$tmp" || exit 1
-}
-
-# rb TAG ARGS...: runs runbook ARGS in $D, stdout to $D/TAG.out, stderr to
-# $D/TAG.err. Sets RC (exit code) and MS (wall time in ms).
-rb() { rb_cmd "$1" "$RUNBOOK" "${@:2}"; }
-
-# rb_cmd TAG COMMAND...: the same for any command (runbook under time(1)).
-rb_cmd() {
-	local tag=$1 t0
-	shift
-	ERRS+=("$D/$tag.err")
-	t0=$(now_ms)
-	timeout -k 5 "$RUN_LIMIT" "$@" >"$D/$tag.out" 2>"$D/$tag.err"
-	RC=$?
-	MS=$(($(now_ms) - t0))
-	if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then
-		bad "'$tag' did not finish within ${RUN_LIMIT}s"
-	fi
-}
 
 # hdr NAME: the required top-level keys of a runbook.
 hdr() {
@@ -141,103 +55,17 @@ hdr() {
 	printf 'reason: e2e check of apply\nexpected: the check passes\n'
 }
 
-# expect_rc WANT: the last run's exit code.
-expect_rc() {
-	[ "$RC" = "$1" ] || bad "expected exit $1, found $RC"
-}
-
-# expect_log FILE 'a|b|c': FILE's lines, joined with |.
-expect_log() {
-	local got
-	got=$(paste -sd'|' "$1" 2>/dev/null)
-	[ "$got" = "$2" ] || bad "expected $(basename "$1") to be '$2', found '$got'"
-}
-
-# has FILE ERE WHAT: FILE has a line matching ERE (case-insensitive).
-has() {
-	grep -Eiq -- "$2" "$1" 2>/dev/null || bad "expected $(basename "$1") to mention $3"
-}
-
-# hasnt FILE ERE WHAT
-hasnt() {
-	! grep -Eiq -- "$2" "$1" 2>/dev/null || bad "expected $(basename "$1") not to mention $3"
-}
-
 # progress_line FILE RESULT PHASE NAME: a progress line
 # "  RESULT  PHASE  local  NAME  TIME".
 progress_line() {
 	local s='[[:space:]]+'
-	grep -Eq "^[[:space:]]*$2$s$3${s}local$s$4$s[0-9]" "$1" 2>/dev/null ||
+	check grep -Eq "^[[:space:]]*$2$s$3${s}local$s$4$s[0-9]" "$1" 2>/dev/null ||
 		bad "expected a progress line '$2 $3 local $4 <time>' in $(basename "$1")"
 }
 
 # within MS LIMIT_MS WHAT
 within() {
-	[ "$1" -lt "$2" ] || bad "expected $3 within ${2} ms, took $1 ms"
-}
-
-# alive PID: the process exists and is not a zombie.
-alive() {
-	local st
-	kill -0 "$1" 2>/dev/null || return 1
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[ -n "$st" ] && [ "$st" != Z ]
-}
-
-# expect_dead PID...: none alive (a killed process may take a moment).
-expect_dead() {
-	local p i left
-	for i in $(seq 1 20); do
-		left=
-		for p in "$@"; do
-			alive "$p" && left="$left $p"
-		done
-		[ -z "$left" ] && return 0
-		sleep 0.05
-	done
-	bad "expected no process left, found still running:$left ($(ps -o pid=,args= -p "${left# }" 2>/dev/null | paste -sd, -))"
-}
-
-# wait_file FILE SECONDS
-wait_file() {
-	local i n=$(($2 * 20))
-	for ((i = 0; i < n; i++)); do
-		[ -e "$1" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-# start_bg TAG ARGS...: runs runbook in the background; sets BGPID.
-start_bg() {
-	local tag=$1
-	shift
-	ERRS+=("$D/$tag.err")
-	"$RUNBOOK" "$@" >"$D/$tag.out" 2>"$D/$tag.err" &
-	BGPID=$!
-	BG+=("$BGPID")
-}
-
-# wait_bg PID SECONDS: waits for it to exit; sets RC (or 999 if it had to be
-# killed) and MS (from this call).
-wait_bg() {
-	local i n=$(($2 * 20)) t0
-	t0=$(now_ms)
-	for ((i = 0; i < n; i++)); do
-		kill -0 "$1" 2>/dev/null || break
-		alive "$1" || break
-		sleep 0.05
-	done
-	MS=$(($(now_ms) - t0))
-	if alive "$1"; then
-		kill -KILL "$1" 2>/dev/null
-		wait "$1" 2>/dev/null
-		RC=999
-		return 1
-	fi
-	wait "$1"
-	RC=$?
-	return 0
+	check [ "$1" -lt "$2" ] || bad "expected $3 within ${2} ms, took $1 ms"
 }
 
 # count_of FILE... STRING: occurrences of a fixed string in files.
@@ -248,6 +76,15 @@ count_of() {
 		n=$((n + c))
 	done
 	echo "$n"
+}
+
+# jsoncheck FILE STEPS ROLLBACKS [WHAT]: FILE is the --json output of the
+# last run (see jsoncheck.py below).
+jsoncheck() {
+	local msg rc
+	msg=$("$PY" "$tmp/jsoncheck.py" "$1" "$RC" "$2" "$3" 2>&1)
+	rc=$?
+	check [ "$rc" = 0 ] || bad "${4:+$4: }$(echo "$msg" | paste -sd';' -)"
 }
 
 cat >"$tmp/jsoncheck.py" <<'EOF'
@@ -320,7 +157,7 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 0
-expect_log log 'do 1|do 2|do 3'
+expect_lines log 'do 1|do 2|do 3'
 for n in 1 2 3; do progress_line run.err ok step "do $n"; done
 end
 
@@ -346,11 +183,11 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-expect_log log 'do 1|do 2|do 3|undo 3|undo 2|undo 1'
+expect_lines log 'do 1|do 2|do 3|undo 3|undo 2|undo 1'
 progress_line run.err FAILED verify check
-has run.err "never" "the expected pattern 'never'"
-has run.err "found-this-instead" "what was found (found-this-instead)"
-has run.err "safe to run again" "that it is safe to run again"
+has -i run.err "never" "the expected pattern 'never'"
+has -i run.err "found-this-instead" "what was found (found-this-instead)"
+has -i run.err "safe to run again" "that it is safe to run again"
 end
 
 # ------------------------------------------------------------------ 3. failed step's own rollback
@@ -373,8 +210,8 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-expect_log log 'do 1|do 2|undo 2|undo 1'
-has run.err "exit 3" "the exit code found (exit 3)"
+expect_lines log 'do 1|do 2|undo 2|undo 1'
+has -i run.err "exit 3" "the exit code found (exit 3)"
 end
 
 # ------------------------------------------------------------------ 4. failing rollback stops
@@ -399,11 +236,11 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 3
-expect_log log 'do 1|do 2|do 3|undo 3|undo 2 tried'
-has run.err "not undone" "what was not undone"
-has run.err "not undone.*s1" "s1 among what was not undone"
-has run.err "not undone.*s2" "s2 among what was not undone"
-hasnt run.err "safe to run again" "that it is safe to run again"
+expect_lines log 'do 1|do 2|do 3|undo 3|undo 2 tried'
+has -i run.err "not undone" "what was not undone"
+has -i run.err "not undone.*s1" "s1 among what was not undone"
+has -i run.err "not undone.*s2" "s2 among what was not undone"
+hasnt -i run.err "safe to run again" "that it is safe to run again"
 end
 
 # ------------------------------------------------------------------ 5. timeout kills the group
@@ -427,12 +264,12 @@ EOF
 rb run apply f.yml
 expect_rc 1
 within "$MS" $((5000 * SLOW)) "runbook to end"
-has run.err "TIMEOUT|timed out|within 1s" "the timeout"
-[ -e started ] || bad "the step never started"
+has -i run.err "TIMEOUT|timed out|within 1s" "the timeout"
+check [ -e started ] || bad "the step never started"
 n=$(wc -l <pids 2>/dev/null || echo 0)
-[ "$n" -ge 5 ] || bad "expected 5 recorded pids, found $n"
+check [ "$n" -ge 5 ] || bad "expected 5 recorded pids, found $n"
 # shellcheck disable=SC2046
-expect_dead $(cat pids 2>/dev/null)
+expect_dead 1 "the step's processes (recorded in pids)" $(cat pids 2>/dev/null)
 end
 
 # ------------------------------------------------------------------ 6. 300 MB of output
@@ -459,15 +296,14 @@ else
 	# time(1) exits with runbook's exit code
 	rb_cmd run "$GNUTIME" -v -o "$D/time.txt" "$RUNBOOK" apply f.yml
 	expect_rc 0
-	[ "$(cat captured 2>/dev/null)" = "got 42" ] ||
+	check [ "$(cat captured 2>/dev/null)" = "got 42" ] ||
 		bad "expected captured to say 'got 42', found '$(cat captured 2>/dev/null)'"
 	rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): *//p' time.txt)
 	if [ -z "$rss" ]; then
 		bad "no 'Maximum resident set size' in time -v output"
 	else
-		printf '# huge-output: %d bytes of output, peak RSS %d KB (%d MB), limit %d MB, %d ms\n' \
-			"$BIG_BYTES" "$rss" $((rss / 1024)) $((RSS_LIMIT_KB / 1024)) "$MS"
-		[ "$rss" -lt "$RSS_LIMIT_KB" ] ||
+		diag "huge-output: $BIG_BYTES bytes of output, peak RSS $rss KB ($((rss / 1024)) MB), limit $((RSS_LIMIT_KB / 1024)) MB, $MS ms"
+		check [ "$rss" -lt "$RSS_LIMIT_KB" ] ||
 			bad "expected peak RSS under $((RSS_LIMIT_KB / 1024)) MB, found $((rss / 1024)) MB"
 	fi
 fi
@@ -487,8 +323,8 @@ EOF
 rb run apply f.yml
 expect_rc 1
 within "$MS" $((1000 * SLOW)) "runbook to end"
-grep -Fq '^(a+)+$' run.err || bad "expected run.err to quote the pattern ^(a+)+\$"
-has run.err "backtrack(s|ing)? too much" "that the pattern backtracks too much"
+check grep -Fq '^(a+)+$' run.err || bad "expected run.err to quote the pattern ^(a+)+\$"
+has -i run.err "backtrack(s|ing)? too much" "that the pattern backtracks too much"
 end
 
 # ------------------------------------------------------------------ 8. injection
@@ -517,10 +353,10 @@ for value in 'x; touch PWNED' "a'b\"\$(touch PWNED)\`touch PWNED\`;touch PWNED #
 	rm -f PWNED out out2 out3 out4
 	rb run apply f.yml -e "v=$value"
 	expect_rc 0
-	[ ! -e PWNED ] || bad "PWNED was created for v=$value"
+	check [ ! -e PWNED ] || bad "PWNED was created for v=$value"
 	for o in out out2 out3 out4; do
 		# $(...) drops trailing newlines on both sides alike
-		[ "$(cat "$o" 2>/dev/null)" = "$(printf '%s' "$value")" ] ||
+		check [ "$(cat "$o" 2>/dev/null)" = "$(printf '%s' "$value")" ] ||
 			bad "expected $o to hold '$value', found '$(cat "$o" 2>/dev/null)'"
 	done
 done
@@ -565,17 +401,17 @@ RB_E2E_PW=$canary rb json apply f.yml --json
 expect_rc 1
 unset RB_E2E_PW2
 n=$(count_of verbose.out verbose.err json.out json.err "$canary")
-[ "$n" = 0 ] || bad "expected the secret 0 times in output, found it $n times"
+check [ "$n" = 0 ] || bad "expected the secret 0 times in output, found it $n times"
 n=$(count_of verbose.out verbose.err json.out json.err "$canary2")
 m=$(count_of json.out "$canary2_json")
-[ "$n" = 0 ] && [ "$m" = 0 ] ||
+check [ "$n" = 0 ] && check [ "$m" = 0 ] ||
 	bad "expected the secret with quotes 0 times in output, found it $n times raw, $m times JSON-escaped"
 n=$(count_of verbose.err '[secret:other]')
-[ "$n" -ge 2 ] || bad "expected [secret:other] in -v stderr, found it $n times"
+check [ "$n" -ge 2 ] || bad "expected [secret:other] in -v stderr, found it $n times"
 n=$(count_of verbose.err '[secret:pw]')
-[ "$n" -gt 0 ] || bad "expected [secret:pw] in -v stderr, found none"
+check [ "$n" -gt 0 ] || bad "expected [secret:pw] in -v stderr, found none"
 n=$(count_of json.out '[secret:pw]')
-[ "$n" -gt 0 ] || bad "expected [secret:pw] in --json stdout, found none"
+check [ "$n" -gt 0 ] || bad "expected [secret:pw] in --json stdout, found none"
 # a secret split across two writes
 half1=${canary:0:10}
 half2=${canary:10}
@@ -593,9 +429,9 @@ EOF
 RB_E2E_PW=$canary rb split apply split.yml -v
 expect_rc 0
 n=$(count_of split.out split.err "$canary")
-[ "$n" = 0 ] || bad "expected the split secret 0 times in -v output, found it $n times"
+check [ "$n" = 0 ] || bad "expected the split secret 0 times in -v output, found it $n times"
 n=$(count_of split.err '[secret:pw]')
-[ "$n" -ge 2 ] || bad "expected [secret:pw] twice in -v stderr of the split case, found $n"
+check [ "$n" -ge 2 ] || bad "expected [secret:pw] twice in -v stderr of the split case, found $n"
 end
 
 # ------------------------------------------------------------------ 10. secret sources
@@ -613,8 +449,8 @@ EOF
 unset RB_E2E_MISSING_PW
 rb missing apply missing.yml
 expect_rc 5
-[ ! -e ran ] || bad "a step ran although the secret was missing"
-has missing.err "RB_E2E_MISSING_PW" "the missing variable"
+check [ ! -e ran ] || bad "a step ran although the secret was missing"
+has -i missing.err "RB_E2E_MISSING_PW" "the missing variable"
 
 printf 'file-secret-value\n' >secret.txt
 chmod 0644 secret.txt
@@ -629,12 +465,12 @@ EOF
 } >file.yml
 rb world apply file.yml
 expect_rc 5
-[ ! -e ran ] || bad "a step ran although the secret file is world-readable"
-has world.err "secret.txt" "the secret file"
+check [ ! -e ran ] || bad "a step ran although the secret file is world-readable"
+has -i world.err "secret.txt" "the secret file"
 chmod 0600 secret.txt
 rb private apply file.yml
 expect_rc 0
-[ "$(cat got 2>/dev/null)" = file-secret-value ] ||
+check [ "$(cat got 2>/dev/null)" = file-secret-value ] ||
 	bad "expected the step to get 'file-secret-value', found '$(cat got 2>/dev/null)'"
 
 { hdr e2e-secret-hidden; cat <<'EOF'
@@ -652,9 +488,8 @@ EOF
 } >hidden.yml
 RB_E2E_SOURCE_PW=hidden-value-123 rb hidden apply hidden.yml
 expect_rc 0
-if grep -q RB_E2E_SOURCE_PW env.txt 2>/dev/null; then
+refute grep -q RB_E2E_SOURCE_PW env.txt 2>/dev/null ||
 	bad "the secret's source variable RB_E2E_SOURCE_PW is visible to steps"
-fi
 end
 
 # ------------------------------------------------------------------ 11. expect
@@ -680,8 +515,8 @@ EOF
 } >bad.yml
 rb bad apply bad.yml
 expect_rc 1
-has bad.err "0 or 3" "the accepted exit codes"
-has bad.err "exit 4" "the exit code found"
+has -i bad.err "0 or 3" "the accepted exit codes"
+has -i bad.err "exit 4" "the exit code found"
 end
 
 begin expect-not-stdout
@@ -696,8 +531,8 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-has run.err "ERROR: disk full" "what was found"
-[ -e undone ] || bad "the failed step was not rolled back"
+has -i run.err "ERROR: disk full" "what was found"
+check [ -e undone ] || bad "the failed step was not rolled back"
 { hdr e2e-not-stdout-ok; cat <<'EOF'
 steps:
   - name: quiet
@@ -731,7 +566,7 @@ EOF
 } >bad.yml
 rb bad apply bad.yml
 expect_rc 1
-has bad.err 'stderr' "stderr"
+has -i bad.err 'stderr' "stderr"
 end
 
 begin expect-multiline
@@ -782,7 +617,7 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-expect_log log 'step saw old-value|do own|rollback own abc123|rollback saw old-value'
+expect_lines log 'step saw old-value|do own|rollback own abc123|rollback saw old-value'
 # a rollback keeps the values of its step's time, even if a later step
 # captures the same name again
 rm -f log
@@ -808,7 +643,7 @@ EOF
 } >again.yml
 rb again apply again.yml
 expect_rc 1
-expect_log log 'one first|verify second|undo two second|undo one first'
+expect_lines log 'one first|verify second|undo two second|undo one first'
 end
 
 # ------------------------------------------------------------------ 13. skip_if
@@ -832,7 +667,7 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-expect_log log 'do 1|do 3|undo 3|undo 1'
+expect_lines log 'do 1|do 3|undo 3|undo 1'
 progress_line run.err skipped step two
 end
 
@@ -856,14 +691,14 @@ EOF
 } >f.yml
 rb run apply f.yml --json
 expect_rc 0
-[ "$(cat sub/greeting 2>/dev/null)" = "hi world" ] ||
+check [ "$(cat sub/greeting 2>/dev/null)" = "hi world" ] ||
 	bad "expected GREETING='hi world', found '$(cat sub/greeting 2>/dev/null)'"
-[ "$(cat sub/where 2>/dev/null)" = "$D/sub" ] ||
+check [ "$(cat sub/where 2>/dev/null)" = "$D/sub" ] ||
 	bad "expected the step to run in $D/sub, found '$(cat sub/where 2>/dev/null)'"
 cid=$(cat sub/cid 2>/dev/null)
-[[ $cid =~ ^[0-9]{8}T[0-9]{6}Z-e2e-env-[0-9a-f]{4,}$ ]] ||
+check matches "$cid" '^[0-9]{8}T[0-9]{6}Z-e2e-env-[0-9a-f]{4,}$' ||
 	bad "expected RUNBOOK_CHANGE_ID like YYYYMMDDTHHMMSSZ-e2e-env-HEX, found '$cid'"
-grep -q "\"change\":\"$cid\"" run.out 2>/dev/null ||
+check grep -q "\"change\":\"$cid\"" run.out 2>/dev/null ||
 	bad "expected RUNBOOK_CHANGE_ID to be the change id of the --json events"
 # the rollback runs with its step's env and dir (docs/apply.md)
 mkdir -p "$D/rb"
@@ -885,9 +720,9 @@ EOF
 } >rb.yml
 rb rollback apply rb.yml
 expect_rc 1
-[ "$(cat rb/greeting 2>/dev/null)" = "bye world" ] ||
+check [ "$(cat rb/greeting 2>/dev/null)" = "bye world" ] ||
 	bad "expected the rollback to see GREETING='bye world', found '$(cat rb/greeting 2>/dev/null)'"
-[ "$(cat rb/where 2>/dev/null)" = "$D/rb" ] ||
+check [ "$(cat rb/where 2>/dev/null)" = "$D/rb" ] ||
 	bad "expected the rollback to run in $D/rb, found '$(cat rb/where 2>/dev/null)'"
 end
 
@@ -909,12 +744,12 @@ EOF
 } >f.yml
 rb two apply f.yml
 expect_rc 0
-[ "$(cat count 2>/dev/null)" = 3 ] || bad "expected 3 attempts, found $(cat count 2>/dev/null)"
+check [ "$(cat count 2>/dev/null)" = 3 ] || bad "expected 3 attempts, found $(cat count 2>/dev/null)"
 rm -f count
 sed 's/retries: 2/retries: 1/' f.yml >one.yml
 rb one apply one.yml
 expect_rc 1
-[ "$(cat count 2>/dev/null)" = 2 ] || bad "expected 2 attempts with retries: 1, found $(cat count 2>/dev/null)"
+check [ "$(cat count 2>/dev/null)" = 2 ] || bad "expected 2 attempts with retries: 1, found $(cat count 2>/dev/null)"
 end
 
 # ------------------------------------------------------------------ 16. SIGINT / SIGTERM
@@ -936,17 +771,16 @@ steps:
 EOF
 	} >f.yml
 	start_bg run apply f.yml --json
-	if ! wait_file started $((10 * SLOW)); then
+	if ! wait_files $((10 * SLOW)) started; then
 		bad "the long step never started"
 	fi
 	kill -"$sig" "$BGPID"
 	wait_bg "$BGPID" $((5 * SLOW)) || bad "runbook still ran $((5 * SLOW))s after SIG$sig (killed it)"
 	expect_rc 130
-	expect_log log 'do 1|undo 2|undo 1'
-	msg=$("$PY" "$tmp/jsoncheck.py" run.out "$RC" first,long long,first 2>&1) ||
-		bad "--json: $(echo "$msg" | paste -sd';' -)"
-	has run.err "interrupt|signal" "the interruption"
-	[ -s sleep.pid ] && expect_dead "$(cat sleep.pid)"
+	expect_lines log 'do 1|undo 2|undo 1'
+	jsoncheck run.out first,long long,first "--json"
+	has -i run.err "interrupt|signal" "the interruption"
+	[ -s sleep.pid ] && expect_dead 1 "the step's sleep" "$(cat sleep.pid)"
 	end
 done
 
@@ -973,16 +807,16 @@ steps:
 EOF
 } >f.yml
 start_bg run apply f.yml
-wait_file started $((10 * SLOW)) || bad "the long step never started"
+wait_files $((10 * SLOW)) started || bad "the long step never started"
 kill -INT "$BGPID"
-wait_file rollback-started $((5 * SLOW)) || bad "the slow rollback never started"
+wait_files $((5 * SLOW)) rollback-started || bad "the slow rollback never started"
 kill -INT "$BGPID"
 wait_bg "$BGPID" $((5 * SLOW)) || bad "runbook still ran $((5 * SLOW))s after the second SIGINT (killed it)"
 expect_rc 3
-expect_log log 'do 1'
-has run.err "not undone" "what was not undone"
-[ -s sleep.pid ] && expect_dead "$(cat sleep.pid)"
-[ -s rbsleep.pid ] && expect_dead "$(cat rbsleep.pid)"
+expect_lines log 'do 1'
+has -i run.err "not undone" "what was not undone"
+[ -s sleep.pid ] && expect_dead 1 "the step's sleep" "$(cat sleep.pid)"
+[ -s rbsleep.pid ] && expect_dead 1 "the rollback's sleep" "$(cat rbsleep.pid)"
 end
 
 # ------------------------------------------------------------------ 18. --json
@@ -1007,7 +841,7 @@ EOF
 } >ok.yml
 rb ok apply ok.yml --json
 expect_rc 0
-msg=$("$PY" "$tmp/jsoncheck.py" ok.out "$RC" pre,s1,s2,check '' 2>&1) || bad "success: $(echo "$msg" | paste -sd';' -)"
+jsoncheck ok.out pre,s1,s2,check '' success
 rm -f log
 { hdr e2e-json-fail; cat <<'EOF'
 steps:
@@ -1025,7 +859,7 @@ EOF
 } >fail.yml
 rb fail apply fail.yml --json
 expect_rc 1
-msg=$("$PY" "$tmp/jsoncheck.py" fail.out "$RC" s1,s2,check s2,s1 2>&1) || bad "failure: $(echo "$msg" | paste -sd';' -)"
+jsoncheck fail.out s1,s2,check s2,s1 failure
 end
 
 # ------------------------------------------------------------------ 19. rollback: none
@@ -1048,10 +882,10 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-expect_log log 'do 1|do 2|do 3|undo 3|undo 1'
-grep -E 'rollback[[:space:]]+local[[:space:]]+notify' run.err >/dev/null 2>&1 ||
+expect_lines log 'do 1|do 2|do 3|undo 3|undo 1'
+check grep -E 'rollback[[:space:]]+local[[:space:]]+notify' run.err >/dev/null 2>&1 ||
 	bad "expected a rollback line for notify"
-has run.err "nothing to undo" "nothing to undo"
+has -i run.err "nothing to undo" "nothing to undo"
 end
 
 # ------------------------------------------------------------------ 20. verify failure after a skipped step
@@ -1077,7 +911,7 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-expect_log log 'do 1|do 3|undo 3|undo 1'
+expect_lines log 'do 1|do 3|undo 3|undo 1'
 progress_line run.err skipped step two
 end
 
@@ -1113,7 +947,7 @@ elif plan[0]["run"] != apply[-1]["command"]:
     print("plan run %r != apply command %r" % (plan[0]["run"], apply[-1]["command"]))
 EOF
 ) || bad "comparison script failed"
-[ -z "$cmp" ] || bad "$cmp"
+check [ -z "$cmp" ] || bad "$cmp"
 end
 
 # ------------------------------------------------------------------ beyond the list: -q
@@ -1128,7 +962,7 @@ EOF
 } >ok.yml
 rb ok apply ok.yml -q
 expect_rc 0
-[ ! -s ok.err ] || bad "expected nothing on stderr with -q on success, found '$(head -c 200 ok.err)'"
+check [ ! -s ok.err ] || bad "expected nothing on stderr with -q on success, found '$(head -c 200 ok.err)'"
 { hdr e2e-quiet-fail; cat <<'EOF'
 steps:
   - name: one
@@ -1142,8 +976,8 @@ EOF
 rb fail apply fail.yml -q
 expect_rc 1
 n=$(grep -c . fail.err)
-[ "$n" = 1 ] || bad "expected only the final error on stderr with -q, found $n lines"
-has fail.err "exit 4" "what failed"
+check [ "$n" = 1 ] || bad "expected only the final error on stderr with -q, found $n lines"
+has -i fail.err "exit 4" "what failed"
 end
 
 # ------------------------------------------------------------------ beyond the list: JSON stays JSON after redaction
@@ -1163,8 +997,8 @@ EOF
 } >f.yml
 rb run apply f.yml --json
 expect_rc 1
-msg=$("$PY" "$tmp/jsoncheck.py" run.out "$RC" leaky '' 2>&1) || bad "$(echo "$msg" | paste -sd';' -)"
-hasnt run.out "hunter2" "the masked password"
+jsoncheck run.out leaky ''
+hasnt -i run.out "hunter2" "the masked password"
 end
 
 # ------------------------------------------------------------------ beyond the list: a step that never started
@@ -1185,8 +1019,8 @@ EOF
 } >f.yml
 rb run apply f.yml
 expect_rc 1
-expect_log log 'do 1|undo 1'
-has run.err "/nonexistent/runbook-e2e" "the missing directory"
+expect_lines log 'do 1|undo 1'
+has -i run.err "/nonexistent/runbook-e2e" "the missing directory"
 end
 
 # ------------------------------------------------------------------ beyond the list: closed stdout
@@ -1209,8 +1043,8 @@ EOF
 ERRS+=("$D/run.err")
 timeout -k 5 "$RUN_LIMIT" "$RUNBOOK" apply f.yml --json 2>run.err | head -n 1 >run.out
 RC=${PIPESTATUS[0]}
-expect_log log 'do 1'
-[ "$RC" = 0 ] || bad "expected exit 0 (the change was applied, not rolled back), found $RC"
+expect_lines log 'do 1'
+check [ "$RC" = 0 ] || bad "expected exit 0 (the change was applied, not rolled back), found $RC"
 end
 
 # ------------------------------------------------------------------ beyond the list: -v is live with secrets
@@ -1233,13 +1067,13 @@ steps:
 EOF
 } >f.yml
 RB_E2E_PW=a-long-secret-value-for-the-hold-back start_bg run apply f.yml -v
-wait_file printed $((10 * SLOW)) || bad "the step never printed"
+wait_files $((10 * SLOW)) printed || bad "the step never printed"
 [ "$SLOW" = 1 ] && sleep 1 || sleep 3
-grep -q hello-live run.err ||
+check grep -q hello-live run.err ||
 	bad "expected 'hello-live' on stderr while the step still runs, found it only once the step ended"
 wait_bg "$BGPID" $((20 * SLOW)) || bad "runbook did not finish"
 expect_rc 0
-grep -q hello-live run.err || bad "expected 'hello-live' on stderr at the end"
+check grep -q hello-live run.err || bad "expected 'hello-live' on stderr at the end"
 end
 
 # A secret in a running command is on no command line another user can read
@@ -1256,11 +1090,11 @@ EOF
 } >f.yml
 ps_canary="S3cr3t-PS-$RANDOM$RANDOM"
 RB_E2E_PW=$ps_canary start_bg run apply f.yml
-if wait_file started $((10 * SLOW)); then
+if wait_files $((10 * SLOW)) started; then
 	ps -eo args >ps.txt 2>/dev/null
-	grep -qF -- "$ps_canary" ps.txt &&
+	refute grep -qF -- "$ps_canary" ps.txt ||
 		bad "the secret is on a command line: $(grep -F -- "$ps_canary" ps.txt | cut -c1-100 | head -n 2 | paste -sd'|' -)"
-	grep -q 'sleep 3' ps.txt || bad "expected to see the step's sleep in ps (the check looked at the wrong time)"
+	check grep -q 'sleep 3' ps.txt || bad "expected to see the step's sleep in ps (the check looked at the wrong time)"
 else
 	bad "the step never started"
 fi
@@ -1268,5 +1102,4 @@ wait_bg "$BGPID" $((20 * SLOW)) || bad "runbook did not finish"
 expect_rc 0
 end
 
-printf '%d passed, %d failed\n' "$passed" "$failed"
-[ "$failed" = 0 ]
+finish

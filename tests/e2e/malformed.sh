@@ -19,8 +19,10 @@
 #   - if the file has a line "# min-problems: N", at least N located lines
 # Two valid files (plain, and with a UTF-8 BOM) must exit 0: if they do not,
 # the failures above prove nothing.
-set -u
-export LC_ALL=C
+# shellcheck disable=SC2317 # the gen_* functions are called through generate
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init malformed
 
 FINAL_LINE='nothing was run; fix the file and run again'
 MAX_LINE=4096
@@ -29,29 +31,9 @@ BIG=$((20 * 1024 * 1024))
 BELOW_CAP=$((15 * 1024 * 1024))
 DEPTH=10000
 
-passed=0
-failed=0
-ok() { printf 'ok %s\n' "$1"; passed=$((passed + 1)); }
-not_ok() { printf 'not ok %s: %s\n' "$1" "$2"; failed=$((failed + 1)); }
-
-script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=${SRCDIR:-$(cd "$script_dir/../.." && pwd)}
 DATADIR="$SRCDIR/tests/data/malformed"
-
-if [ -z "${RUNBOOK:-}" ]; then
-	printf 'not ok setup: RUNBOOK is not set (path to the built runbook binary)\n'
-	printf '0 passed, 1 failed\n'
-	exit 1
-fi
-if [ ! -x "$RUNBOOK" ]; then
-	printf 'not ok setup: RUNBOOK=%s is not an executable file\n' "$RUNBOOK"
-	printf '0 passed, 1 failed\n'
-	exit 1
-fi
 if [ ! -d "$DATADIR" ]; then
-	printf 'not ok setup: %s is not a directory\n' "$DATADIR"
-	printf '0 passed, 1 failed\n'
-	exit 1
+	setup_failed "$DATADIR is not a directory"
 fi
 
 if [ "${RUNBOOK_SANITIZED:-0}" = 1 ]; then
@@ -60,15 +42,7 @@ else
 	budget_ms=1000
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/runbook-malformed.XXXXXX") || {
-	printf 'not ok setup: mktemp -d failed\n'
-	printf '0 passed, 1 failed\n'
-	exit 1
-}
-trap 'rm -rf -- "$tmp"' EXIT
-trap 'exit 130' INT TERM HUP
-trap 'exit 141' PIPE
-mkdir "$tmp/gen" "$tmp/out" "$tmp/valid" || exit 1
+mkdir "$tmp/gen" "$tmp/out" "$tmp/valid" || setup_failed "cannot make directories in $tmp"
 
 # ------------------------------------------------------------------ helpers
 
@@ -141,9 +115,10 @@ run_case() {
 	else
 		not_ok "$name" "$reasons"
 		# Show what the binary said, indented, so a failure can be read here.
-		head -n 5 -- "$err" | cut -c1-300 | sed 's/^/#   stderr: /'
-		if [ ! -s "$err" ]; then
-			printf '#   stderr: (empty)\n'
+		if [ -s "$err" ]; then
+			show "$err"
+		else
+			diag '  stderr: (empty)'
 		fi
 	fi
 }
@@ -280,12 +255,11 @@ for f in "$tmp/valid/control.yml" "$tmp/valid/control-bom.yml"; do
 	elif [ "$rc" -eq 126 ] || [ "$rc" -eq 127 ]; then
 		# The binary cannot be executed at all: 100 identical failures say less.
 		not_ok "$name" "$RUNBOOK could not be executed (exit $rc)"
-		head -n 5 -- "$tmp/out/stderr" | cut -c1-300 | sed 's/^/#   stderr: /'
-		printf '%s passed, %s failed\n' "$passed" "$failed"
-		exit 1
+		show "$tmp/out/stderr"
+		finish
 	else
 		not_ok "$name" "a valid runbook exited $rc, expected 0"
-		head -n 5 -- "$tmp/out/stderr" | cut -c1-300 | sed 's/^/#   stderr: /'
+		show "$tmp/out/stderr"
 	fi
 done
 
@@ -309,5 +283,4 @@ for name in "${gen_cases[@]}"; do
 	run_case "gen/$name" "$tmp/gen/$name"
 done
 
-printf '%s passed, %s failed\n' "$passed" "$failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,57 +5,22 @@
 # nothing.
 #
 #   RUNBOOK=build/runbook SRCDIR=. tests/e2e/plan.sh
-set -u
-export LC_ALL=C
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init plan
 
-passed=0
-failed=0
-ok() { printf 'ok %s\n' "$1"; passed=$((passed + 1)); }
-not_ok() { printf 'not ok %s: %s\n' "$1" "$2"; failed=$((failed + 1)); }
-finish() {
-	printf '%s passed, %s failed\n' "$passed" "$failed"
-	[ "$failed" -eq 0 ]
-	exit
-}
-
-script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=${SRCDIR:-$(cd "$script_dir/../.." && pwd)}
-SRCDIR=$(cd "$SRCDIR" && pwd) || exit 1
-
-if [ -z "${RUNBOOK:-}" ] || [ ! -x "$RUNBOOK" ]; then
-	not_ok setup "RUNBOOK='${RUNBOOK:-}' is not an executable file"
-	finish
-fi
-case $RUNBOOK in /*) ;; *) RUNBOOK=$(pwd)/$RUNBOOK ;; esac
-PYTHON=/usr/bin/python3
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/runbook-plan.XXXXXX") || {
-	not_ok setup "mktemp -d failed"
-	finish
-}
-trap 'rm -rf -- "$tmp"' EXIT
-trap 'exit 130' INT TERM
-out=$tmp/stdout
-err=$tmp/stderr
 work=$tmp/work
-mkdir "$work" || exit 1
-cd "$work" || exit 1
+mkdir "$work" || setup_failed "cannot make $work"
+cd "$work" || setup_failed "cannot enter $work"
 
 SECRET_VALUE='s3cr3t-Value-9f8e7d'
 
-# rb ARGS...: runs runbook from $work in a clean environment, with the
-# secret's variable set; sets rc.
-rb() {
-	env -i PATH=/usr/bin:/bin HOME="$tmp" LC_ALL=C \
-		DEPLOY_TOKEN="$SECRET_VALUE" \
-		timeout 10 "$RUNBOOK" "$@" >"$out" 2>"$err" </dev/null
-	rc=$?
-}
+# run_clean runs runbook from $work in a clean environment, with the
+# secret's variable set.
+CLEAN_ENV=(DEPLOY_TOKEN="$SECRET_VALUE")
 
-show() { head -n "${2:-5}" -- "$1" | cut -c1-300 | sed 's/^/#   /'; }
-
-# has NAME FIXED-STRING: stdout contains the string.
-has() {
+# stdout_has NAME FIXED-STRING: stdout contains the string.
+stdout_has() {
 	if grep -qF -- "$2" "$out"; then
 		ok "$1"
 	else
@@ -125,63 +90,63 @@ EOF
 
 # ------------------------------------------------------------ targets
 
-rb plan "$tmp/multi.yml"
-if [ "$rc" -eq 2 ] && grep -q 'staging' "$err" && grep -q 'production' "$err" &&
+run_clean plan "$tmp/multi.yml"
+if [ "$RC" -eq 2 ] && grep -q 'staging' "$err" && grep -q 'production' "$err" &&
    grep -q -- '--target' "$err" && [ ! -s "$out" ]; then
 	ok "several targets and no -t: exit 2, lists the targets"
 else
-	not_ok "no -t" "exit $rc, expected 2 with staging and production named"
+	not_ok "no -t" "exit $RC, expected 2 with staging and production named"
 	show "$err"
 fi
 
-rb plan "$tmp/multi.yml" -t nope
-if [ "$rc" -eq 2 ] && grep -q '"nope"' "$err" && grep -q 'staging' "$err" &&
+run_clean plan "$tmp/multi.yml" -t nope
+if [ "$RC" -eq 2 ] && grep -q '"nope"' "$err" && grep -q 'staging' "$err" &&
    grep -q 'production' "$err" && [ ! -s "$out" ]; then
 	ok "unknown -t: exit 2, names it and lists the targets"
 else
-	not_ok "unknown -t" "exit $rc, expected 2"
+	not_ok "unknown -t" "exit $RC, expected 2"
 	show "$err"
 fi
 
-rb plan "$tmp/single.yml"
-if [ "$rc" -eq 0 ] && grep -q '^plan: plan-single on local' "$out" &&
+run_clean plan "$tmp/single.yml"
+if [ "$RC" -eq 0 ] && grep -q '^plan: plan-single on local' "$out" &&
    grep -q '^host local$' "$out"; then
 	ok "one implicit target: no -t needed, host local"
 else
-	not_ok "implicit target" "exit $rc"
+	not_ok "implicit target" "exit $RC"
 	show "$err"
 fi
 
-rb plan "$tmp/single.yml" -t local
-if [ "$rc" -eq 0 ]; then
+run_clean plan "$tmp/single.yml" -t local
+if [ "$RC" -eq 0 ]; then
 	ok "-t local names the implicit target"
 else
-	not_ok "-t local" "exit $rc"
+	not_ok "-t local" "exit $RC"
 fi
 
-rb plan "$tmp/single.yml" --target=staging
-if [ "$rc" -eq 2 ]; then
+run_clean plan "$tmp/single.yml" --target=staging
+if [ "$RC" -eq 2 ]; then
 	ok "--target=NAME that does not exist: exit 2"
 else
-	not_ok "--target=staging on a runbook without it" "exit $rc, expected 2"
+	not_ok "--target=staging on a runbook without it" "exit $RC, expected 2"
 fi
 
 # ------------------------------------------------------------ text plan
 
-rb plan "$tmp/multi.yml" -t production
-if [ "$rc" -eq 0 ] && [ ! -s "$err" ]; then
+run_clean plan "$tmp/multi.yml" -t production
+if [ "$RC" -eq 0 ] && [ ! -s "$err" ]; then
 	ok "plan -t production: exit 0, nothing on stderr"
 else
-	not_ok "plan -t production" "exit $rc"
+	not_ok "plan -t production" "exit $RC"
 	show "$err"
 fi
 cp "$out" "$tmp/plan.txt"
 
-has "header names runbook, target and batches" \
+stdout_has "header names runbook, target and batches" \
 	"plan: plan-multi on production, 3 hosts in 2 batches; nothing is run"
-has "batch 1" "batch 1: deploy@app1.example.com deploy@app2.example.com:2222"
-has "batch 2" "batch 2: app3"
-has "owner shown" "owner:    Ops <ops@example.com>"
+stdout_has "batch 1" "batch 1: deploy@app1.example.com deploy@app2.example.com:2222"
+stdout_has "batch 2" "batch 2: app3"
+stdout_has "owner shown" "owner:    Ops <ops@example.com>"
 
 for host in deploy@app1.example.com deploy@app2.example.com:2222 app3; do
 	# the section of one host: from "host H" to the next "host " line
@@ -205,12 +170,12 @@ for host in deploy@app1.example.com deploy@app2.example.com:2222 app3; do
 	fi
 done
 
-has "vars rendered" "deploy --version 2.4.1"
-has "timeout shown" "step      install  (timeout 2m)"
-has "default timeout shown" "step      configure  (timeout 10m)"
-has "rollback: none shown" "rollback  none (nothing to undo)"
-has "skip_if shown" "skip if   touch $tmp/ran-skip"
-has "captures listed" "captures  config_id"
+stdout_has "vars rendered" "deploy --version 2.4.1"
+stdout_has "timeout shown" "step      install  (timeout 2m)"
+stdout_has "default timeout shown" "step      configure  (timeout 10m)"
+stdout_has "rollback: none shown" "rollback  none (nothing to undo)"
+stdout_has "skip_if shown" "skip if   touch $tmp/ran-skip"
+stdout_has "captures listed" "captures  config_id"
 
 # secrets: masked, never the value
 if grep -qF '[secret:token]' "$out" && ! grep -qF "$SECRET_VALUE" "$out" "$err"; then
@@ -221,20 +186,20 @@ else
 fi
 
 # captures and change.id are only known at run time
-has "capture from preflight left as {{ previous }}" "deploy --version {{ previous }}"
-has "capture of the step left as {{ config_id }}" "unconfigure {{ config_id }}"
-has "change.id left as {{ change.id }}" "configure --id {{ change.id }}"
-has "runbook.name rendered (inside double quotes)" 'logger "plan-multi 2.4.1 done"'
+stdout_has "capture from preflight left as {{ previous }}" "deploy --version {{ previous }}"
+stdout_has "capture of the step left as {{ config_id }}" "unconfigure {{ config_id }}"
+stdout_has "change.id left as {{ change.id }}" "configure --id {{ change.id }}"
+stdout_has "runbook.name rendered (inside double quotes)" 'logger "plan-multi 2.4.1 done"'
 
 # ------------------------------------------------------------ --var
 
 # shellcheck disable=SC2016 # the $(...) is the value under test
-rb plan "$tmp/multi.yml" -t staging -e 'version=x; touch PWNED' -e 'marker=$(touch PWNED2)'
-if [ "$rc" -eq 0 ] && grep -qF "deploy --version 'x; touch PWNED'" "$out" &&
+run_clean plan "$tmp/multi.yml" -t staging -e 'version=x; touch PWNED' -e 'marker=$(touch PWNED2)'
+if [ "$RC" -eq 0 ] && grep -qF "deploy --version 'x; touch PWNED'" "$out" &&
    grep -qF "touch '\$(touch PWNED2)';" "$out"; then
 	ok "-e values render shell-quoted"
 else
-	not_ok "-e quoting" "exit $rc"
+	not_ok "-e quoting" "exit $RC"
 	grep -F -e 'deploy --version' "$out" | head -n 2 | sed 's/^/#   /'
 fi
 if [ -z "$(find "$work" -mindepth 1)" ] && [ ! -e "$tmp/PWNED" ]; then
@@ -243,19 +208,19 @@ else
 	not_ok "-e injection" "files appeared: $(find "$work" -mindepth 1 | tr '\n' ' ')"
 fi
 
-rb plan "$tmp/multi.yml" -t staging -e previous=1.9 -e version=3.0
-if [ "$rc" -eq 0 ] && grep -qF 'deploy --version 3.0 ' "$out" &&
+run_clean plan "$tmp/multi.yml" -t staging -e previous=1.9 -e version=3.0
+if [ "$RC" -eq 0 ] && grep -qF 'deploy --version 3.0 ' "$out" &&
    grep -qF 'deploy --version 1.9' "$out"; then
 	ok "-e wins over vars and gives captures a value"
 else
-	not_ok "-e precedence" "exit $rc"
+	not_ok "-e precedence" "exit $RC"
 fi
 
 # ------------------------------------------------------------ --json
 
-rb plan "$tmp/multi.yml" -t production --json
+run_clean plan "$tmp/multi.yml" -t production --json
 cp "$out" "$tmp/plan.json"
-if [ "$rc" -eq 0 ] && "$PYTHON" - "$tmp/plan.json" "$SECRET_VALUE" 2>"$tmp/py" <<'EOF'
+if [ "$RC" -eq 0 ] && "$PY" - "$tmp/plan.json" "$SECRET_VALUE" 2>"$tmp/py" <<'EOF'
 import json, sys
 lines = open(sys.argv[1], "rb").read().decode("utf-8").splitlines()
 objs = [json.loads(l) for l in lines]
@@ -290,12 +255,12 @@ EOF
 then
 	ok "--json: every line parses; one plan-command per command per host"
 else
-	not_ok "--json" "exit $rc: $(tail -n 1 "$tmp/py")"
+	not_ok "--json" "exit $RC: $(tail -n 1 "$tmp/py")"
 	show "$tmp/plan.json" 3
 fi
 
-rb plan "$tmp/multi.yml" -t staging --json -e 'version=a"b'
-if [ "$rc" -eq 0 ] && "$PYTHON" -c '
+run_clean plan "$tmp/multi.yml" -t staging --json -e 'version=a"b'
+if [ "$RC" -eq 0 ] && "$PY" -c '
 import json, sys
 objs = [json.loads(l) for l in open(sys.argv[1])]
 i = [o for o in objs if o.get("name") == "install"][0]
@@ -303,7 +268,7 @@ assert "deploy --version '"'"'a\"b'"'"' " in i["run"], i["run"]
 ' "$out" 2>"$tmp/py"; then
 	ok "--json: quotes in values are escaped"
 else
-	not_ok "--json escaping" "exit $rc: $(tail -n 1 "$tmp/py")"
+	not_ok "--json escaping" "exit $RC: $(tail -n 1 "$tmp/py")"
 fi
 
 # ------------------------------------------------------------ runs nothing
@@ -317,28 +282,28 @@ fi
 # ------------------------------------------------------------ errors
 
 cp "$SRCDIR/tests/data/invalid/six_mistakes.yml" "$tmp/six.yml"
-rb plan "$tmp/six.yml"
-if [ "$rc" -eq 5 ] && [ ! -s "$out" ] &&
+run_clean plan "$tmp/six.yml"
+if [ "$RC" -eq 5 ] && [ ! -s "$out" ] &&
    [ "$(grep -c "^$tmp/six.yml:[0-9]*:[0-9]*: " "$err")" -eq 6 ] &&
    [ "$(tail -n 1 "$err")" = 'nothing was run; fix the file and run again' ]; then
 	ok "plan of an invalid runbook: exit 5, every problem, no plan"
 else
-	not_ok "plan invalid" "exit $rc"
+	not_ok "plan invalid" "exit $RC"
 	show "$err" 8
 fi
 
-rb plan "$tmp/missing.yml"
-if [ "$rc" -eq 5 ] && grep -qF "$tmp/missing.yml" "$err" && [ ! -s "$out" ]; then
+run_clean plan "$tmp/missing.yml"
+if [ "$RC" -eq 5 ] && grep -qF "$tmp/missing.yml" "$err" && [ ! -s "$out" ]; then
 	ok "plan of a missing file: exit 5, names it"
 else
-	not_ok "plan missing" "exit $rc"
+	not_ok "plan missing" "exit $RC"
 fi
 
-rb plan "$tmp/single.yml" -e 'noequals'
-if [ "$rc" -eq 2 ]; then
+run_clean plan "$tmp/single.yml" -e 'noequals'
+if [ "$RC" -eq 2 ]; then
 	ok "plan -e without '=': exit 2"
 else
-	not_ok "plan -e noequals" "exit $rc, expected 2"
+	not_ok "plan -e noequals" "exit $RC, expected 2"
 fi
 
 finish

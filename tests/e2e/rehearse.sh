@@ -7,42 +7,11 @@
 #   RUNBOOK=build/runbook bash tests/e2e/rehearse.sh
 #
 # Each check runs in its own git repository under a private mktemp -d, so its
-# notes, journal and locks are its own. Output: `ok NAME` / `not ok NAME: why`
-# per check, then `N passed, M failed`.
-set -u
-export LC_ALL=C
-unset NO_COLOR RUNBOOK_NOTES
-
-passed=0
-failed=0
-ok() { printf 'ok %s\n' "$1"; passed=$((passed + 1)); }
-not_ok() {
-	printf 'not ok %s: %s\n' "$1" "$2"
-	[ -f err ] && sed -n '1,40s/^/#   /p' err
-	failed=$((failed + 1))
-}
-
-script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=${SRCDIR:-$(cd "$script_dir/../.." && pwd)}
-if [ -z "${RUNBOOK:-}" ] || [ ! -x "$RUNBOOK" ]; then
-	printf 'not ok setup: RUNBOOK is not an executable file\n0 passed, 1 failed\n'
-	exit 1
-fi
-case $RUNBOOK in /*) ;; *) RUNBOOK=$PWD/$RUNBOOK ;; esac
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/runbook-rehearse.XXXXXX") || exit 1
-tmp=$(cd "$tmp" && pwd -P)
-trap 'rm -rf -- "$tmp"' EXIT
-export HOME=$tmp/home
-mkdir -p "$HOME"
-git config --global user.name 'Olive Operator'
-git config --global user.email olive@example.com
-git config --global init.defaultBranch main
-
-# fresh CHECK: a new git repository to run one check in
-fresh() {
-	cd "$tmp" && rm -rf "$1" && mkdir "$1" && cd "$1" && git init -q .
-}
+# notes, journal and locks are its own. Output (tests/e2e/lib/harness.sh):
+# `ok N - NAME` / `not ok N - NAME: why` per check, then `N passed, M failed`.
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init rehearse --operator 'Olive Operator <olive@example.com>' --repo-per-check
 
 # The note of the newest change, from plain git.
 last_note() {
@@ -50,7 +19,6 @@ last_note() {
 	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
 	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
 }
-PY=/usr/bin/python3
 
 # A runbook whose rollbacks restore (or, with FORGET=1, forget) file b.
 write_rb() {
@@ -80,109 +48,84 @@ steps:
 YAML
 }
 
+# note_has ERE WHAT: a line of the note matches ERE.
+note_has() {
+	check grep -q -- "$1" <<<"$note" || bad "note lacks $2: $(head -20 <<<"$note" | paste -sd'|' -)"
+}
+
 # 1. A rollback that restores everything: exit 0, note rehearsed, baseline same.
-t=baseline-same
-fresh $t
+begin baseline-same
 write_rb
-"$RUNBOOK" rehearse rb.yml > out 2> err
-rc=$?
+rb run rehearse rb.yml
 note=$(last_note)
-if [ $rc != 0 ]; then
-	not_ok $t "expected exit 0, found $rc"
-elif [ -e a ] || [ -e b ]; then
-	not_ok $t "files left behind after the rehearsal"
-elif ! grep -q '^status: "rehearsed"$' <<<"$note" ||
-     ! grep -q '^baseline: "same"$' <<<"$note" ||
-     ! grep -q '^## Rehearsal' <<<"$note"; then
-	not_ok $t "note lacks status rehearsed / baseline same / Rehearsal: $(head -20 <<<"$note")"
-elif ! grep -q 'rollback  local write a' err ||
-     [ "$(grep -c 'preflight local state' err)" != 2 ]; then
-	not_ok $t "expected the rollback and a second preflight in the progress"
-else
-	ok $t
-fi
+expect_rc 0
+check [ ! -e a ] && check [ ! -e b ] || bad "files left behind after the rehearsal"
+note_has '^status: "rehearsed"$' "status rehearsed"
+note_has '^baseline: "same"$' "baseline same"
+note_has '^## Rehearsal' "a Rehearsal section"
+check grep -q 'rollback  local write a' run.err &&
+	check [ "$(grep -c 'preflight local state' run.err)" = 2 ] ||
+	bad "expected the rollback and a second preflight in the progress"
+end
 
 # 2. A rollback that forgets b: exit 3, a unified diff, note status failed.
-t=baseline-differs
-fresh $t
+begin baseline-differs
 write_rb 'echo forgot b'
-"$RUNBOOK" rehearse rb.yml > out 2> err
-rc=$?
+rb run rehearse rb.yml
 note=$(last_note)
-if [ $rc != 3 ]; then
-	not_ok $t "expected exit 3, found $rc"
-elif ! grep -qx -- "--- baseline: preflight 'state' on local" err ||
-     ! grep -qx -- "+++ after rollback: preflight 'state' on local" err ||
-     ! grep -qx -- '-b=none' err || ! grep -qx -- '+b=2' err ||
-     ! grep -qx -- ' stable line' err; then
-	not_ok $t "expected a unified diff -b=none +b=2 with context"
-elif grep -qx -- '-a=none' err; then
-	not_ok $t "a came back but the diff says it did not"
-elif ! grep -q 'baseline did not come back' err ||
-     ! grep -q 'check it before running again' err; then
-	not_ok $t "expected the message to say what failed and that rerunning is not safe"
-elif ! grep -q '^status: "failed"$' <<<"$note" ||
-     ! grep -q '^baseline: "differs"$' <<<"$note" ||
-     ! grep -q '^baseline_diff: ".*+b=2' <<<"$note" ||
-     ! grep -q '^```diff$' <<<"$note"; then
-	not_ok $t "note lacks status failed / baseline differs / the diff"
-else
-	ok $t
-fi
+expect_rc 3
+check grep -qx -- "--- baseline: preflight 'state' on local" run.err &&
+	check grep -qx -- "+++ after rollback: preflight 'state' on local" run.err &&
+	check grep -qx -- '-b=none' run.err && check grep -qx -- '+b=2' run.err &&
+	check grep -qx -- ' stable line' run.err ||
+	bad "expected a unified diff -b=none +b=2 with context"
+refute grep -qx -- '-a=none' run.err || bad "a came back but the diff says it did not"
+check grep -q 'baseline did not come back' run.err &&
+	check grep -q 'check it before running again' run.err ||
+	bad "expected the message to say what failed and that rerunning is not safe"
+note_has '^status: "failed"$' "status failed"
+note_has '^baseline: "differs"$' "baseline differs"
+note_has '^baseline_diff: ".*+b=2' "the diff in baseline_diff"
+note_has '^```diff$' "the diff"
+end
 
 # 3. The apply fails: rolled back as usual, exit 1, no comparison.
-t=apply-fails
-fresh $t
+begin apply-fails
 write_rb
 cat >> rb.yml <<'YAML'
   - name: break
     run: exit 7
     rollback: 'true'
 YAML
-"$RUNBOOK" rehearse rb.yml > out 2> err
-rc=$?
+rb run rehearse rb.yml
 note=$(last_note)
-if [ $rc != 1 ]; then
-	not_ok $t "expected exit 1, found $rc"
-elif [ -e a ] || [ -e b ]; then
-	not_ok $t "the failed apply was not rolled back"
-elif grep -q 'running preflight again' err; then
-	not_ok $t "compared a baseline after a failed apply"
-elif ! grep -q '^status: "rolled-back"$' <<<"$note"; then
-	not_ok $t "expected note status rolled-back"
-else
-	ok $t
-fi
+expect_rc 1
+check [ ! -e a ] && check [ ! -e b ] || bad "the failed apply was not rolled back"
+hasnt run.err 'running preflight again' "a baseline compared after a failed apply"
+note_has '^status: "rolled-back"$' "status rolled-back"
+end
 
 # 4. The rollback fails: exit 3, status rollback-failed, and
 #    `runbook rollback` finishes it once the cause is fixed.
-t=rollback-fails
-fresh $t
+begin rollback-fails
 write_rb 'test -e fixed && rm -f b'
-"$RUNBOOK" rehearse rb.yml > out 2> err
-rc=$?
+rb run rehearse rb.yml
 note=$(last_note)
 id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])')
-if [ $rc != 3 ]; then
-	not_ok $t "expected exit 3, found $rc"
-elif ! grep -q '^status: "rollback-failed"$' <<<"$note"; then
-	not_ok $t "expected note status rollback-failed"
-elif grep -q 'running preflight again' err; then
-	not_ok $t "compared a baseline although the rollback failed"
-elif ! { touch fixed && "$RUNBOOK" rollback "$id" > out 2> err; }; then
-	not_ok $t "runbook rollback $id did not finish it"
-elif [ -e a ] || [ -e b ]; then
-	not_ok $t "files left after runbook rollback"
-elif ! last_note | grep -q '^status: "rolled-back"$'; then
-	not_ok $t "expected the final note rolled-back"
-else
-	ok $t
-fi
+expect_rc 3
+note_has '^status: "rollback-failed"$' "status rollback-failed"
+hasnt run.err 'running preflight again' "a baseline compared although the rollback failed"
+touch fixed
+rb rollback rollback "$id"
+expect_rc 0 "runbook rollback $id (did it finish?)"
+check [ ! -e a ] && check [ ! -e b ] || bad "files left after runbook rollback"
+note=$(last_note)
+note_has '^status: "rolled-back"$' "the final status rolled-back"
+end
 
 # 5. A preflight expectation that no longer holds after the rollback is a
 #    mismatch (exit 3) naming the preflight, not an apply failure.
-t=preflight-expect
-fresh $t
+begin preflight-expect
 cat > rb.yml <<'YAML'
 version: 1
 name: reh
@@ -200,21 +143,16 @@ steps:
     run: touch marker
     rollback: 'true'
 YAML
-"$RUNBOOK" rehearse rb.yml > out 2> err
-rc=$?
-if [ $rc != 3 ]; then
-	not_ok $t "expected exit 3, found $rc"
-elif ! grep -q "baseline did not come back (diff above): preflight 'no marker yet' on local: expected exit 0, found exit 1" err ||
-     ! grep -qx -- '-[[]result] ok, exit 0' err ||
-     ! grep -qx -- '+[[]result] failed, exit 1' err; then
-	not_ok $t "expected the failing preflight named and its result in the diff"
-else
-	ok $t
-fi
+rb run rehearse rb.yml
+expect_rc 3
+check grep -q "baseline did not come back (diff above): preflight 'no marker yet' on local: expected exit 0, found exit 1" run.err &&
+	check grep -qx -- '-[[]result] ok, exit 0' run.err &&
+	check grep -qx -- '+[[]result] failed, exit 1' run.err ||
+	bad "expected the failing preflight named and its result in the diff"
+end
 
 # 6. Secrets printed by the preflight are compared and shown redacted.
-t=secret-redacted
-fresh $t
+begin secret-redacted
 cat > rb.yml <<'YAML'
 version: 1
 name: reh
@@ -233,30 +171,23 @@ steps:
     run: echo x > tok
     rollback: 'true'
 YAML
-REH_TOKEN=s3cr3t-canary-4711 "$RUNBOOK" rehearse rb.yml --json > out 2> err
-rc=$?
-if [ $rc != 3 ]; then
-	not_ok $t "expected exit 3, found $rc"
-elif grep -rq 's3cr3t-canary-4711' out err .git; then
-	not_ok $t "the secret leaked into output or the repository"
-elif ! grep -qx -- '+tok=[[]secret:TOKEN]' err; then
-	not_ok $t "expected the diff to show [secret:TOKEN]"
-elif ! "$PY" -c '
+REH_TOKEN=s3cr3t-canary-4711 rb run rehearse rb.yml --json
+expect_rc 3
+refute grep -rq 's3cr3t-canary-4711' run.out run.err .git ||
+	bad "the secret leaked into output or the repository"
+check grep -qx -- '+tok=[[]secret:TOKEN]' run.err || bad "expected the diff to show [secret:TOKEN]"
+check "$PY" -c '
 import json, sys
-ev = [json.loads(l) for l in open("out")]
+ev = [json.loads(l) for l in open("run.out")]
 r = [e for e in ev if e.get("event") == "rehearse"]
 assert len(r) == 1 and r[0]["baseline"] == "differs", r
 assert "+tok=[secret:TOKEN]" in r[0]["diff"], r[0]
 assert ev[-1]["event"] == "done" and ev[-1]["exit"] == 3, ev[-1]
-' 2>> err; then
-	not_ok $t "expected a JSON rehearse event with the diff and a done event with exit 3"
-else
-	ok $t
-fi
+' 2>>py.err || bad "expected a JSON rehearse event with the diff and a done event with exit 3: $(tail -n 1 py.err)"
+end
 
 # 7. A difference past the first MiB of output is still found.
-t=big-output
-fresh $t
+begin big-output
 cat > rb.yml <<'YAML'
 version: 1
 name: reh
@@ -273,31 +204,19 @@ steps:
     run: echo changed > tail
     rollback: 'true'
 YAML
-"$RUNBOOK" rehearse rb.yml > out 2> err
-rc=$?
-if [ $rc != 3 ]; then
-	not_ok $t "expected exit 3 for a difference after 1 MiB, found $rc"
-elif ! grep -q '^-[[]stdout: .* bytes in all, crc32c' err; then
-	not_ok $t "expected the length/checksum line in the diff"
-else
-	ok $t
-fi
+rb run rehearse rb.yml
+expect_rc 3 "a difference after 1 MiB"
+check grep -q '^-[[]stdout: .* bytes in all, crc32c' run.err ||
+	bad "expected the length/checksum line in the diff"
+end
 
 # 8. The demo runbook rehearses cleanly (it is what the README shows).
-t=demo
-fresh $t
-base=$tmp/$t/demo-base
-"$RUNBOOK" rehearse "$SRCDIR/runbooks/demo.yml" --notes "$tmp/$t" \
-	-e base_dir="$base" -e release=9.9.9 > out 2> err
-rc=$?
-if [ $rc != 0 ]; then
-	not_ok $t "expected exit 0, found $rc"
-elif [ -e "$base" ]; then
-	not_ok $t "the demo left $base behind"
-else
-	ok $t
-fi
+begin demo
+base=$D/demo-base
+rb run rehearse "$SRCDIR/runbooks/demo.yml" --notes "$D" \
+	-e base_dir="$base" -e release=9.9.9
+expect_rc 0
+check [ ! -e "$base" ] || bad "the demo left $base behind"
+end
 
-cd "$tmp"
-printf '%d passed, %d failed\n' "$passed" "$failed"
-[ "$failed" = 0 ]
+finish

@@ -25,63 +25,20 @@
 # (its notes and locks are its own) under a private `mktemp -d` directory.
 # Long remote sleeps carry a per-run tag ("sleep N.$TAG") so that leftovers can
 # be found, reported and killed by pid.
-# Output: one `ok NAME` or `not ok NAME: why` per check (followed by a few `#`
-# lines of runbook's stderr on failure), then `N passed, M failed`.
-set -u
-export LC_ALL=C
-unset NO_COLOR RUNBOOK_NOTES SSH_AUTH_SOCK SSH_AGENT_PID SSH_CONNECTION \
-	SSH_CLIENT SSH_TTY GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE
-
-passed=0
-failed=0
-ok() { printf 'ok %s\n' "$1"; passed=$((passed + 1)); }
-not_ok() { printf 'not ok %s: %s\n' "$1" "$2"; failed=$((failed + 1)); }
-
-script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=${SRCDIR:-$(cd "$script_dir/../.." && pwd)}
-
-if [ -z "${RUNBOOK:-}" ]; then
-	not_ok setup 'RUNBOOK is not set (path to the built runbook binary)'
-	printf '0 passed, 1 failed\n'
-	exit 1
-fi
-case $RUNBOOK in /*) ;; *) RUNBOOK=$PWD/$RUNBOOK ;; esac
-if [ ! -x "$RUNBOOK" ]; then
-	not_ok setup "RUNBOOK=$RUNBOOK is not an executable file"
-	printf '0 passed, 1 failed\n'
-	exit 1
-fi
-PY=/usr/bin/python3
-for tool in git "$PY" pgrep ssh-keygen ssh-keyscan ssh-agent ssh-add \
-	/usr/sbin/sshd sha256sum; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		not_ok setup "$tool is missing"
-		printf '0 passed, 1 failed\n'
-		exit 1
-	fi
-done
-
-if [ "${RUNBOOK_SANITIZED:-0}" = 1 ]; then
-	SLOW=5
-else
-	SLOW=1
-fi
-# A hard bound on any single run, so a hang fails a check instead of the suite.
-RUN_LIMIT=$((60 * SLOW))
+# Output (tests/e2e/lib/harness.sh): one `ok N - NAME` or `not ok N - NAME: why`
+# per check (followed by a few `#` lines of runbook's stderr on failure), then
+# `N passed, M failed`.
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init ssh --operator 'Sam Operator <sam@example.com>' --repo-per-check
+need_tools git "$PY" pgrep ssh-keygen ssh-keyscan ssh-agent ssh-add \
+	/usr/sbin/sshd sha256sum
 # Tag of this run's long remote sleeps: "sleep 30.$TAG".
 TAG=$$
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/runbook-ssh.XXXXXX") || {
-	not_ok setup 'mktemp -d failed'
-	printf '0 passed, 1 failed\n'
-	exit 1
-}
-tmp=$(cd "$tmp" && pwd -P)
-
 # shellcheck source=lib/sshd.sh
-. "$script_dir/lib/sshd.sh"
+. "$E2E_DIR/lib/sshd.sh"
 
-BG=()
 OTHER_SSHD=()	# pids of extra sshd daemons
 AGENT_PID=
 # the remote commands of this run still alive (by the tag of their sleeps)
@@ -94,11 +51,9 @@ reap_leftovers() {
 		kill -KILL "$p" 2>/dev/null
 	done
 }
-cleanup() {
+# shellcheck disable=SC2317 # called at exit (on_cleanup)
+stop_daemons() {
 	local p
-	for p in "${BG[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
 	sshd_stop
 	for p in "${OTHER_SSHD[@]}"; do
 		pkill -KILL -P "$p" 2>/dev/null
@@ -106,21 +61,14 @@ cleanup() {
 	done
 	[ -n "$AGENT_PID" ] && kill -KILL "$AGENT_PID" 2>/dev/null
 	reap_leftovers
-	rm -rf -- "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_cleanup stop_daemons
 
-export HOME=$tmp/home
-mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh"
-git config --global user.name 'Sam Operator'
-git config --global user.email sam@example.com
-git config --global init.defaultBranch main
+mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" ||
+	setup_failed "cannot make $HOME/.ssh"
 
 if ! sshd_start "$tmp/sshd" >"$tmp/sshd-start.log" 2>&1; then
-	not_ok setup "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
-	printf '%d passed, %d failed\n' "$passed" "$((failed))"
-	exit 1
+	setup_failed "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
 fi
 P=$SSHD_PORT
 H1=127.0.0.1:$P
@@ -130,111 +78,6 @@ KH=(--known-hosts "$SSH_KNOWN")
 REMOTE_HOME=$(getent passwd "$SSH_USER" | cut -d: -f6)
 
 # ------------------------------------------------------------------ helpers
-
-now_ms() { date +%s%3N; }
-
-# begin NAME: a fresh git repository $D for the check, the working directory.
-begin() {
-	CASE=$1
-	why=
-	D=$tmp/$1
-	mkdir -p "$D" && cd "$D" && git init -q . || exit 1
-	ERRS=()
-}
-
-# bad REASON: records why the current check fails (all reasons are kept).
-bad() { why="${why:+$why; }$*"; }
-
-# end: prints the verdict of the current check.
-end() {
-	local e
-	for e in "${ERRS[@]}"; do
-		if grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' "$e" 2>/dev/null; then
-			bad "sanitizer report in $(basename "$e")"
-		fi
-	done
-	if [ -z "$why" ]; then
-		ok "$CASE"
-	else
-		not_ok "$CASE" "$why"
-		for e in "${ERRS[@]}"; do
-			[ -s "$e" ] || continue
-			printf '#   %s (last lines):\n' "$(basename "$e")"
-			tail -n 12 "$e" | cut -c1-300 | sed 's/^/#     /'
-		done
-	fi
-	cd "$tmp" || exit 1
-}
-
-skip() { printf 'ok %s # SKIP %s\n' "$1" "$2"; passed=$((passed + 1)); }
-
-# rb TAG ARGS...: runs runbook ARGS in $D, stdout to $D/TAG.out, stderr to
-# $D/TAG.err. Sets RC (exit code) and MS (wall time in ms).
-rb() {
-	local tag=$1 t0
-	shift
-	ERRS+=("$D/$tag.err")
-	t0=$(now_ms)
-	timeout -k 5 "$RUN_LIMIT" "$RUNBOOK" "$@" >"$D/$tag.out" 2>"$D/$tag.err"
-	RC=$?
-	MS=$(($(now_ms) - t0))
-	if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then
-		bad "'$tag' did not finish within ${RUN_LIMIT}s"
-	fi
-}
-
-# start_bg TAG ARGS...: runs runbook in the background; sets BGPID.
-start_bg() {
-	local tag=$1
-	shift
-	ERRS+=("$D/$tag.err")
-	"$RUNBOOK" "$@" >"$D/$tag.out" 2>"$D/$tag.err" &
-	BGPID=$!
-	BG+=("$BGPID")
-}
-
-# alive PID: the process exists and is not a zombie.
-alive() {
-	local st
-	kill -0 "$1" 2>/dev/null || return 1
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[ -n "$st" ] && [ "$st" != Z ]
-}
-
-# wait_bg PID SECONDS: waits for it to exit; sets RC (999 if it had to be
-# killed).
-wait_bg() {
-	local i n=$(($2 * 20))
-	for ((i = 0; i < n; i++)); do
-		alive "$1" || break
-		sleep 0.05
-	done
-	if alive "$1"; then
-		kill -KILL "$1" 2>/dev/null
-		wait "$1" 2>/dev/null
-		RC=999
-		bad "runbook did not finish within $2 s"
-		return 1
-	fi
-	wait "$1"
-	RC=$?
-	return 0
-}
-
-# wait_files SECONDS FILE...: all exist.
-wait_files() {
-	local i n=$(($1 * 20)) f all
-	shift
-	for ((i = 0; i < n; i++)); do
-		all=1
-		for f in "$@"; do
-			[ -e "$f" ] || all=
-		done
-		[ -n "$all" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
 
 # hdr NAME: the required top-level keys of a runbook.
 hdr() {
@@ -253,29 +96,6 @@ tgt() {
 	printf ']\n    identity: %s\n' "$SSH_KEY"
 }
 
-expect_rc() {
-	[ "$RC" = "$1" ] || bad "expected exit $1, found $RC"
-}
-
-# has FILE ERE WHAT / hasnt FILE ERE WHAT (case-insensitive)
-has() {
-	grep -Eiq -- "$2" "$1" 2>/dev/null || bad "expected $(basename "$1") to mention $3"
-}
-hasnt() {
-	! grep -Eiq -- "$2" "$1" 2>/dev/null || bad "expected $(basename "$1") not to mention $3"
-}
-# has_fixed FILE STRING WHAT
-has_fixed() {
-	grep -Fq -- "$2" "$1" 2>/dev/null || bad "expected $(basename "$1") to contain $3 ('$2')"
-}
-
-# expect_log FILE 'a|b|c': FILE's lines, joined with |.
-expect_log() {
-	local got
-	got=$(paste -sd'|' "$1" 2>/dev/null)
-	[ "$got" = "$2" ] || bad "expected $(basename "$1") to be '$2', found '$got'"
-}
-
 # host_seq FILE HOST: the first words of FILE's lines "WORD HOST", joined by |.
 host_seq() {
 	awk -v h="$2" '$2 == h { print $1 }' "$1" 2>/dev/null | paste -sd'|' -
@@ -285,12 +105,12 @@ host_seq() {
 expect_host_seq() {
 	local got
 	got=$(host_seq "$1" "$2")
-	[ "$got" = "$3" ] || bad "expected on $2: '$3', found '$got'"
+	check [ "$got" = "$3" ] || bad "expected on $2: '$3', found '$got'"
 }
 
 # no_log FILE: nothing ran.
 no_log() {
-	[ ! -s "$1" ] || bad "expected nothing to run, found $(basename "$1"): $(paste -sd'|' "$1")"
+	check [ ! -s "$1" ] || bad "expected nothing to run, found $(basename "$1"): $(paste -sd'|' "$1")"
 }
 
 # expect_no_leftovers WHAT: no remote command of this run is alive (waits up
@@ -299,9 +119,10 @@ expect_no_leftovers() {
 	local i left
 	for i in $(seq 1 $((40 * SLOW))); do
 		left=$(leftovers)
-		[ -z "$left" ] && return 0
+		[ -z "$left" ] && break
 		sleep 0.05
 	done
+	check [ -z "$left" ] && return 0
 	bad "expected no remote command left running $1, found: $(ps -o pid=,args= -p "${left// /,}" 2>/dev/null | cut -c1-120 | paste -sd'|' -)"
 	reap_leftovers
 }
@@ -364,8 +185,8 @@ expect_rc 1
 for h in "$U1" "$U2" "$U3"; do
 	expect_host_seq log "$h" 'do1|do2|do3|undo3|undo2|undo1'
 done
-[ "$(wc -l <log 2>/dev/null)" = 18 ] || bad "expected 18 log lines, found $(wc -l <log 2>/dev/null)"
-has run.err "rolled back" "that every change was rolled back"
+check [ "$(wc -l <log 2>/dev/null)" = 18 ] || bad "expected 18 log lines, found $(wc -l <log 2>/dev/null)"
+has -i run.err "rolled back" "that every change was rolled back"
 id=$(newest_id)
 note_of "$id" | grep -q '^status: "\{0,1\}rolled-back' ||
 	bad "expected the note of '$id' to have status rolled-back"
@@ -410,9 +231,9 @@ expect_rc 6
 no_log log
 case $fp in SHA256:?*) ;; *) bad "ssh-keygen -lf gave no fingerprint ('$fp')" ;; esac
 has_fixed unknown.err "ED25519 key fingerprint is $fp" "the fingerprint as ssh-keygen -lf prints it"
-has unknown.err 'ssh-keyscan|known_hosts|--accept-new-host-keys' "how to trust the key"
-has unknown.err 'accept-new-host-keys' "--accept-new-host-keys"
-[ ! -s kh ] || bad "expected known_hosts to stay empty, found $(wc -l <kh) lines"
+has -i unknown.err 'ssh-keyscan|known_hosts|--accept-new-host-keys' "how to trust the key"
+has -i unknown.err 'accept-new-host-keys' "--accept-new-host-keys"
+check [ ! -s kh ] || bad "expected known_hosts to stay empty, found $(wc -l <kh) lines"
 # --accept-new-host-keys: the three names are appended, then it works
 rb accept apply f.yml --known-hosts "$D/kh" --accept-new-host-keys
 expect_rc 0
@@ -420,15 +241,15 @@ for h in "$H1" "$H2" "$H3"; do
 	expect_host_seq log "$h" 'do1|do2|do3'
 done
 want=$(for a in 127.0.0.1 127.0.0.2 127.0.0.3; do printf '[%s]:%s %s\n' "$a" "$P" "$hostkey"; done)
-[ "$(sort kh)" = "$want" ] ||
+check [ "$(sort kh)" = "$want" ] ||
 	bad "expected known_hosts to hold exactly '$(paste -sd'|' <<<"$want")', found '$(paste -sd'|' kh)'"
 # trusted now: runs without the option and appends nothing
 before=$(sha kh)
 rm -f log
 rb again apply f.yml --known-hosts "$D/kh"
 expect_rc 0
-[ "$(wc -l <log 2>/dev/null)" = 9 ] || bad "expected 9 log lines on the second run, found $(wc -l <log 2>/dev/null)"
-[ "$(sha kh)" = "$before" ] || bad "expected known_hosts unchanged on the second run"
+check [ "$(wc -l <log 2>/dev/null)" = 9 ] || bad "expected 9 log lines on the second run, found $(wc -l <log 2>/dev/null)"
+check [ "$(sha kh)" = "$before" ] || bad "expected known_hosts unchanged on the second run"
 end
 
 # ------------------------------------------------------------------ hashed known_hosts
@@ -437,11 +258,11 @@ begin hashed-known-hosts
 { hdr e2e-hashed; tgt "$H1" "$H2" "$H3"; three_steps; } >f.yml
 cp "$SSH_KNOWN" kh
 ssh-keygen -q -H -f kh >/dev/null 2>&1 || bad "ssh-keygen -H failed"
-[ "$(grep -c '^|1|' kh)" = 3 ] || bad "expected 3 hashed lines in known_hosts"
-! grep -q '127\.0\.0' kh || bad "expected no plain host name left in the hashed known_hosts"
+check [ "$(grep -c '^|1|' kh)" = 3 ] || bad "expected 3 hashed lines in known_hosts"
+refute grep -q '127\.0\.0' kh || bad "expected no plain host name left in the hashed known_hosts"
 rb run apply f.yml --known-hosts "$D/kh"
 expect_rc 0
-[ "$(wc -l <log 2>/dev/null)" = 9 ] || bad "expected 9 log lines, found $(wc -l <log 2>/dev/null)"
+check [ "$(wc -l <log 2>/dev/null)" = 9 ] || bad "expected 9 log lines, found $(wc -l <log 2>/dev/null)"
 end
 
 # ------------------------------------------------------------------ garbage before the right entry
@@ -543,17 +364,17 @@ EOF
 rb learn apply f.yml --accept-new-host-keys
 expect_rc 0
 want="[127.0.0.2]:$P $(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")"
-[ "$(cat "$HOME/.ssh/known_hosts" 2>/dev/null)" = "$want" ] ||
+check [ "$(cat "$HOME/.ssh/known_hosts" 2>/dev/null)" = "$want" ] ||
 	bad "expected ~/.ssh/known_hosts to be '$want', found '$(paste -sd'|' "$HOME/.ssh/known_hosts" 2>/dev/null)'"
 rm -f log
 rb run apply f.yml
 expect_rc 0
 # SSH_CONNECTION: client address, client port, server address, server port
 read -r name _ _ srv srvport user _ <log 2>/dev/null
-[ "${name:-}" = web1 ] || bad "expected {{ host }} to be web1, found '${name:-}'"
-[ "${srv:-}:${srvport:-}" = "127.0.0.2:$P" ] ||
+check [ "${name:-}" = web1 ] || bad "expected {{ host }} to be web1, found '${name:-}'"
+check [ "${srv:-}:${srvport:-}" = "127.0.0.2:$P" ] ||
 	bad "expected the step to run over a connection to 127.0.0.2:$P, found '${srv:-}:${srvport:-}'"
-[ "${user:-}" = "$SSH_USER" ] || bad "expected to log in as $SSH_USER, found '${user:-}'"
+check [ "${user:-}" = "$SSH_USER" ] || bad "expected to log in as $SSH_USER, found '${user:-}'"
 rm -f "$HOME/.ssh/config" "$HOME/.ssh/known_hosts"
 end
 
@@ -578,7 +399,7 @@ EOF
 } >f.yml
 rb run apply f.yml "${KH[@]}"
 expect_rc 0
-expect_log log "s1 $H1|s2 $H1|s1 $H2|s2 $H2|s1 $H3|s2 $H3"
+expect_lines log "s1 $H1|s2 $H1|s1 $H2|s2 $H2|s1 $H3|s2 $H3"
 end
 
 # Without serial the three hosts run at once: each host's step waits until all
@@ -608,9 +429,9 @@ expect_rc 0
 # every start before every end
 last_start=$(awk '$1 == "start" { print $3 }' log 2>/dev/null | sort -n | tail -n1)
 first_end=$(awk '$1 == "end" { print $3 }' log 2>/dev/null | sort -n | head -n1)
-[ "$(grep -c '^start' log 2>/dev/null)" = 3 ] && [ "$(grep -c '^end' log 2>/dev/null)" = 3 ] ||
+check [ "$(grep -c '^start' log 2>/dev/null)" = 3 ] && check [ "$(grep -c '^end' log 2>/dev/null)" = 3 ] ||
 	bad "expected 3 start and 3 end lines, found '$(paste -sd'|' log 2>/dev/null)'"
-[ -n "$last_start" ] && [ -n "$first_end" ] && [ "$last_start" -lt "$first_end" ] ||
+check [ -n "$last_start" ] && check [ -n "$first_end" ] && check [ "$last_start" -lt "$first_end" ] ||
 	bad "expected every host to start before any host ended (overlap)"
 end
 
@@ -631,12 +452,12 @@ EOF
 } >f.yml
 rb run apply f.yml "${KH[@]}" --forks 1
 expect_rc 0
-[ "$(grep -c '^start' log 2>/dev/null)" = 3 ] && [ "$(grep -c '^end' log 2>/dev/null)" = 3 ] ||
+check [ "$(grep -c '^start' log 2>/dev/null)" = 3 ] && check [ "$(grep -c '^end' log 2>/dev/null)" = 3 ] ||
 	bad "expected 3 start and 3 end lines, found '$(paste -sd'|' log 2>/dev/null)'"
 # each host's start after the end of the one before it
 overlap=$(awk '{ t[$2, $1] = $3; h[$2] = 1 }
 	END { for (a in h) for (b in h) if (a != b && t[a, "start"] < t[b, "start"] && t[b, "start"] < t[a, "end"]) print a " and " b }' log 2>/dev/null)
-[ -z "$overlap" ] || bad "expected no two hosts at once with --forks 1, found overlapping: $(paste -sd, <<<"$overlap")"
+check [ -z "$overlap" ] || bad "expected no two hosts at once with --forks 1, found overlapping: $(paste -sd, <<<"$overlap")"
 end
 
 # ------------------------------------------------------------------ no new step after a failure
@@ -674,15 +495,15 @@ EOF
 } >f.yml
 rb run apply f.yml "${KH[@]}"
 expect_rc 1
-[ -e "in2.$H2" ] && [ -e "in2.$H3" ] || bad "expected hosts .2 and .3 to have been inside s2"
-! grep -q '^do3' log 2>/dev/null || bad "expected s3 to start nowhere, found '$(grep '^do3' log | paste -sd'|' -)'"
+check [ -e "in2.$H2" ] && check [ -e "in2.$H3" ] || bad "expected hosts .2 and .3 to have been inside s2"
+refute grep -q '^do3' log 2>/dev/null || bad "expected s3 to start nowhere, found '$(grep '^do3' log | paste -sd'|' -)'"
 expect_host_seq log "$H1" 'do1|do2|undo2|undo1'
 expect_host_seq log "$H2" 'do1|do2|end2|undo2|undo1'
 expect_host_seq log "$H3" 'do1|do2|end2|undo2|undo1'
 # the running steps ended before any rollback started
 last_end=$(grep -n '^end2' log 2>/dev/null | tail -n1 | cut -d: -f1)
 first_undo=$(grep -n '^undo' log 2>/dev/null | head -n1 | cut -d: -f1)
-[ -n "$last_end" ] && [ -n "$first_undo" ] && [ "$last_end" -lt "$first_undo" ] ||
+check [ -n "$last_end" ] && check [ -n "$first_undo" ] && check [ "$last_end" -lt "$first_undo" ] ||
 	bad "expected the running steps to end before any rollback, found '$(paste -sd'|' log 2>/dev/null)'"
 end
 
@@ -705,9 +526,9 @@ EOF
 } >f.yml
 rb run apply f.yml "${KH[@]}"
 expect_rc 1
-has run.err 'tim(ed|e)[ -]?out' "the timeout"
+has -i run.err 'tim(ed|e)[ -]?out' "the timeout"
 expect_host_seq log "$H1" 'do1|do2|undo2|undo1'
-[ "$MS" -lt $((8000 * SLOW)) ] || bad "expected the 1 s timeout to end the run within $((8 * SLOW)) s, took $MS ms"
+check [ "$MS" -lt $((8000 * SLOW)) ] || bad "expected the 1 s timeout to end the run within $((8 * SLOW)) s, took $MS ms"
 expect_no_leftovers "after the timeout (pgrep -f 'sleep 77.$TAG')"
 end
 
@@ -730,14 +551,14 @@ EOF
 start_bg run apply f.yml "${KH[@]}"
 if wait_files $((10 * SLOW)) "in2.$H1" "in2.$H2"; then
 	sleep 0.2
-	[ -n "$(leftovers)" ] || bad "expected the remote sleeps to run before the sessions were killed"
+	check [ -n "$(leftovers)" ] || bad "expected the remote sleeps to run before the sessions were killed"
 	sshd_kill_sessions
 else
 	bad "s2 never started on both hosts"
 fi
-wait_bg "$BGPID" $((30 * SLOW))
+wait_bg "$BGPID" $((30 * SLOW)) || bad "runbook did not finish within $((30 * SLOW)) s"
 expect_rc 1
-has run.err 'lost the connection' "'lost the connection'"
+has -i run.err 'lost the connection' "'lost the connection'"
 for h in "$H1" "$H2"; do
 	expect_host_seq log "$h" 'do1|do2|undo2|undo1'
 done
@@ -769,7 +590,7 @@ if wait_files $((10 * SLOW)) "in2.$H1" "in2.$H2"; then
 else
 	bad "s2 never started on both hosts"
 fi
-wait_bg "$BGPID" $((30 * SLOW))
+wait_bg "$BGPID" $((30 * SLOW)) || bad "runbook did not finish within $((30 * SLOW)) s"
 expect_rc 3
 for h in "$H1" "$H2"; do
 	expect_host_seq log "$h" 'do1|do2'
@@ -778,9 +599,9 @@ id=$(newest_id)
 note_of "$id" | grep -q '^status: "\{0,1\}rollback-failed' ||
 	bad "expected the note of '$id' to have status rollback-failed"
 rb status status
-has status.out "rollback-failed" "the change as rollback-failed"
-has status.out "not undone.*s2" "s2 as not undone"
-has status.out "runbook rollback $id" "the command that finishes it"
+has -i status.out "rollback-failed" "the change as rollback-failed"
+has -i status.out "not undone.*s2" "s2 as not undone"
+has -i status.out "runbook rollback $id" "the command that finishes it"
 if [ -n "$stopped" ]; then
 	sshd_restart >"$D/restart.log" 2>&1 || bad "sshd did not restart"
 fi
@@ -808,15 +629,15 @@ closed=$(sshd_free_port)
 rb run apply f.yml "${KH[@]}"
 expect_rc 6
 no_log log
-has run.err "127\.0\.0\.2.*$closed|$closed.*127\.0\.0\.2" "the closed host and port"
-has run.err "refused" "'connection refused'"
-[ "$MS" -lt $((5000 * SLOW)) ] || bad "expected a refused connection to end the run within $((5 * SLOW)) s, took $MS ms"
+has -i run.err "127\.0\.0\.2.*$closed|$closed.*127\.0\.0\.2" "the closed host and port"
+has -i run.err "refused" "'connection refused'"
+check [ "$MS" -lt $((5000 * SLOW)) ] || bad "expected a refused connection to end the run within $((5 * SLOW)) s, took $MS ms"
 # the change was opened before any host was reached (PRODUCT.md §3): its
 # note tells that it failed and that no step ran
 cid=$(newest_id)
 note_of "${cid:-x}" >note.md
-grep -qx 'status: "failed"' note.md || bad "expected a note saying status failed, found: $(grep '^status' note.md)"
-grep -q '^steps: \[\]' note.md || bad "expected no step in the note"
+check grep -qx 'status: "failed"' note.md || bad "expected a note saying status failed, found: $(grep '^status' note.md)"
+check grep -q '^steps: \[\]' note.md || bad "expected no step in the note"
 end
 
 # ------------------------------------------------------------------ local: true
@@ -846,9 +667,9 @@ conn="127\.0\.0\.1 [0-9]+ 127\.0\.0\.1 $P"
 want=("^remote \[$conn\] \[\] $H1\$" "^local \[\] \[yes\] $H1\$"
 	"^local-undo \[\] \[yes\]\$" "^remote-undo \[$conn\]\$")
 mapfile -t got <log 2>/dev/null
-[ "${#got[@]}" = 4 ] || bad "expected 4 log lines, found '$(paste -sd'|' log 2>/dev/null)'"
+check [ "${#got[@]}" = 4 ] || bad "expected 4 log lines, found '$(paste -sd'|' log 2>/dev/null)'"
 for i in 0 1 2 3; do
-	[[ ${got[i]:-} =~ ${want[i]} ]] || bad "expected log line $((i + 1)) to match '${want[i]}', found '${got[i]:-}'"
+	check matches "${got[i]:-}" "${want[i]}" || bad "expected log line $((i + 1)) to match '${want[i]}', found '${got[i]:-}'"
 done
 end
 
@@ -888,14 +709,14 @@ expect_rc 0
 want_v="a'b \$(touch $D/PWNED$TAG) \"c\"; touch $D/PWNED$TAG"
 want_out=$(printf '%s\n--\n' "it's" "\$(touch $D/PWNED$TAG)" \
 	"line1"$'\n'"line2' \"; touch $D/PWNED$TAG; echo '"$'\n'"\`touch $D/PWNED$TAG\`" "$want_v")
-[ "$(cat "$D/$nasty_dir/out" 2>/dev/null)" = "$want_out" ] ||
+check [ "$(cat "$D/$nasty_dir/out" 2>/dev/null)" = "$want_out" ] ||
 	bad "expected the env values verbatim, found '$(cat "$D/$nasty_dir/out" 2>/dev/null | paste -sd'|' -)'"
-[ "$(cat "$D/$nasty_dir/where" 2>/dev/null)" = "$D/$nasty_dir" ] ||
+check [ "$(cat "$D/$nasty_dir/where" 2>/dev/null)" = "$D/$nasty_dir" ] ||
 	bad "expected the step to run in the hostile dir, found '$(cat "$D/$nasty_dir/where" 2>/dev/null)'"
-[ "$(cat "$D/$nasty_dir/var" 2>/dev/null)" = "$want_v" ] ||
+check [ "$(cat "$D/$nasty_dir/var" 2>/dev/null)" = "$want_v" ] ||
 	bad "expected {{ v }} verbatim, found '$(cat "$D/$nasty_dir/var" 2>/dev/null)'"
 pwned=$(find "$D" "$REMOTE_HOME" "$HOME" -maxdepth 2 -name "PWNED$TAG*" 2>/dev/null)
-[ -z "$pwned" ] || bad "injected: $pwned was created"
+check [ -z "$pwned" ] || bad "injected: $pwned was created"
 rm -f "$REMOTE_HOME/PWNED$TAG"
 # a dir that does not exist fails the step and says so
 sed "s|^    dir: .*|    dir: $D/no-such-dir|" f.yml >g.yml
@@ -929,7 +750,7 @@ rb run apply f.yml "${KH[@]}"
 expect_rc 0
 # the same expectation on the wrong stream fails
 sed "s/stdout: '^OUT-ONLY\$', stderr: '^ERR-ONLY\$'/stdout: 'ERR-ONLY'/" f.yml >swapped.yml
-grep -q "stdout: 'ERR-ONLY'" swapped.yml || bad "could not write swapped.yml"
+check grep -q "stdout: 'ERR-ONLY'" swapped.yml || bad "could not write swapped.yml"
 rb swapped apply swapped.yml "${KH[@]}"
 expect_rc 1
 # exit 7 without `expect: {exit: 7}` fails and says exit 7
@@ -940,7 +761,7 @@ expect_rc 1
 } >seven.yml
 rb seven apply seven.yml "${KH[@]}"
 expect_rc 1
-has seven.err 'exit 7' "'exit 7'"
+has -i seven.err 'exit 7' "'exit 7'"
 end
 
 begin remote-signal
@@ -954,7 +775,7 @@ expect_rc 1
 # $$ is the remote wrapper shell here, so the whole command dies by
 # SIGKILL and sshd sends exit-signal; a command whose child is killed is
 # seen as a shell sees it, 128+9, and explained as such (docs/ssh.md).
-has run.err 'killed by signal 9|found exit 137 \(a shell.s code for a command killed by signal 9' "signal 9"
+has -i run.err 'killed by signal 9|found exit 137 \(a shell.s code for a command killed by signal 9' "signal 9"
 end
 
 begin remote-child-signal
@@ -965,7 +786,7 @@ begin remote-child-signal
 } >f.yml
 rb run apply f.yml "${KH[@]}"
 expect_rc 1
-has run.err 'found exit 137 \(a shell.s code for a command killed by signal 9' "exit 137 explained as signal 9"
+has -i run.err 'found exit 137 \(a shell.s code for a command killed by signal 9' "exit 137 explained as signal 9"
 end
 
 # ------------------------------------------------------------------ replay with a per-host identity (beyond the list)
@@ -999,9 +820,9 @@ newfp=$(ssh-keygen -lf "$SSHD_DIR/host_ed25519.pub" | awk '{print $2}')
 rb run apply f.yml --known-hosts "$D/kh" --accept-new-host-keys
 expect_rc 6
 no_log log
-has run.err 'WARNING.*HOST KEY.*CHANGED' "the loud warning"
+has -i run.err 'WARNING.*HOST KEY.*CHANGED' "the loud warning"
 has_fixed run.err "$newfp" "the new key's fingerprint"
-[ "$(sha kh)" = "$before" ] || bad "expected known_hosts unchanged, found '$(paste -sd'|' kh)'"
+check [ "$(sha kh)" = "$before" ] || bad "expected known_hosts unchanged, found '$(paste -sd'|' kh)'"
 # the harness's known_hosts follows the new key for the checks after this one
 sshd_trust
 end
@@ -1010,18 +831,15 @@ end
 
 # A second sshd closes idle session channels after 2 s (OpenSSH 9.2
 # ChannelTimeout): `sleep 30; exit 0` prints nothing and loses its channel
-# with no exit status, which must not count as success.
-ct_ok=
+# with no exit status, which must not count as success. .ci/setup installs
+# an OpenSSH that has ChannelTimeout: an sshd without it fails both checks.
+begin channel-closed-without-status
+ct_pid=
 printf 'Port %s\nListenAddress 127.0.0.1\nHostKey %s\nChannelTimeout session:*=2s\n' \
-	"$(sshd_free_port)" "$SSHD_DIR/host_ed25519" >"$tmp/ct-test.conf"
-if /usr/sbin/sshd -t -f "$tmp/ct-test.conf" >"$tmp/ct-test.log" 2>&1; then
-	ct_ok=1
-fi
-if [ -z "$ct_ok" ]; then
-	skip channel-closed-without-status "this sshd does not accept 'ChannelTimeout session:*=2s': $(head -n1 "$tmp/ct-test.log")"
-	skip channel-closed-command-stopped "no ChannelTimeout"
+	"$(sshd_free_port)" "$SSHD_DIR/host_ed25519" >"$D/ct-test.conf"
+if ! /usr/sbin/sshd -t -f "$D/ct-test.conf" >"$D/ct-test.log" 2>&1; then
+	bad "this sshd does not accept 'ChannelTimeout session:*=2s' (OpenSSH 9.2 or later is required): $(head -n1 "$D/ct-test.log")"
 else
-	begin channel-closed-without-status
 	# remember the main sshd, start the second one, come back afterwards
 	m_dir=$SSHD_DIR m_port=$SSHD_PORT m_pid=$SSHD_PID m_key=$SSH_KEY m_known=$SSH_KNOWN
 	SSHD_PORT= SSHD_PID=
@@ -1050,25 +868,25 @@ steps:
 EOF
 		} >f.yml
 		rb run apply f.yml --known-hosts "$ct_known"
-		[ "$RC" != 0 ] || bad "expected a channel closed without an exit status not to count as success, found exit 0"
+		check [ "$RC" != 0 ] || bad "expected a channel closed without an exit status not to count as success, found exit 0"
 		expect_rc 1
-		has run.err 'without an exit status|outcome is unknown' "that the outcome is unknown"
-		expect_log log 'do1|undo2|undo1'
+		has -i run.err 'without an exit status|outcome is unknown' "that the outcome is unknown"
+		expect_lines log 'do1|undo2|undo1'
 	fi
-	end
+fi
+end
 
-	# Beyond the list: the command of a channel closed under it may still
-	# run; the rollback must not run next to it, and nothing may be left.
-	begin channel-closed-command-stopped
-	[ -n "$ct_pid" ] || bad "no second sshd"
-	expect_no_leftovers "after the channel was closed (sleep 30.$TAG)"
-	end
+# Beyond the list: the command of a channel closed under it may still
+# run; the rollback must not run next to it, and nothing may be left.
+begin channel-closed-command-stopped
+check [ -n "$ct_pid" ] || bad "no second sshd"
+expect_no_leftovers "after the channel was closed (sleep 30.$TAG)"
+end
 
-	if [ -n "$ct_pid" ]; then
-		pkill -KILL -P "$ct_pid" 2>/dev/null
-		kill "$ct_pid" 2>/dev/null
-		OTHER_SSHD=()
-	fi
+if [ -n "$ct_pid" ]; then
+	pkill -KILL -P "$ct_pid" 2>/dev/null
+	kill "$ct_pid" 2>/dev/null
+	OTHER_SSHD=()
 fi
 
 # ------------------------------------------------------------------ SIGINT stops the remote command
@@ -1086,13 +904,13 @@ start_bg run apply f.yml "${KH[@]}"
 if wait_files $((10 * SLOW)) "$D/started"; then
 	sleep 0.3
 	kill -INT "$BGPID"
-	wait_bg "$BGPID" $((30 * SLOW))
+	wait_bg "$BGPID" $((30 * SLOW)) || bad "runbook did not finish within $((30 * SLOW)) s"
 	expect_rc 130
-	expect_log log 'do1|undo2|undo1'
+	expect_lines log 'do1|undo2|undo1'
 	expect_no_leftovers "after Ctrl-C (sleep 45.$TAG)"
 else
 	bad "the step never started"
-	wait_bg "$BGPID" $((30 * SLOW))
+	wait_bg "$BGPID" $((30 * SLOW)) || bad "runbook did not finish within $((30 * SLOW)) s"
 fi
 end
 
@@ -1111,14 +929,14 @@ begin secrets-not-in-ps
 E2E_TOK=S3cr3t-CANARY-$TAG start_bg run apply f.yml "${KH[@]}"
 if wait_files $((10 * SLOW)) "$D/started"; then
 	ps -eo args >"$D/ps.txt" 2>/dev/null
-	grep -q "S3cr3t-CANARY-$TAG" "$D/ps.txt" &&
+	refute grep -q "S3cr3t-CANARY-$TAG" "$D/ps.txt" ||
 		bad "a secret is on a command line: $(grep "S3cr3t-CANARY-$TAG" "$D/ps.txt" | cut -c1-120 | head -n 2 | paste -sd'|' -)"
-	grep -q "runbook-change-" "$D/ps.txt" ||
+	check grep -q "runbook-change-" "$D/ps.txt" ||
 		bad "expected the remote shell's command line to name the change (for stops)"
 else
 	bad "the step never started"
 fi
-wait_bg "$BGPID" $((30 * SLOW))
+wait_bg "$BGPID" $((30 * SLOW)) || bad "runbook did not finish within $((30 * SLOW)) s"
 expect_rc 0
 end
 
@@ -1160,8 +978,8 @@ if [ -n "$x_pid" ]; then
 	} >f.yml
 	rb run apply f.yml --known-hosts "$x_known" -v
 	expect_rc 1
-	has run.err 'hello-from-startup' "the startup file's output"
-	hasnt run.err 'rb-pid' "our pid report"
+	has -i run.err 'hello-from-startup' "the startup file's output"
+	hasnt -i run.err 'rb-pid' "our pid report"
 	expect_no_leftovers "after a timeout behind startup output (sleep 40.$TAG)"
 fi
 stop_extra
@@ -1184,7 +1002,7 @@ if [ -n "$x_pid" ]; then
 	} >f.yml
 	rb run apply f.yml --known-hosts "$D/known"
 	expect_rc 0
-	[ "$(wc -l <"$D/log" 2>/dev/null)" = 2 ] || bad "expected both hosts to run, found: $(paste -sd'|' "$D/log" 2>/dev/null)"
+	check [ "$(wc -l <"$D/log" 2>/dev/null)" = 2 ] || bad "expected both hosts to run, found: $(paste -sd'|' "$D/log" 2>/dev/null)"
 fi
 stop_extra
 end
@@ -1204,22 +1022,21 @@ if wait_files $((10 * SLOW)) "$D/started"; then
 	frozen=$(pgrep -P "$SSHD_PID" | paste -sd' ' -)
 	# shellcheck disable=SC2086
 	[ -n "$frozen" ] && kill -STOP $frozen
-	wait_bg "$BGPID" $((60 * SLOW))
+	wait_bg "$BGPID" $((60 * SLOW)) || bad "runbook did not finish within $((60 * SLOW)) s"
 	# shellcheck disable=SC2086
 	[ -n "$frozen" ] && kill -CONT $frozen
 	# the rollback reconnects (the daemon still accepts): the cut-off
 	# command is stopped there first, then the rollback runs
 	expect_rc 1
-	has run.err 'could not stop it on .*did not answer' "that the stop could not be delivered"
-	expect_log log 'undo'
+	has -i run.err 'could not stop it on .*did not answer' "that the stop could not be delivered"
+	expect_lines log 'undo'
 else
 	bad "the step never started"
-	wait_bg "$BGPID" $((60 * SLOW))
+	wait_bg "$BGPID" $((60 * SLOW)) || bad "runbook did not finish within $((60 * SLOW)) s"
 fi
 expect_no_leftovers "after the frozen host came back (sleep 50.$TAG)"
 end
 
 sshd_stop
 reap_leftovers
-printf '%d passed, %d failed\n' "$passed" "$failed"
-[ "$failed" = 0 ]
+finish
