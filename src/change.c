@@ -12,7 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "error.h"
+#include "hash.h"
 #include "json.h"
+#include "secrets.h"
 #include "yamltree.h"
 #include "sys.h"
 
@@ -118,7 +121,121 @@ void change_free(struct change_rec *c)
 	for (size_t i = 0; i < c->n_steps; i++)
 		free_step(&c->steps[i]);
 	free(c->steps);
+	for (size_t i = 0; i < c->n_events; i++) {
+		free(c->events[i].kind);
+		free(c->events[i].host);
+		free(c->events[i].name);
+		free(c->events[i].result);
+	}
+	free(c->events);
 	free(c);
+}
+
+struct rec_event *change_add_event(struct change_rec *c, const char *kind,
+				   const char *host, enum phase phase,
+				   const char *name, const char *result)
+{
+	struct rec_event *e;
+
+	c->events = xgrow(c->events, &c->cap_events, c->n_events + 1,
+			  sizeof(*c->events));
+	e = &c->events[c->n_events++];
+	memset(e, 0, sizeof(*e));
+	e->kind = xstrdup(kind);
+	e->host = xstrdup(host ? host : "");
+	e->phase = phase;
+	e->name = xstrdup(name ? name : "?");
+	e->result = xstrdup(result ? result : "");
+	return e;
+}
+
+size_t change_pending_total(struct change_rec *c)
+{
+	size_t total = 0;
+
+	for (size_t h = 0; h < c->hosts.n; h++) {
+		struct rec_step **v;
+
+		total += change_pending(c, c->hosts.v[h], &v);
+		free(v);
+	}
+	return total;
+}
+
+int change_by_hand(struct change_rec *c, const char *spec, struct strvec *out,
+		   struct rb_error *err)
+{
+	const char *at = strchr(spec, '@');
+	size_t nlen = at ? (size_t)(at - spec) : strlen(spec);
+	struct buf pend = BUF_INIT;
+	size_t found = 0;
+
+	for (size_t h = 0; h < c->hosts.n; h++) {
+		struct rec_step **v;
+		size_t n = change_pending(c, c->hosts.v[h], &v);
+
+		for (size_t i = 0; i < n; i++) {
+			buf_addf(&pend, "%s'%s' on %s", pend.len ? ", " : "",
+				 v[i]->name ? v[i]->name : "?", v[i]->host);
+			if (v[i]->name && strlen(v[i]->name) == nlen &&
+			    strncmp(v[i]->name, spec, nlen) == 0 &&
+			    (!at || strcmp(at + 1, v[i]->host) == 0)) {
+				char idx[32];
+
+				snprintf(idx, sizeof(idx), "%zu",
+					 (size_t)(v[i] - c->steps));
+				strvec_push(out, idx);
+				found++;
+			}
+		}
+		free(v);
+	}
+	if (!found)
+		rb_error_set(err, RB_ERR_USAGE,
+			     "--by-hand: expected a step still to roll back, as STEP or STEP@HOST (%s), found \"%s\"; nothing was done",
+			     pend.len ? buf_str(&pend) : "none is left", spec);
+	buf_release(&pend);
+	return found ? 0 : -1;
+}
+
+struct change_rec *change_from_runbook(const struct runbook *rb,
+				       const struct target *t,
+				       const struct varset *vars,
+				       char *operator_)
+{
+	struct change_rec *ch = change_new();
+	char hex[65] = "";
+
+	ch->runbook = xstrdup(rb->name.s);
+	ch->file = xstrdup(rb->file);
+	if (sha256_file_hex(rb->file, hex) == 0)
+		ch->file_sha256 = xstrdup(hex);
+	ch->target = xstrdup(t->name);
+	ch->owner = xstrdup(rb->owner.s);
+	ch->reason = xstrdup(rb->reason.s);
+	ch->expected = xstrdup(rb->expected.s);
+	ch->operator_ = operator_;
+	if (t->identity.s)
+		ch->identity = xstrdup(t->identity.s);
+	for (size_t h = 0; h < t->n_hosts; h++) {
+		strvec_push(&ch->hosts, t->hosts[h].spec);
+		if (t->hosts[h].identity)
+			varset_set(&ch->host_ids, t->hosts[h].spec,
+				   t->hosts[h].identity);
+	}
+	for (size_t i = 0; i < rb->n_redact; i++)
+		strvec_push(&ch->redact, rb->redact[i].s);
+	for (size_t i = 0; i < rb->n_vars; i++)
+		varset_set(&ch->vars, rb->vars[i].key, rb->vars[i].val);
+	varset_copy(&ch->vars, vars);
+	for (size_t i = 0; i < rb->n_secrets; i++) {
+		struct buf src = BUF_INIT;
+
+		secret_source_format(&rb->secrets[i], &src);
+		varset_set(&ch->secrets, rb->secrets[i].name, buf_str(&src));
+		buf_release(&src);
+	}
+	return ch;
 }
 
 struct rec_step *change_add_step(struct change_rec *c)
@@ -397,7 +514,15 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 				strvec_push(&s->env, x->items[i]->text);
 		s->timeout_ms = (unsigned)num(r, "timeout_ms", 600000);
 		s->running = true;
-	} else if (strcmp(t, "step-end") == 0 && s) {
+	} else if (strcmp(t, "step-end") == 0 && host && p >= 0) {
+		const char *nm = str(r, "name");
+		struct rec_event *e = change_add_event(c, "step", host,
+			(enum phase)p, nm ? nm : s ? s->name : NULL,
+			str(r, "result"));
+
+		e->attempt = (unsigned)num(r, "attempts", 1);
+		if (!s)
+			return;	/* nothing ran: it never began */
 		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
 
 		s->running = false;
@@ -426,7 +551,22 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		s->rb_running = true;
 		/* a closed change rolled back later is open until it closes again */
 		c->closed = false;
+	} else if (strcmp(t, "attempt") == 0 && host && p >= 0) {
+		struct rec_event *e = change_add_event(c, "attempt", host,
+			(enum phase)p, str(r, "name"), str(r, "result"));
+
+		e->attempt = (unsigned)num(r, "attempt", 1);
+	} else if (strcmp(t, "rollback-end") == 0 && host && p >= 0 &&
+		   str(r, "none")) {
+		/* rollback: none: nothing to undo, nothing changes in the step */
+		change_add_event(c, "rollback", host, (enum phase)p,
+				 str(r, "name") ? str(r, "name") : s ? s->name : NULL,
+				 "none");
 	} else if (strcmp(t, "rollback-end") == 0 && s) {
+		bool hand = str(r, "by_hand") && strcmp(str(r, "by_hand"), "true") == 0;
+
+		change_add_event(c, "rollback", host, (enum phase)p, s->name,
+				 str(r, "result"))->by_hand = hand;
 		s->rb_running = false;
 		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
 

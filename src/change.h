@@ -79,6 +79,20 @@ struct rec_capture {
 	char *host, *name, *value;
 };
 
+/*
+ * One line of the change's timeline: what ended, in the order it was
+ * recorded (the journal's order, which is the engine's event order).
+ */
+struct rec_event {
+	char *kind;		/* "step", "attempt", "rollback" */
+	char *host;
+	enum phase phase;
+	char *name;
+	char *result;		/* a result name, or "none" (rollback: none) */
+	unsigned attempt;	/* step: attempts run; attempt: which failed */
+	bool by_hand;		/* rollback: the operator undid it by hand */
+};
+
 struct change_rec {
 	char *id, *runbook, *file, *file_sha256, *target;
 	char *owner, *reason, *expected, *operator_;
@@ -99,6 +113,8 @@ struct change_rec {
 	size_t n_metrics, cap_metrics;
 	struct rec_step *steps;
 	size_t n_steps, cap_steps;
+	struct rec_event *events;
+	size_t n_events, cap_events;
 	enum change_status noted;	/* status of the newest note commit */
 	bool has_note;
 };
@@ -115,6 +131,10 @@ void change_set_capture(struct change_rec *c, const char *host,
 			const char *name, const char *value);
 void change_set_metric(struct change_rec *c, const char *host,
 		       const char *name, bool after, const char *value);
+/* Appends to the timeline; strings are copied, name may be NULL. */
+struct rec_event *change_add_event(struct change_rec *c, const char *kind,
+				   const char *host, enum phase phase,
+				   const char *name, const char *result);
 
 /*
  * Steps of host that still need their rollback, newest first: begun
@@ -123,6 +143,26 @@ void change_set_metric(struct change_rec *c, const char *host,
  */
 size_t change_pending(struct change_rec *c, const char *host,
 		      struct rec_step ***v);
+
+/* Rollbacks still to run, over all hosts. */
+size_t change_pending_total(struct change_rec *c);
+/*
+ * --by-hand STEP[@HOST]: pushes the index in c->steps of each pending
+ * rollback spec names onto out; -1 with err (usage) listing what is
+ * pending when it names none.
+ */
+int change_by_hand(struct change_rec *c, const char *spec, struct strvec *out,
+		   struct rb_error *err);
+
+/*
+ * The record of a new change of rb on t, before it runs: everything
+ * but what running adds. vars: the --var values; operator: who runs it.
+ * Secrets are recorded by source, never by value.
+ */
+struct change_rec *change_from_runbook(const struct runbook *rb,
+				       const struct target *t,
+				       const struct varset *vars,
+				       char *operator_);
 
 /*
  * Journal records are JSON objects (one per record, "t" names the

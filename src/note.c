@@ -52,6 +52,154 @@ static const char *host_result(const struct change_rec *c, const char *host)
 	return rolled ? "rolled back" : failed ? "failed" : "ok";
 }
 
+static void fm_list(struct buf *b, const char *key, const struct strvec *sv,
+		    bool always)
+{
+	if (!sv->n && !always)
+		return;
+	buf_addf(b, "\n%s:", key);
+	if (!sv->n)
+		buf_adds(b, " []");
+	for (size_t i = 0; i < sv->n; i++) {
+		buf_adds(b, "\n  - ");
+		q(b, sv->v[i]);
+	}
+}
+
+static void fm_map(struct buf *b, const char *key, const struct varset *vs,
+		   bool always)
+{
+	if (!vs->n && !always)
+		return;
+	buf_addf(b, "\n%s:", key);
+	if (!vs->n)
+		buf_adds(b, " {}");
+	for (size_t i = 0; i < vs->n; i++) {
+		buf_adds(b, "\n  ");
+		q(b, vs->names[i]);
+		buf_adds(b, ": ");
+		q(b, vs->values[i]);
+	}
+}
+
+/* captures: host -> name -> value */
+static void fm_captures(const struct change_rec *c, struct buf *b)
+{
+	buf_adds(b, "\ncaptures:");
+	if (!c->n_captures)
+		buf_adds(b, " {}");
+	for (size_t h = 0; h < c->hosts.n; h++) {
+		bool any = false;
+
+		for (size_t i = 0; i < c->n_captures; i++) {
+			if (strcmp(c->captures[i].host, c->hosts.v[h]) != 0)
+				continue;
+			if (!any) {
+				buf_adds(b, "\n  ");
+				q(b, c->hosts.v[h]);
+				buf_adds(b, ":");
+				any = true;
+			}
+			buf_adds(b, "\n    ");
+			q(b, c->captures[i].name);
+			buf_adds(b, ": ");
+			q(b, c->captures[i].value);
+		}
+	}
+}
+
+static void fm_metrics(const struct change_rec *c, struct buf *b)
+{
+	buf_adds(b, "\nmetrics:");
+	if (!c->n_metrics)
+		buf_adds(b, " {}");
+	for (size_t i = 0; i < c->n_metrics; i++) {
+		const struct rec_metric *m = &c->metrics[i];
+		struct buf key = BUF_INIT;
+
+		/* name, or name@host when several hosts report it */
+		buf_adds(&key, m->name);
+		if (c->hosts.n > 1)
+			buf_addf(&key, "@%s", m->host);
+		buf_adds(b, "\n  ");
+		q(b, buf_str(&key));
+		buf_adds(b, ": { before: ");
+		q(b, m->before);
+		buf_adds(b, ", after: ");
+		q(b, m->after);
+		buf_adds(b, " }");
+		buf_release(&key);
+	}
+}
+
+static void fm_step(const struct rec_step *s, struct buf *b)
+{
+	buf_adds(b, "\n  - host: ");
+	q(b, s->host);
+	buf_addf(b, "\n    phase: %s\n    index: %u\n    name: ",
+		 phase_name(s->phase), s->index);
+	q(b, s->name);
+	buf_adds(b, "\n    command: ");
+	q(b, s->command);
+	if (s->phase == PHASE_STEPS) {
+		buf_adds(b, "\n    rollback: ");
+		q(b, s->rollback_none ? "none" : s->rollback);
+	}
+	if (s->rollback_masked)
+		buf_adds(b, "\n    rollback_masked: true");
+	if (s->rb_by_hand)
+		buf_adds(b, "\n    rollback_by_hand: true");
+	if (s->local)
+		buf_adds(b, "\n    local: true");
+	if (s->dir) {
+		buf_adds(b, "\n    dir: ");
+		q(b, s->dir);
+	}
+	if (s->env.n) {
+		buf_adds(b, "\n    env:");
+		for (size_t k = 0; k < s->env.n; k++) {
+			buf_adds(b, "\n      - ");
+			q(b, s->env.v[k]);
+		}
+	}
+	buf_addf(b, "\n    timeout_ms: %u", s->timeout_ms);
+	if (s->exit_code >= 0)
+		buf_addf(b, "\n    exit: %d", s->exit_code);
+	else
+		buf_adds(b, "\n    exit: null");
+	buf_addf(b, "\n    duration_ms: %llu\n    result: %s",
+		 s->duration_ms,
+		 s->running ? "not-run" : step_result_name(s->result));
+	if (s->running)
+		buf_adds(b, "\n    interrupted: true");
+	if (s->phase == PHASE_STEPS)
+		buf_addf(b, "\n    rollback_result: %s",
+			 step_result_name(s->rb_result));
+}
+
+/* The timeline: what ended, in the order it was recorded. */
+static void fm_events(const struct change_rec *c, struct buf *b)
+{
+	buf_adds(b, "\nevents:");
+	if (!c->n_events)
+		buf_adds(b, " []");
+	for (size_t i = 0; i < c->n_events; i++) {
+		const struct rec_event *e = &c->events[i];
+
+		buf_addf(b, "\n  - { event: %s, host: ", e->kind);
+		q(b, e->host);
+		buf_addf(b, ", phase: %s, name: ", phase_name(e->phase));
+		q(b, e->name);
+		buf_adds(b, ", result: ");
+		q(b, e->result);
+		if (strcmp(e->kind, "rollback") != 0)
+			buf_addf(b, ", attempt: %u", e->attempt);
+		if (e->by_hand)
+			buf_adds(b, ", by_hand: true");
+		buf_adds(b, " }");
+	}
+}
+
 void note_front_matter(const struct change_rec *c, struct buf *b)
 {
 	buf_adds(b, "---\n");
@@ -81,129 +229,18 @@ void note_front_matter(const struct change_rec *c, struct buf *b)
 		buf_adds(b, "\n  - ");
 		q(b, c->hosts.v[i]);
 	}
-	if (c->redact.n) {
-		buf_adds(b, "\nredact:");
-		for (size_t i = 0; i < c->redact.n; i++) {
-			buf_adds(b, "\n  - ");
-			q(b, c->redact.v[i]);
-		}
-	}
-	buf_adds(b, "\nvars:");
-	if (!c->vars.n)
-		buf_adds(b, " {}");
-	for (size_t i = 0; i < c->vars.n; i++) {
-		buf_adds(b, "\n  ");
-		q(b, c->vars.names[i]);
-		buf_adds(b, ": ");
-		q(b, c->vars.values[i]);
-	}
-	buf_adds(b, "\nsecrets:");
-	if (!c->secrets.n)
-		buf_adds(b, " {}");
-	for (size_t i = 0; i < c->secrets.n; i++) {
-		buf_adds(b, "\n  ");
-		q(b, c->secrets.names[i]);
-		buf_adds(b, ": ");
-		q(b, c->secrets.values[i]);
-	}
-	if (c->host_ids.n) {
-		buf_adds(b, "\nidentities:");
-		for (size_t i = 0; i < c->host_ids.n; i++) {
-			buf_adds(b, "\n  ");
-			q(b, c->host_ids.names[i]);
-			buf_adds(b, ": ");
-			q(b, c->host_ids.values[i]);
-		}
-	}
-	buf_adds(b, "\ncaptures:");
-	if (!c->n_captures)
-		buf_adds(b, " {}");
-	for (size_t h = 0; h < c->hosts.n; h++) {
-		bool any = false;
-
-		for (size_t i = 0; i < c->n_captures; i++) {
-			if (strcmp(c->captures[i].host, c->hosts.v[h]) != 0)
-				continue;
-			if (!any) {
-				buf_adds(b, "\n  ");
-				q(b, c->hosts.v[h]);
-				buf_adds(b, ":");
-				any = true;
-			}
-			buf_adds(b, "\n    ");
-			q(b, c->captures[i].name);
-			buf_adds(b, ": ");
-			q(b, c->captures[i].value);
-		}
-	}
-	buf_adds(b, "\nmetrics:");
-	if (!c->n_metrics)
-		buf_adds(b, " {}");
-	for (size_t i = 0; i < c->n_metrics; i++) {
-		const struct rec_metric *m = &c->metrics[i];
-		struct buf key = BUF_INIT;
-
-		/* name, or name@host when several hosts report it */
-		buf_adds(&key, m->name);
-		if (c->hosts.n > 1)
-			buf_addf(&key, "@%s", m->host);
-		buf_adds(b, "\n  ");
-		q(b, buf_str(&key));
-		buf_adds(b, ": { before: ");
-		q(b, m->before);
-		buf_adds(b, ", after: ");
-		q(b, m->after);
-		buf_adds(b, " }");
-		buf_release(&key);
-	}
+	fm_list(b, "redact", &c->redact, false);
+	fm_map(b, "vars", &c->vars, true);
+	fm_map(b, "secrets", &c->secrets, true);
+	fm_map(b, "identities", &c->host_ids, false);
+	fm_captures(c, b);
+	fm_metrics(c, b);
 	buf_adds(b, "\nsteps:");
 	if (!c->n_steps)
 		buf_adds(b, " []");
-	for (size_t i = 0; i < c->n_steps; i++) {
-		const struct rec_step *s = &c->steps[i];
-
-		buf_adds(b, "\n  - host: ");
-		q(b, s->host);
-		buf_addf(b, "\n    phase: %s\n    index: %u\n    name: ",
-			 phase_name(s->phase), s->index);
-		q(b, s->name);
-		buf_adds(b, "\n    command: ");
-		q(b, s->command);
-		if (s->phase == PHASE_STEPS) {
-			buf_adds(b, "\n    rollback: ");
-			q(b, s->rollback_none ? "none" : s->rollback);
-		}
-		if (s->rollback_masked)
-			buf_adds(b, "\n    rollback_masked: true");
-		if (s->rb_by_hand)
-			buf_adds(b, "\n    rollback_by_hand: true");
-		if (s->local)
-			buf_adds(b, "\n    local: true");
-		if (s->dir) {
-			buf_adds(b, "\n    dir: ");
-			q(b, s->dir);
-		}
-		if (s->env.n) {
-			buf_adds(b, "\n    env:");
-			for (size_t k = 0; k < s->env.n; k++) {
-				buf_adds(b, "\n      - ");
-				q(b, s->env.v[k]);
-			}
-		}
-		buf_addf(b, "\n    timeout_ms: %u", s->timeout_ms);
-		if (s->exit_code >= 0)
-			buf_addf(b, "\n    exit: %d", s->exit_code);
-		else
-			buf_adds(b, "\n    exit: null");
-		buf_addf(b, "\n    duration_ms: %llu\n    result: %s",
-			 s->duration_ms,
-			 s->running ? "not-run" : step_result_name(s->result));
-		if (s->running)
-			buf_adds(b, "\n    interrupted: true");
-		if (s->phase == PHASE_STEPS)
-			buf_addf(b, "\n    rollback_result: %s",
-				 step_result_name(s->rb_result));
-	}
+	for (size_t i = 0; i < c->n_steps; i++)
+		fm_step(&c->steps[i], b);
+	fm_events(c, b);
 	buf_adds(b, "\n---\n");
 }
 
@@ -460,6 +497,26 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 			r = str(n, "rollback_result") ?
 				step_result_parse(str(n, "rollback_result")) : -1;
 			s->rb_result = r >= 0 ? (enum step_result)r : RES_NOT_RUN;
+		}
+	}
+	if ((x = ynode_get(root, "events")) && x->type == YN_SEQ) {
+		for (size_t i = 0; i < x->n; i++) {
+			const struct ynode *e = x->items[i];
+			const char *ph = str(e, "phase"), *kind = str(e, "event");
+			enum phase p = PHASE_STEPS;
+			struct rec_event *ev;
+
+			if (!kind)
+				continue;
+			for (int k = 0; ph && k < PHASE_COUNT; k++)
+				if (strcmp(ph, phase_name((enum phase)k)) == 0)
+					p = (enum phase)k;
+			ev = change_add_event(c, kind, str(e, "host"), p,
+					      str(e, "name"), str(e, "result"));
+			ev->attempt = str(e, "attempt") ?
+				(unsigned)strtoul(str(e, "attempt"), NULL, 10) : 0;
+			ev->by_hand = str(e, "by_hand") &&
+				      strcmp(str(e, "by_hand"), "true") == 0;
 		}
 	}
 	ytree_free(root);

@@ -36,6 +36,7 @@ struct recorder {
 	 * the end is the record; the journal is set aside, never trusted.
 	 */
 	bool broken;
+	struct redactor *own;	/* built-in patterns, when no engine's is known */
 };
 
 struct recorder *recorder_new(struct store *st, struct change_rec *c,
@@ -101,6 +102,7 @@ void recorder_free(struct recorder *r)
 	if (!r)
 		return;
 	journal_close(r->j);
+	redactor_free(r->own);
 	free(r);
 }
 
@@ -109,7 +111,7 @@ struct change_rec *recorder_change(struct recorder *r)
 	return r->c;
 }
 
-static int apply_payload(void *ctx, const char *payload, size_t len)
+int record_apply(void *ctx, const char *payload, size_t len)
 {
 	struct change_rec *c = ctx;
 	struct ynode *n = NULL;
@@ -151,12 +153,12 @@ static int put_ex(struct recorder *r, struct buf *rec, bool announces,
 	if (journal_append_ex(r->j, rec->data, rec->len, sync, err) < 0) {
 		r->broken = true;
 		if (!announces)
-			apply_payload(r->c, rec->data, rec->len);
+			record_apply(r->c, rec->data, rec->len);
 		return -1;
 	}
 	/* Announced and durable, not yet done: the instant kill -9 tests. */
 	failpoint_kill("kill-after-record");
-	apply_payload(r->c, rec->data, rec->len);
+	record_apply(r->c, rec->data, rec->len);
 	return 0;
 }
 
@@ -166,9 +168,15 @@ static int put(struct recorder *r, struct buf *rec, struct rb_error *err)
 }
 
 /* The engine's redactor (it knows the secrets), else our own. */
-static const struct redactor *red_of(const struct recorder *r)
+static const struct redactor *red_of(struct recorder *r)
 {
-	return r->red;
+	if (r->red)
+		return r->red;
+	if (!r->own) {
+		r->own = redactor_new();
+		redactor_add_builtins(r->own);
+	}
+	return r->own;
 }
 
 static void red_kv(struct recorder *r, struct buf *b, const char *k,
@@ -303,15 +311,57 @@ static void rollback_kv(struct recorder *r, struct buf *b, const char *v,
 }
 
 static void step_key(struct recorder *r, struct buf *b,
-		     const struct journal_event *ev)
+		     const struct event *ev)
 {
 	red_kv(r, b, "host", ev->host);
 	json_kv(b, "phase", phase_name(ev->phase), 0);
 	buf_addf(b, ",\"index\":%zu", ev->index);
 }
 
-int recorder_event(void *ctx, const struct journal_event *ev,
-		   struct rb_error *err)
+/*
+ * The change opens: its journal is created and its first record
+ * written, then the note with status running is committed. What the
+ * file and --var say may hold secrets too: redacted first.
+ */
+static int open_change(struct recorder *r, const char *id, const char *now,
+		       struct rb_error *err)
+{
+	char **f[] = { &r->c->owner, &r->c->reason, &r->c->expected,
+		       &r->c->file };
+	struct buf rec = BUF_INIT;
+	int ret = -1;
+
+	for (size_t i = 0; i < r->c->vars.n; i++) {
+		char *v = redact_str(red_of(r), r->c->vars.values[i]);
+
+		free(r->c->vars.values[i]);
+		r->c->vars.values[i] = v;
+	}
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		char *v;
+
+		if (!*f[i])
+			continue;
+		v = redact_str(red_of(r), *f[i]);
+		free(*f[i]);
+		*f[i] = v;
+	}
+	free(r->c->id);
+	r->c->id = xstrdup(id);
+	free(r->c->started);
+	r->c->started = xstrdup(now);
+	if (journal_create(store_dir(r->st), r->c->id, &r->j, err) < 0)
+		goto out;
+	change_rec_open(&rec, r->c);
+	if (put(r, &rec, err) < 0 || recorder_commit(r, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	buf_release(&rec);
+	return ret;
+}
+
+static int on_event(void *ctx, const struct event *ev, struct rb_error *err)
 {
 	struct recorder *r = ctx;
 	struct buf rec = BUF_INIT;
@@ -323,41 +373,10 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 	sys_now_utc(t);
 	buf_adds(&rec, "{");
 	switch (ev->type) {
-	case JEV_OPEN:
-		/* what the file and --var say may hold secrets too */
-		for (size_t i = 0; i < r->c->vars.n; i++) {
-			char *v = redact_str(r->red, r->c->vars.values[i]);
-
-			free(r->c->vars.values[i]);
-			r->c->vars.values[i] = v;
-		}
-		{
-			char **f[] = { &r->c->owner, &r->c->reason,
-				       &r->c->expected, &r->c->file };
-
-			for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-				char *v;
-
-				if (!*f[i])
-					continue;
-				v = redact_str(r->red, *f[i]);
-				free(*f[i]);
-				*f[i] = v;
-			}
-		}
-		free(r->c->id);
-		r->c->id = xstrdup(ev->change_id);
-		free(r->c->started);
-		r->c->started = xstrdup(t);
-		if (journal_create(store_dir(r->st), r->c->id, &r->j, err) < 0)
-			goto out;
-		buf_reset(&rec);
-		change_rec_open(&rec, r->c);
-		if (put(r, &rec, err) < 0 || recorder_commit(r, err) < 0)
-			goto out;
-		ret = 0;
-		goto out;
-	case JEV_STEP_BEGIN:
+	case EV_OPEN:
+		buf_release(&rec);
+		return ev->replay ? 0 : open_change(r, ev->change_id, t, err);
+	case EV_STEP_BEGIN:
 		json_kv(&rec, "t", "step-begin", 1);
 		step_key(r, &rec, ev);
 		red_kv(r, &rec, "name", ev->name);
@@ -378,12 +397,16 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 		}
 		buf_addf(&rec, "],\"timeout_ms\":%u", ev->timeout_ms);
 		break;
-	case JEV_STEP_END:
+	case EV_STEP_END:
 		json_kv(&rec, "t", "step-end", 1);
 		step_key(r, &rec, ev);
+		red_kv(r, &rec, "name", ev->name);
 		json_kv(&rec, "result", step_result_name(ev->result), 0);
-		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu",
-			 ev->exit_code, ev->duration_ms);
+		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu,\"attempts\":%u",
+			 ev->exit_code, ev->duration_ms,
+			 ev->attempt ? ev->attempt : 1);
+		if (ev->why)
+			red_kv(r, &rec, "message", ev->why);
 		if (ev->phase == PHASE_STEPS)
 			rollback_kv(r, &rec, ev->rollback, ev->rollback_masked);
 		red_kv(r, &rec, "output", ev->output);
@@ -406,34 +429,52 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 			buf_addf(&rec, ",\"after\":%d", ev->metric_after ? 1 : 0);
 		}
 		break;
-	case JEV_ROLLBACK_BEGIN:
+	case EV_ATTEMPT:
+		json_kv(&rec, "t", "attempt", 1);
+		step_key(r, &rec, ev);
+		red_kv(r, &rec, "name", ev->name);
+		json_kv(&rec, "result", step_result_name(ev->result), 0);
+		buf_addf(&rec, ",\"attempt\":%u,\"exit\":%d,\"duration_ms\":%llu",
+			 ev->attempt, ev->exit_code, ev->duration_ms);
+		red_kv(r, &rec, "message", ev->why);
+		break;
+	case EV_ROLLBACK_BEGIN:
 		json_kv(&rec, "t", "rollback-begin", 1);
 		step_key(r, &rec, ev);
 		red_kv(r, &rec, "command", ev->command);
 		break;
-	case JEV_ROLLBACK_END:
+	case EV_ROLLBACK_END:
 		json_kv(&rec, "t", "rollback-end", 1);
 		step_key(r, &rec, ev);
+		red_kv(r, &rec, "name", ev->name);
 		json_kv(&rec, "result", step_result_name(ev->result), 0);
 		buf_addf(&rec, ",\"exit\":%d,\"duration_ms\":%llu",
 			 ev->exit_code, ev->duration_ms);
+		if (ev->rollback_none)
+			buf_adds(&rec, ",\"none\":true");
 		if (ev->by_hand)
 			buf_adds(&rec, ",\"by_hand\":true");
+		if (ev->why)
+			red_kv(r, &rec, "message", ev->why);
 		break;
-	case JEV_CLOSE:
+	case EV_CLOSE:
 		buf_release(&rec);
 		return recorder_close(r, ev->status, err);
-	case JEV_BASELINE:
+	case EV_BASELINE:
 		json_kv(&rec, "t", "baseline", 1);
 		json_kv(&rec, "baseline", ev->baseline_same ? "same" : "differs", 0);
 		red_kv(r, &rec, "diff", ev->diff);
 		break;
-	case JEV_PID:
+	case EV_PID:
 		json_kv(&rec, "t", "pid", 1);
 		step_key(r, &rec, ev);
 		buf_addf(&rec, ",\"pid\":%ld,\"start\":%llu,\"rollback\":%s",
 			 ev->pid, ev->start_time, ev->in_rollback ? "true" : "false");
 		break;
+	default:
+		/* for people only: nothing in the record changes */
+		ret = 0;
+		goto out;
 	}
 	json_kv(&rec, "time", t, 0);
 	buf_adds(&rec, "}");
@@ -442,57 +483,39 @@ int recorder_event(void *ctx, const struct journal_event *ev,
 	 * announce no action are flushed with the next one, before the
 	 * next action (PRODUCT.md §3: on disk before the next action).
 	 */
-	ret = put_ex(r, &rec, ev->type == JEV_STEP_BEGIN,
-		     ev->type != JEV_STEP_END && ev->type != JEV_ROLLBACK_END &&
-		     ev->type != JEV_PID, err);
+	ret = put_ex(r, &rec, ev->type == EV_STEP_BEGIN,
+		     ev->type != EV_STEP_END && ev->type != EV_ROLLBACK_END &&
+		     ev->type != EV_PID && ev->type != EV_ATTEMPT, err);
 out:
 	buf_release(&rec);
 	return ret;
 }
 
-char *journal_target(struct store *st, const char *id)
+/* What the recorder hears: everything that changes the record. */
+struct listener recorder_listener(struct recorder *r)
 {
-	struct change_rec *c = change_new();
-	struct rb_error err = RB_ERROR_INIT;
-	bool torn;
-	char *t;
+	struct listener l = { on_event, r, false, 0 };
 
-	/* records before a damaged one are applied: the open record names it */
-	journal_read(store_dir(st), id, false, apply_payload, c, &torn, &err);
-	t = c->target ? xstrdup(c->target) : NULL;
-	change_free(c);
-	return t;
+	l.mask = EV_BIT(EV_OPEN) | EV_BIT(EV_STEP_BEGIN) | EV_BIT(EV_PID) |
+		 EV_BIT(EV_ATTEMPT) | EV_BIT(EV_STEP_END) |
+		 EV_BIT(EV_ROLLBACK_BEGIN) | EV_BIT(EV_ROLLBACK_END) |
+		 EV_BIT(EV_BASELINE) | EV_BIT(EV_CLOSE);
+	return l;
 }
 
-int change_load(struct store *st, const char *id, struct change_rec **out,
-		bool *from_journal, bool *torn, struct rb_error *err)
+int recorder_by_hand(struct recorder *r, const struct rec_step *s,
+		     struct rb_error *err)
 {
-	struct change_rec *c = change_new();
-	struct rb_error jerr = RB_ERROR_INIT;
-	struct buf text = BUF_INIT;
+	struct event ev;
 
-	*torn = false;
-	*from_journal = false;
-	/* the journal is the fuller record when it is here; repair its tail */
-	if (journal_read(store_dir(st), id, true, apply_payload, c, torn,
-			 &jerr) == 0 && c->id) {
-		*from_journal = true;
-		*out = c;
-		return 0;
-	}
-	change_free(c);
-	if (jerr.cls == RB_ERR_PARTIAL) {
-		*err = jerr;	/* corrupt: never guess */
-		return -1;
-	}
-	if (store_read_note(st, id, &text, err) < 0) {
-		buf_release(&text);
-		return -1;
-	}
-	if (note_parse(text.data, text.len, out, err) < 0) {
-		buf_release(&text);
-		return -1;
-	}
-	buf_release(&text);
-	return 0;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_ROLLBACK_END;
+	ev.host = s->host;
+	ev.phase = s->phase;
+	ev.index = s->index;
+	ev.name = s->name;
+	ev.result = RES_ROLLED_BACK;
+	ev.exit_code = -1;
+	ev.by_hand = true;
+	return on_event(r, &ev, err);
 }

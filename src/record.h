@@ -16,6 +16,7 @@
 #include "event.h"
 
 struct change_rec;
+struct rec_step;
 struct store;
 struct redactor;
 struct rb_error;
@@ -32,9 +33,16 @@ int recorder_resume(struct store *st, struct change_rec *c,
 void recorder_free(struct recorder *r);
 struct change_rec *recorder_change(struct recorder *r);
 
-/* The apply_hooks event function; ctx is the recorder. */
-int recorder_event(void *ctx, const struct journal_event *ev,
-		   struct rb_error *err);
+/* The recorder as an immediate listener of the engine's events. */
+struct listener recorder_listener(struct recorder *r);
+/* Records that the operator undid step s by hand (rollback --by-hand). */
+int recorder_by_hand(struct recorder *r, const struct rec_step *s,
+		     struct rb_error *err);
+/*
+ * Applies one journal record (payload) to the change record ctx: the
+ * one reader of journal records, for the recorder and for recovery.
+ */
+int record_apply(void *ctx, const char *payload, size_t len);
 
 /*
  * Commits the note for the record's current status and notes that in
@@ -51,15 +59,5 @@ int recorder_settle(struct recorder *r, struct rb_error *err);
 /* Records a new final status (a "close" record) then commits. */
 int recorder_close(struct recorder *r, enum change_status status,
 		   struct rb_error *err);
-
-/* Reads change id from its journal (preferred) or its note. */
-int change_load(struct store *st, const char *id, struct change_rec **out,
-		bool *from_journal, bool *torn, struct rb_error *err);
-
-/*
- * The target named by the journal of change id (even a damaged one),
- * or NULL if no record says. The caller frees it.
- */
-char *journal_target(struct store *st, const char *id);
 
 #endif

@@ -997,7 +997,10 @@ EOF
 } >f.yml
 rb run apply f.yml --json
 expect_rc 1
-jsoncheck run.out leaky ''
+# `rollback: none` is reported like every rollback: a rollback event, result none
+jsoncheck run.out leaky leaky
+check grep -q '"event":"rollback".*"result":"none"' run.out ||
+	bad "expected the rollback event of 'leaky' to say result none"
 hasnt -i run.out "hunter2" "the masked password"
 end
 

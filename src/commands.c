@@ -1,0 +1,699 @@
+/*
+ * The commands: what each `runbook COMMAND` does, in terms of the
+ * modules below. With main.c and the report, the only code that
+ * prints: results on stdout, notices and warnings on stderr. Errors go
+ * back to main.c in a struct rb_error, which prints them once.
+ */
+#include "commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apply.h"
+#include "buf.h"
+#include "change.h"
+#include "cli.h"
+#include "diag.h"
+#include "error.h"
+#include "event.h"
+#include "history.h"
+#include "hosts.h"
+#include "journal.h"
+#include "json.h"
+#include "load.h"
+#include "lock.h"
+#include "note.h"
+#include "plan.h"
+#include "record.h"
+#include "replay.h"
+#include "report.h"
+#include "rollback.h"
+#include "runbook.h"
+#include "store.h"
+#include "sys.h"
+#include "validate.h"
+
+const char cmd_retry_hint[] = "nothing was run; fix the file and run again";
+
+static void json_diags(struct diag *d, const char *file, bool ok)
+{
+	struct buf b = BUF_INIT;
+
+	buf_adds(&b, "{");
+	json_kv(&b, "event", "validate", 1);
+	json_kv(&b, "file", file, 0);
+	buf_addf(&b, ",\"ok\":%s,\"problems\":[", ok ? "true" : "false");
+	for (size_t i = 0; i < d->n; i++) {
+		buf_addf(&b, "%s{\"line\":%u,\"column\":%u,\"message\":",
+			 i ? "," : "", d->v[i].pos.line ? d->v[i].pos.line : 1,
+			 d->v[i].pos.col ? d->v[i].pos.col : 1);
+		json_str(&b, d->v[i].msg);
+		buf_addc(&b, '}');
+	}
+	buf_adds(&b, "]}\n");
+	fputs(buf_str(&b), stdout);
+	buf_release(&b);
+}
+
+/*
+ * Loads and validates one file. Returns the model, or NULL after
+ * printing its problems (or filling err when it cannot be read).
+ */
+static struct runbook *load_checked(const struct cli *c, const char *file,
+				    struct rb_error *err)
+{
+	struct runbook *rb = NULL;
+	struct diag d;
+
+	diag_init(&d, file);
+	runbook_load(file, &rb, &d, err);
+	if (rb)
+		runbook_validate(rb, c->var_names, c->n_var_names, &d);
+	if (diag_count(&d)) {
+		runbook_free(rb);
+		rb = NULL;
+		if (c->json && c->cmd == CMD_VALIDATE) {
+			diag_print(&d, stderr);
+			json_diags(&d, file, false);
+		} else {
+			diag_print(&d, stderr);
+		}
+		if (err->cls == RB_OK)
+			rb_error_set(err, RB_ERR_INVALID, "%s", cmd_retry_hint);
+	}
+	diag_release(&d);
+	return rb;
+}
+
+int cmd_validate(const struct cli *c)
+{
+	bool diagnosed = false;
+	int code = 0;
+
+	for (size_t i = 0; i < c->n_args; i++) {
+		struct rb_error err = RB_ERROR_INIT;
+		struct runbook *rb = load_checked(c, c->args[i], &err);
+
+		if (!rb) {
+			if (strcmp(err.msg, cmd_retry_hint) != 0) {
+				/* unreadable: no diagnostics were printed */
+				fprintf(stderr, "runbook: %s\n", err.msg);
+				if (c->json) {
+					struct diag d;
+					struct src_pos start = { 1, 1 };
+
+					diag_init(&d, c->args[i]);
+					diag_at(&d, &start, "%s", err.msg);
+					json_diags(&d, c->args[i], false);
+					diag_release(&d);
+				}
+			}
+			else
+				diagnosed = true;
+			code = RB_ERR_INVALID;
+			continue;
+		}
+		if (c->json) {
+			struct diag none;
+
+			diag_init(&none, c->args[i]);
+			json_diags(&none, c->args[i], true);
+		} else if (!c->quiet) {
+			printf("%s: ok (%zu preflight, %zu steps, %zu verify, %zu metrics, %zu target%s)\n",
+			       c->args[i], rb->n_phase[PHASE_PREFLIGHT],
+			       rb->n_phase[PHASE_STEPS],
+			       rb->n_phase[PHASE_VERIFY],
+			       rb->n_phase[PHASE_METRICS], rb->n_targets,
+			       rb->n_targets == 1 ? "" : "s");
+		}
+		runbook_free(rb);
+	}
+	if (diagnosed)
+		fprintf(stderr, "%s\n", cmd_retry_hint);
+	return code;
+}
+
+static const struct target *pick_target(const struct runbook *rb,
+					const char *name,
+					struct rb_error *err)
+{
+	const struct target *t;
+	struct buf list = BUF_INIT;
+
+	if (!name && rb->n_targets == 1)
+		return &rb->targets[0];
+	if (name && (t = runbook_target(rb, name)))
+		return t;
+	for (size_t i = 0; i < rb->n_targets; i++)
+		buf_addf(&list, "%s%s", i ? ", " : "", rb->targets[i].name);
+	if (name)
+		rb_error_set(err, RB_ERR_USAGE,
+			     "--target: expected one of %s, found \"%s\"; nothing was run",
+			     buf_str(&list), name);
+	else
+		rb_error_set(err, RB_ERR_USAGE,
+			     "expected --target, one of %s (this runbook has several); nothing was run",
+			     buf_str(&list));
+	buf_release(&list);
+	return NULL;
+}
+
+int cmd_plan(const struct cli *c, struct rb_error *err)
+{
+	struct runbook *rb = load_checked(c, c->args[0], err);
+	const struct target *t;
+	int ret = -1;
+
+	if (!rb)
+		return -1;
+	if ((t = pick_target(rb, c->target, err)) &&
+	    plan_write(rb, t, &c->vars, c->json, stdout, err) == 0)
+		ret = 0;
+	runbook_free(rb);
+	return ret;
+}
+
+/* The closing JSON object of a command that ran no engine. */
+static void json_done(const char *id, enum change_status status, int code,
+		      const char *msg)
+{
+	struct buf b = BUF_INIT;
+	char t[40];
+
+	sys_now_utc(t);
+	buf_adds(&b, "{");
+	json_kv(&b, "event", "done", 1);
+	json_kv(&b, "change", id, 0);
+	json_kv(&b, "time", t, 0);
+	json_kv(&b, "status", change_status_name(status), 0);
+	buf_addf(&b, ",\"exit\":%d", code);
+	if (code && msg)
+		json_kv(&b, "message", msg, 0);
+	buf_adds(&b, "}\n");
+	fputs(buf_str(&b), stdout);
+	buf_release(&b);
+}
+
+/* history_settle(), with what it has to say printed. */
+static int settle(struct store *st, const char *target, char **busy,
+		  enum change_status *bs, bool quiet, struct rb_error *err)
+{
+	struct strvec notices = STRVEC_INIT;
+	int ret = history_settle(st, target, busy, bs, &notices, err);
+
+	for (size_t i = 0; i < notices.n; i++)
+		if (!quiet || strncmp(notices.v[i], "warning:", 8) == 0)
+			fprintf(stderr, "runbook: %s\n", notices.v[i]);
+	strvec_release(&notices);
+	return ret;
+}
+
+/* Opens the notes, settles old journals, takes the target's lock. */
+static int begin_change(const struct cli *c, const char *near,
+			const char *target, const char *change_id,
+			struct store **st, struct lock **lk,
+			struct rb_error *err)
+{
+	enum change_status bs = CHANGE_INTERRUPTED;
+	char *busy = NULL, *stale_info = NULL;
+	bool stale = false;
+
+	*st = NULL;
+	*lk = NULL;
+	if (store_open(c->notes, near, true, st, err) < 0)
+		return -1;
+	if (lock_take(store_dir(*st), target, change_id, lk, &stale,
+		      &stale_info, err) < 0)
+		return -1;
+	if (stale)
+		fprintf(stderr, "runbook: warning: took over the lock of target %s left by a process that died (%s)\n",
+			target, stale_info);
+	free(stale_info);
+	if (settle(*st, target, &busy, &bs, c->quiet, err) < 0)
+		return -1;
+	if (busy) {
+		rb_error_set(err, RB_ERR_BUSY,
+			     "target %s has an unfinished change %s (%s); nothing was run; finish it first with: runbook rollback %s",
+			     target, busy, change_status_name(bs), busy);
+		free(busy);
+		return -1;
+	}
+	return 0;
+}
+
+static void report_opts_of(const struct cli *c, struct report_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->json = c->json;
+	o->quiet = c->quiet;
+	o->verbose = c->verbose;
+	o->tty = isatty(2);
+	o->color = !c->no_color && o->tty;
+}
+
+/* A warning when the change's last note did not make it into git. */
+static void warn_unnoted(const struct change_rec *ch, const struct store *st,
+			 bool quiet)
+{
+	if (ch->id && !ch->has_note && !quiet)
+		fprintf(stderr, "runbook: warning: the change note of %s was not committed; its journal under %s/journal keeps the record; run 'runbook status' to commit it\n",
+			ch->id, store_dir(st));
+	else if (ch->id && ch->noted != ch->status)
+		fprintf(stderr, "runbook: warning: the final note of %s was not committed; its journal under %s/journal keeps the record; run 'runbook status' to commit it\n",
+			ch->id, store_dir(st));
+}
+
+/* apply and rehearse: one change, locked, journaled and noted. */
+int cmd_apply(const struct cli *c, struct rb_error *err)
+{
+	struct runbook *rb = load_checked(c, c->args[0], err);
+	struct store *st = NULL;
+	struct lock *lk = NULL;
+	struct change_rec *ch = NULL;
+	struct recorder *rec = NULL;
+	struct report *rep = NULL;
+	struct report_opts ro;
+	struct listener ls[2];
+	struct apply_opts o;
+	char id[128];
+	int code;
+
+	if (!rb)
+		return err->cls;
+	hosts_resolve_identities(rb);
+	memset(&o, 0, sizeof(o));
+	if (!(o.target = pick_target(rb, c->target, err))) {
+		code = err->cls;
+		goto out;
+	}
+	change_id_new(rb->name.s, id);
+	if (begin_change(c, rb->file, o.target->name, id, &st, &lk, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	ch = change_from_runbook(rb, o.target, &c->vars, store_operator(st));
+	rec = recorder_new(st, ch, NULL);
+	report_opts_of(c, &ro);
+	report_fit_runbook(&ro, rb, o.target);
+	rep = report_new(&ro);
+	ls[0] = recorder_listener(rec);
+	ls[1] = report_listener(rep);
+	o.change_id = id;
+	o.cli_vars = &c->vars;
+	o.forks = c->forks;
+	o.rehearse = c->cmd == CMD_REHEARSE;
+	o.known_hosts = c->known_hosts;
+	o.accept_new = c->accept_new;
+	o.listeners = ls;
+	o.n_listeners = 2;
+	code = apply_run(rb, &o, err);
+	warn_unnoted(ch, st, c->quiet);
+out:
+	report_free(rep);
+	recorder_free(rec);
+	change_free(ch);
+	lock_release(lk);
+	store_free(st);
+	runbook_free(rb);
+	return code;
+}
+
+/* The change CHANGE or --last names, read back from journal or note. */
+static int find_change(const struct cli *c, struct store *st,
+		       struct change_rec **ch, struct rb_error *err)
+{
+	char *id = NULL;
+	bool from_j, torn;
+	int ret = -1;
+
+	if ((c->last ? history_last(st, c->target, &id, err) :
+		       history_resolve(st, c->args[0], &id, err)) < 0 ||
+	    history_load(st, id, ch, &from_j, &torn, err) < 0)
+		goto out;
+	if (torn && !c->quiet)
+		fprintf(stderr, "runbook: warning: the journal of %s ended in a torn record (a crash while writing it); it was cut off\n",
+			id);
+	ret = 0;
+out:
+	free(id);
+	return ret;
+}
+
+/* --by-hand: records each named rollback as done by the operator. */
+static int record_by_hand(const struct cli *c, struct change_rec *ch,
+			  struct recorder *rec, const struct strvec *hand,
+			  struct rb_error *err)
+{
+	for (size_t i = 0; i < hand->n; i++) {
+		struct rec_step *s = &ch->steps[strtoul(hand->v[i], NULL, 10)];
+
+		if (s->rb_result == RES_ROLLED_BACK)
+			continue;	/* named twice */
+		if (recorder_by_hand(rec, s, err) < 0)
+			return -1;
+		if (!c->quiet)
+			fprintf(stderr, "runbook: recorded that '%s' on %s was undone by hand\n",
+				s->name ? s->name : "?", s->host);
+	}
+	return 0;
+}
+
+/* --dry-run: what would run, one line per rollback, newest first. */
+static void print_plan(const struct cli *c, const struct rollback_plan *p)
+{
+	if (c->quiet)
+		return;
+	for (size_t h = 0; h < p->n_hosts; h++)
+		for (size_t i = p->hosts[h].n; i-- > 0;) {
+			const struct rollback_item *it = &p->hosts[h].items[i];
+
+			printf("%s\t%s\t%s\n", p->hosts[h].spec, it->name,
+			       it->none ? "none (nothing to undo)" :
+			       it->display ? it->display : it->error);
+		}
+}
+
+/* Runs the replay under the recorder and the report. */
+static int replay_run(const struct cli *c, struct change_rec *ch,
+		      struct recorder *rec, struct rb_error *err)
+{
+	struct replay_opts o = { c->dry_run, c->forks, c->known_hosts,
+				 c->accept_new };
+	struct strvec notices = STRVEC_INIT;
+	struct replay *rp = NULL;
+	struct report *rep = NULL;
+	struct report_opts ro;
+	struct listener ls[2];
+	struct rollback_plan *p;
+	int code;
+
+	code = replay_new(ch, &o, &notices, &rp, err) < 0 ? (int)err->cls : 0;
+	for (size_t i = 0; i < notices.n; i++)
+		if (!c->quiet)
+			fprintf(stderr, "runbook: %s\n", notices.v[i]);
+	strvec_release(&notices);
+	if (code)
+		goto out;
+	p = replay_plan(rp);
+	if (!replay_pending(rp)) {
+		if (!c->quiet)
+			fprintf(stderr, "runbook: nothing left to roll back for change %s\n",
+				ch->id);
+		goto out;
+	}
+	if (c->dry_run) {
+		print_plan(c, p);
+		goto out;
+	}
+	report_opts_of(c, &ro);
+	report_fit_change(&ro, ch);
+	rep = report_new(&ro);
+	ls[0] = recorder_listener(rec);
+	ls[1] = report_listener(rep);
+	p->listeners = ls;
+	p->n_listeners = 2;
+	code = rollback_run(p, err);
+out:
+	report_free(rep);
+	replay_free(rp);
+	return code;
+}
+
+int cmd_rollback(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct lock *lk = NULL;
+	struct change_rec *ch = NULL;
+	struct recorder *rec = NULL;
+	struct strvec hand = STRVEC_INIT;
+	char *stale_info = NULL;
+	bool stale;
+	int code;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    find_change(c, st, &ch, err) < 0) {
+		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
+		goto out;
+	}
+	if (c->dry_run) {
+		code = replay_run(c, ch, NULL, err);
+		goto out;
+	}
+	if (lock_take(store_dir(st), ch->target ? ch->target : "local", ch->id,
+		      &lk, &stale, &stale_info, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	free(stale_info);
+	for (size_t i = 0; i < c->n_by_hand; i++) {
+		if (change_by_hand(ch, c->by_hand[i], &hand, err) < 0) {
+			code = err->cls;
+			goto out;
+		}
+	}
+	if (ch->closed && change_status_final(ch->status) &&
+	    ch->noted == ch->status && ch->has_note &&
+	    !change_pending_total(ch)) {
+		/* finished and noted: touch neither its journal nor its note */
+		if (!c->quiet)
+			fprintf(stderr, "runbook: nothing left to roll back for change %s (%s)\n",
+				ch->id, change_status_name(ch->status));
+		code = 0;
+		goto out;
+	}
+	if (recorder_resume(st, ch, NULL, &rec, err) < 0 ||
+	    record_by_hand(c, ch, rec, &hand, err) < 0) {
+		code = RB_ERR_PARTIAL;
+		goto out;
+	}
+	if (!change_pending_total(ch)) {
+		struct rb_error e2 = RB_ERROR_INIT;
+
+		code = replay_run(c, ch, rec, err);	/* stops leftovers, says so */
+		/* nothing was left and the record already says so: no new note */
+		if (code == 0 && ch->closed && change_status_final(ch->status) &&
+		    ch->noted == ch->status)
+			goto out;
+		if (code == 0 && recorder_close(rec, CHANGE_ROLLED_BACK, &e2) < 0)
+			fprintf(stderr, "runbook: warning: %s; the journal keeps the record, run 'runbook status' to commit it\n",
+				e2.msg);
+		if (code == 0 && c->json)
+			json_done(ch->id, CHANGE_ROLLED_BACK, 0, NULL);
+		goto out;
+	}
+	code = replay_run(c, ch, rec, err);
+	if (code == 0 || code == RB_ERR_PARTIAL || code == RB_ERR_INTERRUPTED)
+		warn_unnoted(ch, st, c->quiet);
+	else if (c->json)
+		json_done(ch->id, CHANGE_ROLLBACK_FAILED, code, err->msg);
+out:
+	strvec_release(&hand);
+	recorder_free(rec);
+	change_free(ch);
+	lock_release(lk);
+	store_free(st);
+	return code;
+}
+
+int cmd_status(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	char **ids = NULL, *busy = NULL;
+	enum change_status bs;
+	size_t n = 0, shown = 0;
+	int code = 0;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0)
+		return err->cls;
+	/* commits pending notes first, so what is left is unfinished */
+	if (settle(st, NULL, &busy, &bs, c->quiet, err) < 0 ||
+	    journal_list(store_dir(st), &ids, &n, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct change_rec *ch = NULL;
+		struct rb_error e2 = RB_ERROR_INIT;
+		bool from_j, torn;
+		char *holder;
+		const char *state;
+		struct buf applied = BUF_INIT, running = BUF_INIT;
+
+		if (history_load(st, ids[i], &ch, &from_j, &torn, &e2) < 0) {
+			if (e2.cls != RB_ERR_PARTIAL)
+				continue;	/* nothing recorded yet */
+			fprintf(stderr, "runbook: %s\n", e2.msg);
+			if (!c->json)
+				printf("%s  damaged journal: apply on its target is refused until it is inspected\n",
+				       ids[i]);
+			code = RB_ERR_PARTIAL;
+			shown++;
+			continue;
+		}
+		if (c->target && ch->target && strcmp(c->target, ch->target) != 0) {
+			change_free(ch);
+			continue;
+		}
+		holder = lock_holder(store_dir(st), ch->target ? ch->target : "local");
+		if (holder && strstr(holder, ch->id))
+			state = "running";
+		else if (!ch->closed)
+			state = "interrupted";
+		else
+			state = change_status_name(ch->status);
+		for (size_t k = 0; k < ch->n_steps; k++) {
+			struct rec_step *s = &ch->steps[k];
+
+			if (s->phase != PHASE_STEPS)
+				continue;
+			if (s->running)
+				buf_addf(&running, "%s'%s' on %s", running.len ? ", " : "",
+					 s->name, s->host);
+			else if ((s->result == RES_OK || s->result == RES_FAILED ||
+				  s->result == RES_TIMEOUT) &&
+				 s->rb_result != RES_ROLLED_BACK)
+				buf_addf(&applied, "%s'%s' on %s", applied.len ? ", " : "",
+					 s->name, s->host);
+		}
+		if (c->json) {
+			struct buf b = BUF_INIT;
+
+			buf_adds(&b, "{");
+			json_kv(&b, "event", "status", 1);
+			json_kv(&b, "change", ch->id, 0);
+			json_kv(&b, "runbook", ch->runbook ? ch->runbook : "", 0);
+			json_kv(&b, "target", ch->target ? ch->target : "", 0);
+			json_kv(&b, "status", state, 0);
+			json_kv(&b, "applied", buf_str(&applied), 0);
+			json_kv(&b, "running", buf_str(&running), 0);
+			if (holder)
+				json_kv(&b, "lock", holder, 0);
+			buf_adds(&b, "}\n");
+			fputs(buf_str(&b), stdout);
+			buf_release(&b);
+		} else {
+			printf("%s  %s on %s: %s\n", ch->id, ch->runbook ? ch->runbook : "?",
+			       ch->target ? ch->target : "?", state);
+			if (applied.len)
+				printf("  applied, not undone: %s\n", buf_str(&applied));
+			if (running.len && strcmp(state, "running") == 0)
+				printf("  running now: %s\n", buf_str(&running));
+			else if (running.len)
+				printf("  was running when it stopped (may be half-applied): %s\n",
+				       buf_str(&running));
+			if (holder)
+				printf("  lock held by %s\n", holder);
+			if (strcmp(state, "running") != 0)
+				printf("  finish it with: runbook rollback %s\n", ch->id);
+		}
+		shown++;
+		free(holder);
+		buf_release(&applied);
+		buf_release(&running);
+		change_free(ch);
+	}
+	if (!shown && !c->json && !c->quiet)
+		printf("no unfinished changes in %s\n", store_path(st));
+out:
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	free(busy);
+	store_free(st);
+	return code;
+}
+
+struct log_ctx {
+	const struct cli *c;
+	size_t shown;
+};
+
+static int log_one(void *ctx, const char *id, const char *text, size_t len)
+{
+	struct log_ctx *lc = ctx;
+	struct change_rec *ch = NULL;
+	struct rb_error err = RB_ERROR_INIT;
+
+	if (note_parse(text, len, &ch, &err) < 0) {
+		printf("%s  (unreadable note: %s)\n", id, err.msg);
+		return 0;
+	}
+	if (lc->c->json) {
+		struct buf b = BUF_INIT;
+
+		buf_adds(&b, "{");
+		json_kv(&b, "event", "change", 1);
+		json_kv(&b, "change", id, 0);
+		json_kv(&b, "runbook", ch->runbook ? ch->runbook : "", 0);
+		json_kv(&b, "target", ch->target ? ch->target : "", 0);
+		json_kv(&b, "status", change_status_name(ch->status), 0);
+		json_kv(&b, "operator", ch->operator_ ? ch->operator_ : "", 0);
+		json_kv(&b, "started", ch->started ? ch->started : "", 0);
+		json_kv(&b, "finished", ch->finished ? ch->finished : "", 0);
+		json_kv(&b, "reason", ch->reason ? ch->reason : "", 0);
+		buf_adds(&b, "}\n");
+		fputs(buf_str(&b), stdout);
+		buf_release(&b);
+	} else {
+		printf("%s  %-15s %-12s %s\n    %s\n", id,
+		       change_status_name(ch->status),
+		       ch->target ? ch->target : "?",
+		       ch->operator_ ? ch->operator_ : "",
+		       ch->reason ? ch->reason : "");
+	}
+	lc->shown++;
+	change_free(ch);
+	return 0;
+}
+
+int cmd_log(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct log_ctx lc = { c, 0 };
+	int code = 0;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0)
+		return err->cls;
+	if (history_each(st, c->log_n, log_one, &lc, err) < 0)
+		code = err->cls;
+	else if (!lc.shown && !c->json && !c->quiet)
+		printf("no changes recorded in %s\n", store_path(st));
+	store_free(st);
+	return code;
+}
+
+int cmd_show(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct buf text = BUF_INIT;
+	char *id = NULL;
+	int code = 0;
+
+	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    store_resolve(st, c->args[0], &id, err) < 0 ||
+	    store_read_note(st, id, &text, err) < 0) {
+		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
+		goto out;
+	}
+	if (c->json) {
+		struct buf b = BUF_INIT;
+
+		buf_adds(&b, "{");
+		json_kv(&b, "event", "note", 1);
+		json_kv(&b, "change", id, 0);
+		buf_adds(&b, ",\"note\":");
+		json_str_n(&b, text.data, text.len);
+		buf_adds(&b, "}\n");
+		fputs(buf_str(&b), stdout);
+		buf_release(&b);
+	} else {
+		fwrite(text.data, 1, text.len, stdout);
+	}
+out:
+	buf_release(&text);
+	free(id);
+	store_free(st);
+	return code;
+}

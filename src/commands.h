@@ -1,0 +1,23 @@
+/*
+ * One function per `runbook COMMAND`. Each returns the exit code
+ * (docs/apply.md); a non-zero code comes with err set, for main.c to
+ * print, except cmd_validate(), which prints its own problems.
+ */
+#ifndef RUNBOOK_COMMANDS_H
+#define RUNBOOK_COMMANDS_H
+
+struct cli;
+struct rb_error;
+
+/* The last line after a file's problems were printed. */
+extern const char cmd_retry_hint[];
+
+int cmd_validate(const struct cli *c);
+int cmd_plan(const struct cli *c, struct rb_error *err);
+int cmd_apply(const struct cli *c, struct rb_error *err);
+int cmd_rollback(const struct cli *c, struct rb_error *err);
+int cmd_status(const struct cli *c, struct rb_error *err);
+int cmd_log(const struct cli *c, struct rb_error *err);
+int cmd_show(const struct cli *c, struct rb_error *err);
+
+#endif
