@@ -171,50 +171,192 @@ static void pump(struct pipes *p, struct pollfd *pfd, const struct exec_sink *si
 	}
 }
 
+/*
+ * The shell's argv and environment. The command (with its secrets)
+ * goes in the environment, which only its user can read, not on the
+ * command line that every user sees in ps; the shell takes it out
+ * before running it.
+ */
+static void shell_args(struct strvec *argv, struct strvec *envp,
+		       const struct exec_cmd *cmd)
+{
+	struct buf c = BUF_INIT;
+	size_t k = 0;
+
+	strvec_push(argv, "sh");
+	strvec_push(argv, "-c");
+	strvec_push(argv, "rb_c=$RUNBOOK_COMMAND; unset RUNBOOK_COMMAND; "
+			  "eval \"unset rb_c; $rb_c\"");
+	build_env(envp, cmd->env, cmd->unset);
+	/* a runbook run by a step must not see its parent's */
+	for (size_t i = 0; i < envp->n; i++) {
+		if (strncmp(envp->v[i], "RUNBOOK_COMMAND=", 16) == 0)
+			free(envp->v[i]);
+		else
+			envp->v[k++] = envp->v[i];
+	}
+	envp->n = k;
+	if (envp->v)
+		envp->v[k] = NULL;
+
+	buf_adds(&c, "RUNBOOK_COMMAND=");
+	buf_adds(&c, cmd->command);
+	strvec_push_owned(envp, buf_detach(&c));
+}
+
+/* A started shell and where its run stands. */
+struct child {
+	pid_t pid;		/* also its process group */
+	int pidfd;		/* -1: none, the exit is polled for by time */
+	struct pipes p;
+	int status;		/* from waitpid(), once reaped */
+	bool reaped;
+	enum exec_end end;	/* EXEC_EXITED until timed out or cancelled */
+	unsigned long long deadline;
+	unsigned long long kill_at;	/* SIGKILL due, or 0 */
+	unsigned long long exited_at;	/* when it was reaped */
+	unsigned long long last_tick;
+};
+
+/*
+ * Reaps the shell if it exited and applies the clock at now: after the
+ * exit, the pipes may be drained for EXEC_DRAIN_MS, then the leftovers
+ * holding them are killed; at the deadline the group gets SIGTERM, and
+ * SIGKILL after the grace. True when the run is over.
+ */
+static bool child_clock(struct child *c, unsigned long long now)
+{
+	if (!c->reaped) {
+		pid_t w = waitpid(c->pid, &c->status, WNOHANG);
+
+		if (w == c->pid) {
+			c->reaped = true;
+			c->exited_at = now;
+		}
+	}
+	if (c->reaped && c->p.fd[0] < 0 && c->p.fd[1] < 0)
+		return true;
+	if (c->reaped && now >= c->exited_at + EXEC_DRAIN_MS) {
+		/* leftovers hold the pipes: end them */
+		kill_group(c->pid, SIGKILL);
+		return true;
+	}
+	if (!c->reaped && c->end == EXEC_EXITED && now >= c->deadline) {
+		c->end = EXEC_TIMED_OUT;
+		kill_group(c->pid, SIGTERM);
+		c->kill_at = now + EXEC_KILL_GRACE_MS;
+	}
+	if (c->kill_at && now >= c->kill_at) {
+		kill_group(c->pid, SIGKILL);
+		c->kill_at = 0;
+	}
+	return false;
+}
+
+/*
+ * How long poll() may sleep: until the deadline, the kill or a tick
+ * (100 ms), and never past the drain bound; 5 ms at most when only
+ * the exit is awaited and there is no pidfd to wake us for it.
+ */
+static int poll_timeout(const struct child *c, unsigned long long now)
+{
+	unsigned long long wake = now + 100;
+	int timeout;
+
+	if (!c->reaped && c->end == EXEC_EXITED && c->deadline < wake)
+		wake = c->deadline;
+	if (c->kill_at && c->kill_at < wake)
+		wake = c->kill_at;
+	timeout = (int)(wake > now ? wake - now : 0);
+	if (c->pidfd < 0 && !c->reaped && c->p.fd[0] < 0 && c->p.fd[1] < 0 &&
+	    timeout > 5)
+		timeout = 5;	/* no pidfd: look for the exit often */
+	if (c->reaped && wake > c->exited_at + EXEC_DRAIN_MS)
+		timeout = (int)(c->exited_at + EXEC_DRAIN_MS > now ?
+				c->exited_at + EXEC_DRAIN_MS - now : 0);
+	return timeout;
+}
+
+/*
+ * The one poll() loop: passes output on, stops the group on timeout or
+ * cancel, ticks the sink, until the shell is reaped and its pipes are
+ * closed or drained. -1 with err if poll() fails (the group is killed
+ * and the shell reaped).
+ */
+static int wait_child(struct child *c, const struct exec_cmd *cmd,
+		      const struct exec_sink *sink, struct rb_error *err)
+{
+	for (;;) {
+		struct pollfd pfd[4];
+		unsigned long long now = sys_now_ms();
+		int n;
+
+		if (child_clock(c, now))
+			return 0;
+		pfd[0] = (struct pollfd){ c->p.fd[0], POLLIN, 0 };
+		pfd[1] = (struct pollfd){ c->p.fd[1], POLLIN, 0 };
+		pfd[2] = (struct pollfd){ c->end == EXEC_EXITED ? cmd->cancel_fd : -1,
+					  POLLIN, 0 };
+		/* the exit itself wakes us, even with both pipes closed */
+		pfd[3] = (struct pollfd){ c->reaped ? -1 : c->pidfd, POLLIN, 0 };
+		n = poll(pfd, 4, poll_timeout(c, now));
+		if (n < 0 && errno != EINTR) {
+			rb_error_errno(err, RB_ERR_FAILED, "poll");
+			kill_group(c->pid, SIGKILL);
+			waitpid(c->pid, &c->status, 0);
+			return -1;
+		}
+		if (n > 0) {
+			pump(&c->p, pfd, sink);
+			if (pfd[2].fd >= 0 && (pfd[2].revents & POLLIN)) {
+				c->end = EXEC_CANCELLED;
+				kill_group(c->pid, SIGTERM);
+				c->kill_at = sys_now_ms() + EXEC_KILL_GRACE_MS;
+			}
+		}
+		if (sink->tick && sys_now_ms() >= c->last_tick + 100) {
+			c->last_tick = sys_now_ms();
+			sink->tick(sink->ctx);
+		}
+	}
+}
+
+/* How it ended: the shell's status counts only if we did not stop it. */
+static void child_result(const struct child *c, unsigned long long start,
+			 struct exec_result *out)
+{
+	out->duration_ms = sys_now_ms() - start;
+	out->end = c->end;
+	out->exit_code = -1;
+	out->signal = 0;
+	if (c->end == EXEC_EXITED) {
+		if (WIFEXITED(c->status)) {
+			out->exit_code = WEXITSTATUS(c->status);
+		} else if (WIFSIGNALED(c->status)) {
+			out->end = EXEC_SIGNALED;
+			out->signal = WTERMSIG(c->status);
+		}
+	}
+}
+
+/*
+ * Runs cmd: spawns the shell with its output on two pipes, waits for
+ * it and says how it ended. -1 with err when it could not start (or
+ * poll() failed); the fds are closed and the secrets wiped either way.
+ */
 static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 		     const struct exec_sink *sink, struct exec_result *out,
 		     struct rb_error *err)
 {
 	struct strvec argv = STRVEC_INIT, envp = STRVEC_INIT;
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
-	int devnull = -1, status = 0, ret = -1, child_errno = 0, pidfd = -1;
-	struct pipes p = { { -1, -1 } };
-	unsigned long long start = sys_now_ms(), deadline, kill_at = 0;
-	unsigned long long exited_at = 0, last_tick = start;
-	enum exec_end end = EXEC_EXITED;
-	bool reaped = false;
-	pid_t pid;
+	int devnull = -1, ret = -1, child_errno = 0;
+	struct child c = { .pidfd = -1, .p = { { -1, -1 } }, .end = EXEC_EXITED };
+	unsigned long long start = sys_now_ms();
 
 	(void)ex;
-	/*
-	 * The command (with its secrets) goes in the environment, which
-	 * only its user can read, not on the command line that every user
-	 * sees in ps; the shell takes it out before running it.
-	 */
-	strvec_push(&argv, "sh");
-	strvec_push(&argv, "-c");
-	strvec_push(&argv, "rb_c=$RUNBOOK_COMMAND; unset RUNBOOK_COMMAND; "
-			   "eval \"unset rb_c; $rb_c\"");
-	build_env(&envp, cmd->env, cmd->unset);
-	{
-		struct buf c = BUF_INIT;
-		size_t k = 0;
-
-		/* a runbook run by a step must not see its parent's */
-		for (size_t i = 0; i < envp.n; i++) {
-			if (strncmp(envp.v[i], "RUNBOOK_COMMAND=", 16) == 0)
-				free(envp.v[i]);
-			else
-				envp.v[k++] = envp.v[i];
-		}
-		envp.n = k;
-		if (envp.v)
-			envp.v[k] = NULL;
-
-		buf_adds(&c, "RUNBOOK_COMMAND=");
-		buf_adds(&c, cmd->command);
-		strvec_push_owned(&envp, buf_detach(&c));
-	}
+	c.last_tick = start;
+	shell_args(&argv, &envp, cmd);
 
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
@@ -223,7 +365,7 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 			       "cannot start a command: pipes");
 		goto out;
 	}
-	child_errno = spawn(&pid, cmd, argv.v, envp.v, outp[1], errp[1],
+	child_errno = spawn(&c.pid, cmd, argv.v, envp.v, outp[1], errp[1],
 			    devnull);
 	if (child_errno) {
 		errno = child_errno;
@@ -234,107 +376,29 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 		goto out;
 	}
 	if (sink->started)
-		sink->started(sink->ctx, (long)pid, exec_proc_start_time(pid));
+		sink->started(sink->ctx, (long)c.pid, exec_proc_start_time(c.pid));
 	close(outp[1]);
 	close(errp[1]);
 	outp[1] = errp[1] = -1;
-	pidfd = open_pidfd(pid);
-	p.fd[0] = outp[0];
-	p.fd[1] = errp[0];
+	c.pidfd = open_pidfd(c.pid);
+	c.p.fd[0] = outp[0];
+	c.p.fd[1] = errp[0];
 	outp[0] = errp[0] = -1;
-	fcntl(p.fd[0], F_SETFL, O_NONBLOCK);
-	fcntl(p.fd[1], F_SETFL, O_NONBLOCK);
-	deadline = start + cmd->timeout_ms;
-
-	for (;;) {
-		struct pollfd pfd[4];
-		unsigned long long now = sys_now_ms(), wake;
-		int n, timeout;
-
-		if (!reaped) {
-			pid_t w = waitpid(pid, &status, WNOHANG);
-
-			if (w == pid) {
-				reaped = true;
-				exited_at = now;
-			}
-		}
-		if (reaped && p.fd[0] < 0 && p.fd[1] < 0)
-			break;
-		if (reaped && now >= exited_at + EXEC_DRAIN_MS) {
-			/* leftovers hold the pipes: end them */
-			kill_group(pid, SIGKILL);
-			break;
-		}
-		if (!reaped && end == EXEC_EXITED && now >= deadline) {
-			end = EXEC_TIMED_OUT;
-			kill_group(pid, SIGTERM);
-			kill_at = now + EXEC_KILL_GRACE_MS;
-		}
-		if (kill_at && now >= kill_at) {
-			kill_group(pid, SIGKILL);
-			kill_at = 0;
-		}
-		pfd[0] = (struct pollfd){ p.fd[0], POLLIN, 0 };
-		pfd[1] = (struct pollfd){ p.fd[1], POLLIN, 0 };
-		pfd[2] = (struct pollfd){ end == EXEC_EXITED ? cmd->cancel_fd : -1,
-					  POLLIN, 0 };
-		/* the exit itself wakes us, even with both pipes closed */
-		pfd[3] = (struct pollfd){ reaped ? -1 : pidfd, POLLIN, 0 };
-		/* wake for: the deadline, the kill, the drain bound, a tick */
-		wake = now + 100;
-		if (!reaped && end == EXEC_EXITED && deadline < wake)
-			wake = deadline;
-		if (kill_at && kill_at < wake)
-			wake = kill_at;
-		timeout = (int)(wake > now ? wake - now : 0);
-		if (pidfd < 0 && !reaped && p.fd[0] < 0 && p.fd[1] < 0 &&
-		    timeout > 5)
-			timeout = 5;	/* no pidfd: look for the exit often */
-		if (reaped && wake > exited_at + EXEC_DRAIN_MS)
-			timeout = (int)(exited_at + EXEC_DRAIN_MS > now ?
-					exited_at + EXEC_DRAIN_MS - now : 0);
-		n = poll(pfd, 4, timeout);
-		if (n < 0 && errno != EINTR) {
-			rb_error_errno(err, RB_ERR_FAILED, "poll");
-			kill_group(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			goto out;
-		}
-		if (n > 0) {
-			pump(&p, pfd, sink);
-			if (pfd[2].fd >= 0 && (pfd[2].revents & POLLIN)) {
-				end = EXEC_CANCELLED;
-				kill_group(pid, SIGTERM);
-				kill_at = sys_now_ms() + EXEC_KILL_GRACE_MS;
-			}
-		}
-		if (sink->tick && sys_now_ms() >= last_tick + 100) {
-			last_tick = sys_now_ms();
-			sink->tick(sink->ctx);
-		}
-	}
+	fcntl(c.p.fd[0], F_SETFL, O_NONBLOCK);
+	fcntl(c.p.fd[1], F_SETFL, O_NONBLOCK);
+	c.deadline = start + cmd->timeout_ms;
+	if (wait_child(&c, cmd, sink, err) < 0)
+		goto out;
 	/* the group may still have members that closed their output */
-	kill_group(pid, SIGKILL);
-	out->duration_ms = sys_now_ms() - start;
-	out->end = end;
-	out->exit_code = -1;
-	out->signal = 0;
-	if (end == EXEC_EXITED) {
-		if (WIFEXITED(status)) {
-			out->exit_code = WEXITSTATUS(status);
-		} else if (WIFSIGNALED(status)) {
-			out->end = EXEC_SIGNALED;
-			out->signal = WTERMSIG(status);
-		}
-	}
+	kill_group(c.pid, SIGKILL);
+	child_result(&c, start, out);
 	ret = 0;
 out:
 	for (int i = 0; i < 2; i++)
-		if (p.fd[i] >= 0)
-			close(p.fd[i]);
-	if (pidfd >= 0)
-		close(pidfd);
+		if (c.p.fd[i] >= 0)
+			close(c.p.fd[i]);
+	if (c.pidfd >= 0)
+		close(c.pidfd);
 	int fds[] = { outp[0], outp[1], errp[0], errp[1], devnull };
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)

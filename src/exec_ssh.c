@@ -3,12 +3,12 @@
  * auth) runs in libssh2's blocking mode bounded by
  * libssh2_session_set_timeout(); commands run in non-blocking mode in
  * one poll() loop that drains stdout and stderr together, watches the
- * cancel fd and the deadline, and sends keepalives.
+ * cancel fd and the deadline, and sends keepalives. The host key is
+ * checked against known_hosts by knownhosts.c.
  */
 #include "exec_ssh.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +26,7 @@
 #include "buf.h"
 #include "error.h"
 #include "exec.h"
+#include "knownhosts.h"
 #include "quote.h"
 #include "sys.h"
 
@@ -161,288 +161,6 @@ static int tcp_connect(const struct exec_ssh *x, unsigned timeout_ms,
 			     "no answer within the connect timeout" : strerror(last));
 	buf_release(&w);
 	return fd;
-}
-
-/* ---- host keys ---- */
-
-static void base64(struct buf *out, const unsigned char *p, size_t n, bool pad)
-{
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)p[i] << 16;
-		size_t left = n - i;
-
-		if (left > 1)
-			v |= (unsigned)p[i + 1] << 8;
-		if (left > 2)
-			v |= p[i + 2];
-		buf_addc(out, tab[(v >> 18) & 63]);
-		buf_addc(out, tab[(v >> 12) & 63]);
-		if (left > 1)
-			buf_addc(out, tab[(v >> 6) & 63]);
-		else if (pad)
-			buf_addc(out, '=');
-		if (left > 2)
-			buf_addc(out, tab[v & 63]);
-		else if (pad)
-			buf_addc(out, '=');
-	}
-}
-
-struct keytype {
-	int hostkey;		/* LIBSSH2_HOSTKEY_TYPE_* */
-	int kh;			/* LIBSSH2_KNOWNHOST_KEY_* */
-	const char *name;	/* in known_hosts */
-	const char *show;	/* as OpenSSH prints it */
-	const char *scan;	/* ssh-keyscan -t */
-};
-
-static const struct keytype keytypes[] = {
-	{ LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "ssh-rsa", "RSA", "rsa" },
-	{ LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "ssh-dss", "DSA", "dsa" },
-	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ecdsa-sha2-nistp256", "ECDSA", "ecdsa" },
-	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ecdsa-sha2-nistp384", "ECDSA", "ecdsa" },
-	{ LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ecdsa-sha2-nistp521", "ECDSA", "ecdsa" },
-	{ LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ssh-ed25519", "ED25519", "ed25519" },
-};
-
-static const struct keytype *keytype_of(int hostkey)
-{
-	for (size_t i = 0; i < sizeof(keytypes) / sizeof(keytypes[0]); i++)
-		if (keytypes[i].hostkey == hostkey)
-			return &keytypes[i];
-	return NULL;
-}
-
-/* The name known_hosts uses: host, or [host]:port off port 22. */
-static void kh_name(struct buf *b, const char *host, unsigned port)
-{
-	if (port == 22)
-		buf_adds(b, host);
-	else
-		buf_addf(b, "[%s]:%u", host, port);
-}
-
-/*
- * Loads known_hosts line by line (libssh2_knownhost_readfile() stops
- * at the first line it cannot parse). Lines it cannot read and
- * @cert-authority lines are skipped; @revoked keys are collected in
- * revoked (their base64 blobs).
- */
-static int kh_load(LIBSSH2_KNOWNHOSTS *kh, const char *path,
-		   struct strvec *revoked, struct rb_error *err)
-{
-	FILE *f = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-
-	if (!f) {
-		if (errno == ENOENT)
-			return 0;
-		rb_error_errno(err, RB_ERR_CONNECT,
-			       "cannot read known hosts file '%s'", path);
-		return -1;
-	}
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		char *p = line;
-
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-			line[--n] = '\0';
-		p += strspn(p, " \t");
-		if (!*p || *p == '#')
-			continue;
-		if (strncmp(p, "@revoked", 8) == 0 && (p[8] == ' ' || p[8] == '\t')) {
-			/* @revoked patterns type base64 [comment] */
-			char *save = NULL, *tok;
-			int field = 0;
-
-			strtok_r(p, " \t", &save);
-			while ((tok = strtok_r(NULL, " \t", &save)) && ++field < 3)
-				;
-			if (tok)
-				strvec_push(revoked, tok);
-			continue;
-		}
-		if (*p == '@')
-			continue;
-		/* a line libssh2 cannot parse hides nothing else */
-		(void)libssh2_knownhost_readline(kh, p, strlen(p),
-						 LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-	}
-	free(line);
-	fclose(f);
-	return 0;
-}
-
-static int kh_append(const char *path, const char *line, struct rb_error *err)
-{
-	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
-	int fd, ret = -1;
-	struct buf b = BUF_INIT;
-	struct stat st;
-
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-			rb_error_errno(err, RB_ERR_CONNECT,
-				       "cannot create '%s' for known hosts", dir);
-			free(dir);
-			return -1;
-		}
-	}
-	free(dir);
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rb_error_errno(err, RB_ERR_CONNECT,
-			       "cannot append to known hosts file '%s'", path);
-		return -1;
-	}
-	/* never glue our line to a last line without a newline */
-	if (fstat(fd, &st) == 0 && st.st_size > 0) {
-		int rfd = open(path, O_RDONLY | O_CLOEXEC);
-		char last = '\n';
-
-		if (rfd >= 0) {
-			if (pread(rfd, &last, 1, st.st_size - 1) != 1)
-				last = '\n';
-			close(rfd);
-		}
-		if (last != '\n')
-			buf_addc(&b, '\n');
-	}
-	buf_adds(&b, line);
-	/* one write: concurrent appenders never interleave lines */
-	if (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) < 0)
-		rb_error_errno(err, RB_ERR_CONNECT,
-			       "cannot append to known hosts file '%s'", path);
-	else
-		ret = 0;
-	close(fd);
-	buf_release(&b);
-	return ret;
-}
-
-static pthread_mutex_t kh_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static int check_host_key(struct exec_ssh *x, struct rb_error *err)
-{
-	const char *key;
-	size_t len;
-	int type, rc, ret = -1;
-	const struct keytype *kt;
-	const unsigned char *sha;
-	struct buf fp = BUF_INIT, b64 = BUF_INIT, w = BUF_INIT, name = BUF_INIT;
-	struct buf alt = BUF_INIT, alt2 = BUF_INIT;
-	struct strvec revoked = STRVEC_INIT;
-	char *path = x->p.known_hosts ? xstrdup(x->p.known_hosts) :
-					sys_home_file(".ssh/known_hosts");
-	LIBSSH2_KNOWNHOSTS *kh = NULL;
-	struct libssh2_knownhost *found = NULL;
-
-	key = libssh2_session_hostkey(x->s, &len, &type);
-	kt = key ? keytype_of(type) : NULL;
-	if (!kt) {
-		rb_error_set(err, RB_ERR_CONNECT,
-			     "cannot verify %s: expected a host key of a type runbook knows, found none; nothing was run there",
-			     where(x, &w));
-		goto out;
-	}
-	sha = (const unsigned char *)libssh2_hostkey_hash(x->s, LIBSSH2_HOSTKEY_HASH_SHA256);
-	buf_adds(&fp, "SHA256:");
-	if (sha)
-		base64(&fp, sha, 32, false);
-	base64(&b64, (const unsigned char *)key, len, true);
-	kh_name(&name, x->p.address, x->p.port);
-
-	pthread_mutex_lock(&kh_mu);
-	kh = libssh2_knownhost_init(x->s);
-	if (!kh || kh_load(kh, path, &revoked, err) < 0) {
-		if (!kh)
-			rb_error_set(err, RB_ERR_CONNECT,
-				     "cannot verify %s: libssh2 could not start its known hosts check",
-				     where(x, &w));
-		pthread_mutex_unlock(&kh_mu);
-		goto out;
-	}
-	for (size_t i = 0; i < revoked.n; i++) {
-		if (strcmp(revoked.v[i], buf_str(&b64)) == 0) {
-			rb_error_set(err, RB_ERR_CONNECT,
-				     "refusing %s: its %s host key %s is marked @revoked in %s; nothing was run there",
-				     where(x, &w), kt->show, buf_str(&fp), path);
-			pthread_mutex_unlock(&kh_mu);
-			goto out;
-		}
-	}
-	rc = libssh2_knownhost_checkp(kh, x->p.address, (int)x->p.port, key, len,
-				      LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-				      LIBSSH2_KNOWNHOST_KEYENC_RAW | kt->kh,
-				      &found);
-	switch (rc) {
-	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
-		ret = 0;
-		break;
-	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
-		/* libssh2 also looks under the plain name off port 22 */
-		if (x->p.port != 22) {
-			buf_addf(&alt, " (or under the plain name %s)", x->p.address);
-			buf_addf(&alt2, " (for a key under the plain name: ssh-keygen -R %s -f %s)",
-				 x->p.address, path);
-		}
-		rb_error_set(err, RB_ERR_CONNECT,
-			     "@@@ WARNING: THE HOST KEY OF %s HAS CHANGED @@@ it is now the %s key %s, which is not the key %s records for %s%s. Someone may be intercepting the connection, or the host was reinstalled. Nothing was run there, and --accept-new-host-keys never accepts a changed key. If the change is expected, check the new fingerprint with the host's owner, then remove the old key with: ssh-keygen -R '%s' -f %s%s",
-			     where(x, &w), kt->show, buf_str(&fp), path,
-			     buf_str(&name), buf_str(&alt), buf_str(&name), path,
-			     buf_str(&alt2));
-		break;
-	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
-		/* known with a key of another type: that is no new host */
-		if (libssh2_knownhost_checkp(kh, x->p.address, (int)x->p.port,
-					     key, len,
-					     LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-					     LIBSSH2_KNOWNHOST_KEYENC_RAW,
-					     &found) == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
-			rb_error_set(err, RB_ERR_CONNECT,
-				     "@@@ WARNING: %s OFFERS A %s HOST KEY (%s), BUT %s RECORDS IT WITH A KEY OF ANOTHER TYPE @@@ runbook treats this like a changed key: nothing was run there, and --accept-new-host-keys does not accept it. Check the new key with the host's owner, then add it with: ssh-keyscan -p %u -t %s %s >> %s",
-				     where(x, &w), kt->show, buf_str(&fp), path,
-				     x->p.port, kt->scan, x->p.address, path);
-			break;
-		}
-		if (x->p.accept_new) {
-			struct buf line = BUF_INIT;
-
-			buf_addf(&line, "%s %s %s\n", buf_str(&name), kt->name,
-				 buf_str(&b64));
-			ret = kh_append(path, buf_str(&line), err);
-			buf_release(&line);
-			break;
-		}
-		rb_error_set(err, RB_ERR_CONNECT,
-			     "the host key of %s is not known: %s key fingerprint is %s; nothing was run there. Check the fingerprint with the host's owner, then trust it with: ssh-keyscan -p %u -t %s %s >> %s (or run again with --accept-new-host-keys)",
-			     where(x, &w), kt->show, buf_str(&fp), x->p.port,
-			     kt->scan, x->p.address, path);
-		break;
-	default:
-		rb_error_set(err, RB_ERR_CONNECT,
-			     "cannot verify the host key of %s against %s: %s; nothing was run there",
-			     where(x, &w), path, ssh_errmsg(x->s));
-		break;
-	}
-	pthread_mutex_unlock(&kh_mu);
-out:
-	if (kh)
-		libssh2_knownhost_free(kh);
-	strvec_release(&revoked);
-	buf_release(&fp);
-	buf_release(&b64);
-	buf_release(&w);
-	buf_release(&name);
-	buf_release(&alt);
-	buf_release(&alt2);
-	free(path);
-	return ret;
 }
 
 /* ---- auth ---- */
@@ -585,7 +303,9 @@ static int connect_host(struct exec_ssh *x, struct rb_error *err)
 			     where(x, &w), ssh_errmsg(x->s));
 		goto fail;
 	}
-	if (check_host_key(x, err) < 0 || authenticate(x, err) < 0)
+	if (knownhosts_check(x->s, x->p.name, x->p.address, x->p.port,
+			     x->p.known_hosts, x->p.accept_new, err) < 0 ||
+	    authenticate(x, err) < 0)
 		goto fail;
 	libssh2_keepalive_config(x->s, 1, KEEPALIVE_S);
 	buf_release(&w);
@@ -995,6 +715,193 @@ static int start_command(struct exec_ssh *x, const struct exec_cmd *cmd,
 	return -1;
 }
 
+/* What one read of the channel brought. */
+enum got { GOT_NOTHING, GOT_DATA, GOT_EOF, GOT_LOST };
+
+/*
+ * Reads what the channel has on stdout, then on stderr, and passes it
+ * on; tells the sink the command's pid once its report is complete.
+ * Both streams are read each time so neither can stall the other.
+ */
+static enum got read_channel(struct exec_ssh *x, const struct exec_cmd *cmd,
+			     const struct exec_sink *sink, LIBSSH2_CHANNEL *ch,
+			     struct outstate *os)
+{
+	char data[32768];
+	ssize_t n1, n2;
+
+	n1 = libssh2_channel_read(ch, data, sizeof(data));
+	if (n1 > 0) {
+		out_data(os, sink, data, (size_t)n1);
+		if (os->pid && !os->pid_told) {
+			os->pid_told = true;
+			out_pid(x, cmd, sink, os->pid);
+		}
+	}
+	n2 = libssh2_channel_read_stderr(ch, data, sizeof(data));
+	if (n2 > 0)
+		sink->output(sink->ctx, EXEC_STDERR, data, (size_t)n2);
+	if (lost((int)n1) || lost((int)n2))
+		return GOT_LOST;
+	if (libssh2_channel_eof(ch) && n1 <= 0 && n2 <= 0)
+		return GOT_EOF;
+	return n1 > 0 || n2 > 0 ? GOT_DATA : GOT_NOTHING;
+}
+
+/* Where the wait for a command stands, and how it ended. */
+struct waiting {
+	unsigned long long deadline;	/* 0: no timeout */
+	unsigned long long last_tick;
+	unsigned long long closing;	/* when the stop was sent */
+	bool stopping;		/* timed out or cancelled: being stopped */
+	bool eof;		/* the channel reached EOF */
+	enum exec_end end;	/* EXEC_TIMED_OUT or EXEC_CANCELLED if stopping */
+};
+
+/*
+ * The deadline passed or cancel_fd fired: stops the command's group on
+ * the host, then the channel is read until it ends, for at most
+ * CLOSE_WAIT_MS. Returns false when there is nothing to wait for (out->
+ * why says so): the command had not reported its pid yet (a slow
+ * login; closing the channel is all), or the host did not answer the
+ * stop, so the group is stopped when runbook reaches it again.
+ */
+static bool begin_stop(struct exec_ssh *x, struct waiting *wt, long pid,
+		       unsigned long long t, struct exec_result *out)
+{
+	struct buf w = BUF_INIT;
+	bool wait = false;
+
+	wt->stopping = true;
+	wt->end = wt->deadline && t >= wt->deadline ? EXEC_TIMED_OUT :
+						      EXEC_CANCELLED;
+	if (!pid) {
+		/* not even started (a slow login): closing is all */
+		snprintf(out->why, sizeof(out->why),
+			 "gave up on %s before the command reported that it had started (the remote login was still running); its channel was closed",
+			 where(x, &w));
+		goto out;
+	}
+	if (!stop_remote(x, pid, NULL)) {
+		/* no answer: stop it when the host is back */
+		snprintf(out->why, sizeof(out->why),
+			 "could not stop it on %s (the host did not answer); it may still run there until runbook reaches the host again",
+			 where(x, &w));
+		x->orphan = pid;
+		x->dead = true;
+		goto out;
+	}
+	libssh2_session_set_blocking(x->s, 0);
+	wt->closing = sys_now_ms();
+	wait = true;
+out:
+	buf_release(&w);
+	return wait;
+}
+
+/*
+ * The one loop of a run: drains stdout and stderr, ticks the sink,
+ * watches the deadline and cancel_fd, sends keepalives and waits at
+ * most 100 ms at a time. Ends at EOF (wt->eof), when a stop is over or
+ * gave up (wt->stopping), or when the link broke (neither).
+ */
+static void wait_command(struct exec_ssh *x, const struct exec_cmd *cmd,
+			 const struct exec_sink *sink, LIBSSH2_CHANNEL *ch,
+			 struct outstate *os, struct waiting *wt,
+			 struct exec_result *out)
+{
+	for (;;) {
+		enum got got = read_channel(x, cmd, sink, ch, os);
+		unsigned long long t;
+		int secs;
+
+		if (got == GOT_LOST)
+			return;
+		if (got == GOT_EOF) {
+			wt->eof = true;
+			return;
+		}
+		if (got == GOT_DATA)
+			continue;
+		t = sys_now_ms();
+		if (sink->tick && t - wt->last_tick >= 100) {
+			sink->tick(sink->ctx);
+			wt->last_tick = t;
+		}
+		if (!wt->stopping && ((wt->deadline && t >= wt->deadline) ||
+				      cancelled(cmd->cancel_fd))) {
+			if (!begin_stop(x, wt, os->pid, t, out))
+				return;
+			continue;
+		}
+		if (wt->stopping && sys_now_ms() - wt->closing > CLOSE_WAIT_MS)
+			return;
+		libssh2_keepalive_send(x->s, &secs);
+		wait_io(x, wt->stopping ? -1 : cmd->cancel_fd, 100);
+	}
+}
+
+/* Closes the channel and waits for the server's close: CLOSE_WAIT_MS in all. */
+static void close_channel(struct exec_ssh *x, LIBSSH2_CHANNEL *ch)
+{
+	unsigned long long t0 = sys_now_ms();
+
+	while (libssh2_channel_close(ch) == LIBSSH2_ERROR_EAGAIN &&
+	       sys_now_ms() - t0 < CLOSE_WAIT_MS)
+		wait_io(x, -1, 100);
+	while (libssh2_channel_wait_closed(ch) == LIBSSH2_ERROR_EAGAIN &&
+	       sys_now_ms() - t0 < CLOSE_WAIT_MS)
+		wait_io(x, -1, 100);
+}
+
+/*
+ * How a command that ran to its end ended: by a signal, with the exit
+ * status its script reported, or, when the channel closed without that
+ * report, unknown (EXEC_LOST; libssh2 says 0 for "no exit status", so
+ * its status is never believed). Then the command may still run: its
+ * group is stopped if its change id is known.
+ */
+static void command_end(struct exec_ssh *x, LIBSSH2_CHANNEL *ch,
+			const struct outstate *os, struct exec_result *out)
+{
+	struct buf w = BUF_INIT;
+	char *sig = NULL;
+	size_t siglen = 0;
+	bool stopped;
+
+	libssh2_channel_get_exit_signal(ch, &sig, &siglen, NULL, NULL,
+					NULL, NULL);
+	if (sig && siglen) {
+		out->end = EXEC_SIGNALED;
+		out->signal = signal_number(sig);
+		out->exit_code = -1;
+		libssh2_free(x->s, sig);
+		return;
+	}
+	libssh2_free(x->s, sig);
+	if (os->exit_code >= 0) {
+		out->end = EXEC_EXITED;
+		out->exit_code = os->exit_code;
+		return;
+	}
+	/* libssh2 says 0 for "no exit status": do not believe it */
+	out->end = EXEC_LOST;
+	out->exit_code = -1;
+	/* the server closed the channel; the command may go on */
+	stopped = os->pid && x->orphan_guard &&
+		  stop_remote(x, os->pid, x->orphan_guard);
+	snprintf(out->why, sizeof(out->why),
+		 "the command's channel on %s closed without an exit status%s; its outcome is unknown (it may have done part of its work)",
+		 where(x, &w), stopped ? " while it still ran (stopped it)" : "");
+	buf_release(&w);
+}
+
+/*
+ * Runs one command: starts it (connecting again first if the link was
+ * lost), waits for it, and says how it ended. A link lost while the
+ * script was sent or while the command ran ends the run as EXEC_LOST
+ * (returns 0): the command may have done part of its work.
+ */
 static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		   const struct exec_sink *sink, struct exec_result *out,
 		   struct rb_error *err)
@@ -1003,11 +910,8 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 	struct outstate os = { BUF_INIT, false, false, 0, BUF_INIT, -1 };
 	struct buf full = BUF_INIT, w = BUF_INIT;
 	LIBSSH2_CHANNEL *ch = NULL;
-	unsigned long long start = sys_now_ms(), last_tick = start, deadline;
-	unsigned long long closing = 0;
-	bool stopping = false, eof = false;
-	enum exec_end end = EXEC_EXITED;
-	char data[32768];
+	unsigned long long start = sys_now_ms();
+	struct waiting wt = { 0, start, 0, false, false, EXEC_EXITED };
 	int rc, ret = -1;
 
 	memset(out, 0, sizeof(*out));
@@ -1015,7 +919,7 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		rb_error_set(err, RB_ERR_CONNECT, "cannot initialise libssh2");
 		return -1;
 	}
-	deadline = cmd->timeout_ms ? start + cmd->timeout_ms : 0;
+	wt.deadline = cmd->timeout_ms ? start + cmd->timeout_ms : 0;
 	script(&full, cmd);
 	rc = start_command(x, cmd, buf_str(&full), full.len, &ch, err);
 	if (rc < 0)
@@ -1032,69 +936,8 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		ret = 0;
 		goto out;
 	}
-
-	for (;;) {
-		ssize_t n1, n2;
-		unsigned long long t;
-		int secs;
-
-		n1 = libssh2_channel_read(ch, data, sizeof(data));
-		if (n1 > 0) {
-			out_data(&os, sink, data, (size_t)n1);
-			if (os.pid && !os.pid_told) {
-				os.pid_told = true;
-				out_pid(x, cmd, sink, os.pid);
-			}
-		}
-		n2 = libssh2_channel_read_stderr(ch, data, sizeof(data));
-		if (n2 > 0)
-			sink->output(sink->ctx, EXEC_STDERR, data, (size_t)n2);
-		if (lost((int)n1) || lost((int)n2)) {
-			rc = (int)(n1 < 0 ? n1 : n2);
-			break;
-		}
-		if (libssh2_channel_eof(ch) && n1 <= 0 && n2 <= 0) {
-			eof = true;
-			break;
-		}
-		if (n1 > 0 || n2 > 0)
-			continue;
-		t = sys_now_ms();
-		if (sink->tick && t - last_tick >= 100) {
-			sink->tick(sink->ctx);
-			last_tick = t;
-		}
-		if (!stopping && ((deadline && t >= deadline) ||
-				  cancelled(cmd->cancel_fd))) {
-			stopping = true;
-			end = deadline && t >= deadline ? EXEC_TIMED_OUT :
-							  EXEC_CANCELLED;
-			if (!os.pid) {
-				/* not even started (a slow login): closing is all */
-				snprintf(out->why, sizeof(out->why),
-					 "gave up on %s before the command reported that it had started (the remote login was still running); its channel was closed",
-					 where(x, &w));
-				break;
-			}
-			if (!stop_remote(x, os.pid, NULL)) {
-				/* no answer: stop it when the host is back */
-				snprintf(out->why, sizeof(out->why),
-					 "could not stop it on %s (the host did not answer); it may still run there until runbook reaches the host again",
-					 where(x, &w));
-				x->orphan = os.pid;
-				x->dead = true;
-				break;
-			}
-			libssh2_session_set_blocking(x->s, 0);
-			closing = sys_now_ms();
-			continue;
-		}
-		if (stopping && sys_now_ms() - closing > CLOSE_WAIT_MS)
-			break;
-		libssh2_keepalive_send(x->s, &secs);
-		wait_io(x, stopping ? -1 : cmd->cancel_fd, 100);
-	}
-	if (!eof && !stopping) {
+	wait_command(x, cmd, sink, ch, &os, &wt, out);
+	if (!wt.eof && !wt.stopping) {
 		/* the connection broke under a running command */
 		x->dead = true;
 		x->orphan = os.pid;
@@ -1109,56 +952,15 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		goto out;
 	}
 	out_end(&os, sink);
-	if (!x->dead) {
-		unsigned long long t0 = sys_now_ms();
-
-		while ((rc = libssh2_channel_close(ch)) == LIBSSH2_ERROR_EAGAIN &&
-		       sys_now_ms() - t0 < CLOSE_WAIT_MS)
-			wait_io(x, -1, 100);
-		while ((rc = libssh2_channel_wait_closed(ch)) == LIBSSH2_ERROR_EAGAIN &&
-		       sys_now_ms() - t0 < CLOSE_WAIT_MS)
-			wait_io(x, -1, 100);
-	}
+	if (!x->dead)
+		close_channel(x, ch);
 	out->duration_ms = sys_now_ms() - start;
-	if (stopping) {
-		out->end = end;
+	if (wt.stopping) {
+		out->end = wt.end;
 		out->exit_code = -1;
-		ret = 0;
-		goto out;
+	} else {
+		command_end(x, ch, &os, out);
 	}
-	{
-		char *sig = NULL;
-		size_t siglen = 0;
-
-		libssh2_channel_get_exit_signal(ch, &sig, &siglen, NULL, NULL,
-						NULL, NULL);
-		if (sig && siglen) {
-			out->end = EXEC_SIGNALED;
-			out->signal = signal_number(sig);
-			out->exit_code = -1;
-			libssh2_free(x->s, sig);
-			ret = 0;
-			goto out;
-		}
-		libssh2_free(x->s, sig);
-	}
-	if (os.exit_code < 0) {
-		bool stopped;
-
-		/* libssh2 says 0 for "no exit status": do not believe it */
-		out->end = EXEC_LOST;
-		out->exit_code = -1;
-		/* the server closed the channel; the command may go on */
-		stopped = os.pid && x->orphan_guard &&
-			  stop_remote(x, os.pid, x->orphan_guard);
-		snprintf(out->why, sizeof(out->why),
-			 "the command's channel on %s closed without an exit status%s; its outcome is unknown (it may have done part of its work)",
-			 where(x, &w), stopped ? " while it still ran (stopped it)" : "");
-		ret = 0;
-		goto out;
-	}
-	out->end = EXEC_EXITED;
-	out->exit_code = os.exit_code;
 	ret = 0;
 out:
 	if (ch && !x->dead && !free_channel(x, ch, CLOSE_WAIT_MS))

@@ -115,114 +115,164 @@ static bool starts_word(const char *s, const char *w)
 }
 
 /*
- * Consumes tpl[*i] (and any characters it must look ahead at) and
- * advances *i past them.
+ * Inside '...', $'...', a comment, `...` or ${...}: only the end of the
+ * context (or a backslash, where one escapes) matters. Quotes and
+ * expansions inside ${...} would need a full parse: the lexer gives up.
  */
-static void lex_step(struct lex *L, const char *tpl, size_t *i)
+static void step_quoted(struct lex *L, enum ctx t, char c)
 {
-	const char *s = tpl + *i;
-	char c = *s;
-	bool ws = L->word_start;
-	enum ctx t = top(L);
-
-	(*i)++;
-	L->dollar = false;
-	L->word_start = false;
-	if (L->esc) {
-		L->esc = false;
-		return;
-	}
 	switch (t) {
 	case C_SQ:
 		if (c == '\'')
 			pop(L);
-		return;
+		break;
 	case C_ANSI:
 		if (c == '\\')
 			L->esc = true;
 		else if (c == '\'')
 			pop(L);
-		return;
+		break;
 	case C_COMMENT:
 		if (c == '\n') {
 			pop(L);
 			L->word_start = true;
 		}
-		return;
-	case C_HEREDOC:
-		if (c != '\n') {
-			buf_addc(&L->line, c);
-			return;
-		}
-		{
-			const char *ln = buf_str(&L->line);
-
-			if (L->hd_strip)
-				ln += strspn(ln, "\t");
-			if (strcmp(ln, L->delim) == 0) {
-				pop(L);
-				L->word_start = true;
-			}
-			buf_reset(&L->line);
-		}
-		return;
+		break;
 	case C_BQ:
 		if (c == '\\')
 			L->esc = true;
 		else if (c == '`')
 			pop(L);
-		return;
+		break;
 	case C_PARAM:
 		if (c == '}')
 			pop(L);
 		else if (c == '\'' || c == '"' || c == '`' || c == '$' ||
 			 c == '\\')
 			L->unsure = "quotes or expansions inside ${...}";
-		return;
-	case C_ARITH:
-		if (c == '(') {
-			L->paren[L->n - 1]++;
-		} else if (c == ')') {
-			if (L->paren[L->n - 1] == 0 && s[1] == ')') {
-				pop(L);
-				(*i)++;
-			} else {
-				L->paren[L->n - 1]--;
-			}
-		} else if (c == '\'' || c == '"' || c == '`' || c == '\\' ||
-			   (c == '$' && s[1] == '(')) {
-			L->unsure = "quotes or command substitution inside $((...))";
-		}
-		return;
-	case C_DQ:
-		if (c == '\\') {
-			L->esc = true;
-		} else if (c == '"') {
-			pop(L);
-		} else if (c == '`') {
-			push(L, C_BQ);
-		} else if (c == '$') {
-			if (s[1] == '(' && s[2] == '(') {
-				push(L, C_ARITH);
-				*i += 2;
-			} else if (s[1] == '(') {
-				push(L, C_CMDSUB);
-				(*i)++;
-				L->word_start = true;
-			} else if (s[1] == '{' && s[2] != '{') {
-				push(L, C_PARAM);
-				(*i)++;
-			} else {
-				L->dollar = true;
-			}
-		}
-		return;
-	case C_PLAIN:
-	case C_CMDSUB:
+		break;
+	default:
 		break;
 	}
+}
 
-	/* plain words, at the top or inside $(...) */
+/* A here-document body: collects each line, ends at the delimiter line. */
+static void step_heredoc(struct lex *L, char c)
+{
+	const char *ln;
+
+	if (c != '\n') {
+		buf_addc(&L->line, c);
+		return;
+	}
+	ln = buf_str(&L->line);
+	if (L->hd_strip)
+		ln += strspn(ln, "\t");
+	if (strcmp(ln, L->delim) == 0) {
+		pop(L);
+		L->word_start = true;
+	}
+	buf_reset(&L->line);
+}
+
+/*
+ * Inside $((...)): counts parentheses to find the closing "))"; quotes
+ * and command substitutions would need a full parse: the lexer gives up.
+ */
+static void step_arith(struct lex *L, const char *s, size_t *i)
+{
+	char c = *s;
+
+	if (c == '(') {
+		L->paren[L->n - 1]++;
+	} else if (c == ')') {
+		if (L->paren[L->n - 1] == 0 && s[1] == ')') {
+			pop(L);
+			(*i)++;
+		} else {
+			L->paren[L->n - 1]--;
+		}
+	} else if (c == '\'' || c == '"' || c == '`' || c == '\\' ||
+		   (c == '$' && s[1] == '(')) {
+		L->unsure = "quotes or command substitution inside $((...))";
+	}
+}
+
+/*
+ * An unescaped $ at s, in plain words or (without ansi) inside "...":
+ * opens $((, $(, ${ (not the ${{ of a placeholder) or, with ansi, $'.
+ * A lone $ is remembered: a placeholder right after it is refused.
+ */
+static void step_dollar(struct lex *L, const char *s, size_t *i, bool ansi)
+{
+	if (s[1] == '(' && s[2] == '(') {
+		push(L, C_ARITH);
+		*i += 2;
+	} else if (s[1] == '(') {
+		push(L, C_CMDSUB);
+		(*i)++;
+		L->word_start = true;
+	} else if (s[1] == '{' && s[2] != '{') {
+		push(L, C_PARAM);
+		(*i)++;
+	} else if (ansi && s[1] == '\'') {
+		push(L, C_ANSI);
+		(*i)++;
+	} else {
+		L->dollar = true;
+	}
+}
+
+/* Inside "...": backslashes, the closing quote, `...` and $ expansions. */
+static void step_dq(struct lex *L, const char *s, size_t *i)
+{
+	char c = *s;
+
+	if (c == '\\')
+		L->esc = true;
+	else if (c == '"')
+		pop(L);
+	else if (c == '`')
+		push(L, C_BQ);
+	else if (c == '$')
+		step_dollar(L, s, i, false);
+}
+
+/*
+ * A < in plain words: <<< is a here-string (a word follows); << starts
+ * a here-document whose body begins at the next newline (one per line,
+ * with a plain-word delimiter, or the lexer gives up).
+ */
+static void step_redirect(struct lex *L, const char *s, size_t *i)
+{
+	if (s[1] == '<' && s[2] == '<') {
+		*i += 2;
+		L->word_start = true;
+	} else if (s[1] == '<') {
+		(*i)++;
+		if (L->hd_pending)
+			L->unsure = "two here-documents on one line";
+		else if (!heredoc_delim(L, s + 2))
+			L->unsure = "a here-document delimiter that is not a plain word";
+		L->hd_pending = true;
+	} else {
+		L->word_start = true;
+	}
+}
+
+/*
+ * Plain words, at the top (t is C_PLAIN) or inside $(...) (C_CMDSUB):
+ * quotes and expansions open contexts, # at the start of a word opens
+ * a comment, parentheses are counted to find the end of $(...), and a
+ * newline starts a pending here-document. ws: s starts a word. A case
+ * statement inside $(...) would unbalance its parentheses: the lexer
+ * gives up.
+ */
+static void step_plain(struct lex *L, const char *s, size_t *i, enum ctx t,
+		       bool ws)
+{
+	char c = *s;
+
 	switch (c) {
 	case '\\':
 		L->esc = true;
@@ -237,41 +287,14 @@ static void lex_step(struct lex *L, const char *tpl, size_t *i)
 		push(L, C_BQ);
 		break;
 	case '$':
-		if (s[1] == '(' && s[2] == '(') {
-			push(L, C_ARITH);
-			*i += 2;
-		} else if (s[1] == '(') {
-			push(L, C_CMDSUB);
-			(*i)++;
-			L->word_start = true;
-		} else if (s[1] == '{' && s[2] != '{') {
-			push(L, C_PARAM);
-			(*i)++;
-		} else if (s[1] == '\'') {
-			push(L, C_ANSI);
-			(*i)++;
-		} else {
-			L->dollar = true;
-		}
+		step_dollar(L, s, i, true);
 		break;
 	case '#':
 		if (ws)
 			push(L, C_COMMENT);
 		break;
 	case '<':
-		if (s[1] == '<' && s[2] == '<') {
-			*i += 2;
-			L->word_start = true;
-		} else if (s[1] == '<') {
-			(*i)++;
-			if (L->hd_pending)
-				L->unsure = "two here-documents on one line";
-			else if (!heredoc_delim(L, s + 2))
-				L->unsure = "a here-document delimiter that is not a plain word";
-			L->hd_pending = true;
-		} else {
-			L->word_start = true;
-		}
+		step_redirect(L, s, i);
 		break;
 	case '(':
 		if (t == C_CMDSUB)
@@ -300,6 +323,48 @@ static void lex_step(struct lex *L, const char *tpl, size_t *i)
 			L->word_start = true;
 		else if (ws && t == C_CMDSUB && starts_word(s, "case"))
 			L->unsure = "a case statement inside $(...)";
+		break;
+	}
+}
+
+/*
+ * Consumes tpl[*i] (and any characters it must look ahead at) and
+ * advances *i past them: a character a backslash escaped is skipped,
+ * any other is handed to the step of the top context.
+ */
+static void lex_step(struct lex *L, const char *tpl, size_t *i)
+{
+	const char *s = tpl + *i;
+	bool ws = L->word_start;
+	enum ctx t = top(L);
+
+	(*i)++;
+	L->dollar = false;
+	L->word_start = false;
+	if (L->esc) {
+		L->esc = false;
+		return;
+	}
+	switch (t) {
+	case C_SQ:
+	case C_ANSI:
+	case C_COMMENT:
+	case C_BQ:
+	case C_PARAM:
+		step_quoted(L, t, *s);
+		break;
+	case C_HEREDOC:
+		step_heredoc(L, *s);
+		break;
+	case C_ARITH:
+		step_arith(L, s, i);
+		break;
+	case C_DQ:
+		step_dq(L, s, i);
+		break;
+	case C_PLAIN:
+	case C_CMDSUB:
+		step_plain(L, s, i, t, ws);
 		break;
 	}
 }
