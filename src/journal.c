@@ -291,6 +291,29 @@ static int read_all(const char *path, struct buf *out)
 	return 0;
 }
 
+/*
+ * A whole record (magic, length, CRC and newline right) starts after
+ * the first byte of p: what comes before it is damage, not a torn end.
+ * The magic alone is not enough: a torn record's payload may hold it.
+ */
+static bool record_follows(const unsigned char *p, size_t left)
+{
+	for (size_t i = 1; i + 12 < left;) {
+		const unsigned char *q = memmem(p + i, left - i, MAGIC, 4);
+		size_t rest, len;
+
+		if (!q)
+			return false;
+		rest = left - (size_t)(q - p);
+		if (rest >= 12 && (len = get32(q + 4)) <= JOURNAL_MAX_RECORD &&
+		    rest >= 12 + len + 1 && q[12 + len] == '\n' &&
+		    crc32c(0, q + 12, len) == get32(q + 8))
+			return true;
+		i = (size_t)(q - p) + 1;
+	}
+	return false;
+}
+
 int journal_read(const char *dir, const char *id, bool repair,
 		 int (*fn)(void *ctx, const char *payload, size_t len),
 		 void *ctx, bool *torn, struct rb_error *err)
@@ -319,9 +342,7 @@ int journal_read(const char *dir, const char *id, bool repair,
 		    left < 12 + len + 1 || p[12 + len] != '\n' ||
 		    crc32c(0, p + 12, len) != get32(p + 8)) {
 			/* a torn record is the last one: no record follows it */
-			bool last = !memmem(p + 4, left - 4, MAGIC, 4);
-
-			if (!last) {
+			if (record_follows(p, left)) {
 				rb_error_set(err, RB_ERR_PARTIAL,
 					     "journal '%s' is corrupt at byte %zu (a record fails its checksum); do not run apply on this target; inspect the file",
 					     path, off);

@@ -1,16 +1,18 @@
 /* JSON string escaping with UTF-8 repair. */
 #include "json.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "buf.h"
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_len(const unsigned char *s, size_t left)
+/* Length of the valid UTF-8 sequence at s (its code point in *out), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t left, unsigned *out)
 {
 	size_t n;
 	unsigned cp;
 
+	*out = s[0];
 	if (s[0] < 0x80)
 		return 1;
 	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
@@ -35,7 +37,20 @@ static size_t utf8_len(const unsigned char *s, size_t left)
 	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
 	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
+	*out = cp;
 	return n;
+}
+
+/*
+ * Valid characters that YAML does not take as they are (C1 controls,
+ * NEL and the line and paragraph separators, which it folds, the BOM
+ * and the non-characters U+FFFE/U+FFFF): written as \uXXXX, so the
+ * journal and the notes, read back with libyaml, give the same text.
+ */
+static bool yaml_unsafe(unsigned cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+	       cp == 0xfeff || cp == 0xfffe || cp == 0xffff;
 }
 
 void json_str_n(struct buf *b, const char *s, size_t len)
@@ -46,6 +61,7 @@ void json_str_n(struct buf *b, const char *s, size_t len)
 	buf_addc(b, '"');
 	while (i < len) {
 		unsigned char c = u[i];
+		unsigned cp;
 		size_t n;
 
 		switch (c) {
@@ -77,10 +93,15 @@ void json_str_n(struct buf *b, const char *s, size_t len)
 			i++;
 			continue;
 		}
-		n = utf8_len(u + i, len - i);
+		n = utf8_len(u + i, len - i, &cp);
 		if (n == 0) {
 			buf_adds(b, "\\ufffd");
 			i++;
+			continue;
+		}
+		if (yaml_unsafe(cp)) {
+			buf_addf(b, "\\u%04x", cp);
+			i += n;
 			continue;
 		}
 		buf_add(b, s + i, n);

@@ -376,6 +376,29 @@ static char *dup(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
+/*
+ * The host of a metric key "name@host" (several hosts): the longest of
+ * the change's hosts the key ends with, after an '@'; host specs may
+ * hold an '@' themselves (user@host). NULL when none fits.
+ */
+static const char *metric_host(const struct change_rec *c, const char *key)
+{
+	const char *best = NULL;
+	size_t klen = strlen(key);
+
+	if (c->hosts.n < 2)
+		return NULL;
+	for (size_t h = 0; h < c->hosts.n; h++) {
+		size_t hl = strlen(c->hosts.v[h]);
+
+		if (hl + 1 < klen && key[klen - hl - 1] == '@' &&
+		    strcmp(key + klen - hl, c->hosts.v[h]) == 0 &&
+		    (!best || hl > strlen(best)))
+			best = c->hosts.v[h];
+	}
+	return best;
+}
+
 int note_parse(const char *text, size_t len, struct change_rec **out,
 	       struct rb_error *err)
 {
@@ -442,11 +465,14 @@ int note_parse(const char *text, size_t len, struct change_rec **out,
 						   x->items[h]->items[i]->text);
 	if ((x = ynode_get(root, "metrics")) && x->type == YN_MAP) {
 		for (size_t i = 0; i < x->n; i++) {
-			const char *key = x->keys[i]->text, *at = strrchr(key, '@');
-			char *name = at && c->hosts.n > 1 ?
-				xstrndup(key, (size_t)(at - key)) : xstrdup(key);
-			const char *host = at && c->hosts.n > 1 ? at + 1 :
-				(c->hosts.n ? c->hosts.v[0] : "");
+			const char *key = x->keys[i]->text;
+			const char *host = metric_host(c, key);
+			char *name = c->hosts.n > 1 && host ?
+				xstrndup(key, strlen(key) - strlen(host) - 1) :
+				xstrdup(key);
+
+			if (!host)
+				host = c->hosts.n ? c->hosts.v[0] : "";
 			const char *b = str(x->items[i], "before"),
 				   *a = str(x->items[i], "after");
 

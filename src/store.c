@@ -302,14 +302,16 @@ int store_commit_note(struct store *s, const char *id, const char *text,
 			git_fail(err, RB_ERR_PARTIAL, "cannot commit the note");
 			goto step_fail;
 		}
-		/* the compare-and-swap: only if the branch is where we read it */
-		if (tip)
-			rc = git_reference_create_matching(&newref, s->repo,
-							   NOTES_REF, &commit,
-							   1, &tip_id, message);
-		else
-			rc = git_reference_create(&newref, s->repo, NOTES_REF,
-						  &commit, 0, message);
+		/*
+		 * The compare-and-swap: only if the branch is where we read
+		 * it, or still absent (the zero id), checked under the ref's
+		 * lock; git_reference_create(force 0) checks before locking,
+		 * so two first notes could overwrite each other.
+		 */
+		if (!tip)
+			memset(&tip_id, 0, sizeof(tip_id));
+		rc = git_reference_create_matching(&newref, s->repo, NOTES_REF,
+						   &commit, 1, &tip_id, message);
 		if (rc == 0) {
 			git_oid_tostr(oid_hex, 41, &commit);
 			ret = 0;
@@ -380,7 +382,13 @@ int store_read_note(struct store *s, const char *id, struct buf *out,
 	char year[5], month[3], path[300];
 	int ret = -1;
 
-	if (id_dirs(id, year, month) < 0 || tip_tree(s, &root, err) < 0)
+	if (id_dirs(id, year, month) < 0) {
+		rb_error_set(err, RB_ERR_INVALID,
+			     "no note for change %s in %s: expected a change id such as 20261130T202839Z-name-07e3cca2",
+			     id, s->path);
+		goto out;
+	}
+	if (tip_tree(s, &root, err) < 0)
 		goto out;
 	snprintf(path, sizeof(path), "changes/%s/%s/%s.md", year, month, id);
 	if (!root || git_tree_entry_bypath(&e, root, path) < 0 ||

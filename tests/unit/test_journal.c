@@ -5,10 +5,6 @@
  * and, on request, cut off so that appending works again; an fsync
  * failure stops the journal for good. Real files in a temporary
  * directory that stands for <gitdir>/runbook.
- *
- * Tests marked KNOWN BUG assert the right behaviour of a defect that
- * is reported and not fixed yet. They are skipped unless
- * RUNBOOK_KNOWN_BUGS=1 is set, so the suite stays green meanwhile.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -68,14 +64,6 @@ static int teardown(void **state)
 	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
 	return 0;
-}
-
-static void known_bug(void)
-{
-	const char *v = getenv("RUNBOOK_KNOWN_BUGS");
-
-	if (!v || strcmp(v, "1") != 0)
-		skip();
 }
 
 /* <dir>/journal<sub>/<id>.log; sub is "" or "/done". */
@@ -386,7 +374,7 @@ static void test_journal_bad_middle_record_is_corruption(void **state)
  * A crash while the last record was written leaves any prefix of it.
  * Every cut from 4 bytes into it to one byte short of its end is torn:
  * dropped, reported, kept without repair and cut off with it.
- * (Cuts of 1 to 3 bytes: see the KNOWN BUG test below.)
+ * (Cuts of 1 to 3 bytes: see test_journal_tiny_torn_tail below.)
  */
 static void test_journal_torn_last_record_every_cut(void **state)
 {
@@ -818,7 +806,7 @@ static void test_journal_fsync_failure_is_final(void **state)
 }
 
 /*
- * KNOWN BUG (src/journal.c, journal_read): a torn tail of 1 to 3 bytes
+ * Regression test (it used to fail; src/journal.c, journal_read): a torn tail of 1 to 3 bytes
  * (a crash right after the first bytes of a header reached the file)
  * makes the "is anything after it" check call memmem(p + 4, left - 4)
  * with left < 4: the length wraps around to nearly SIZE_MAX and memmem
@@ -826,14 +814,13 @@ static void test_journal_fsync_failure_is_final(void **state)
  * should be a torn record like any other. The read runs in a child so
  * a crash fails this test only.
  */
-static void test_journal_tiny_torn_tail_KNOWN_BUG(void **state)
+static void test_journal_tiny_torn_tail(void **state)
 {
 	struct fixture *f = *state;
 	struct buf orig = BUF_INIT;
 	char *path;
 	size_t off3 = rec_size(three[0]) + rec_size(three[1]);
 
-	known_bug();
 	path = make_three(f);
 	slurp(path, &orig);
 	for (size_t keep = 1; keep <= 3; keep++) {
@@ -863,14 +850,14 @@ static void test_journal_tiny_torn_tail_KNOWN_BUG(void **state)
 }
 
 /*
- * KNOWN BUG (low severity, fails safe; src/journal.c): whether a bad
+ * Regression test (it used to fail, safely; src/journal.c): whether a bad
  * record is "the last one" is decided by looking for the bytes "RBJ1"
  * anywhere after its start, payload included. A torn last record whose
  * payload holds that text (a step that printed a journal, say) is then
  * reported as corruption and recovery stops for a human, though no
  * record follows it.
  */
-static void test_journal_torn_record_mentioning_magic_KNOWN_BUG(void **state)
+static void test_journal_torn_record_mentioning_magic(void **state)
 {
 	struct fixture *f = *state;
 	struct rb_error err = RB_ERROR_INIT;
@@ -881,7 +868,6 @@ static void test_journal_torn_record_mentioning_magic_KNOWN_BUG(void **state)
 	off_t size;
 	bool torn;
 
-	known_bug();
 	assert_int_equal(journal_create(f->dir, "m", &j, &err), 0);
 	append_s(j, three[0]);
 	append_s(j, last);
@@ -917,8 +903,8 @@ int main(void)
 		T(test_journal_symlink_not_followed),
 		T(test_journal_max_record),
 		T(test_journal_fsync_failure_is_final),
-		T(test_journal_tiny_torn_tail_KNOWN_BUG),
-		T(test_journal_torn_record_mentioning_magic_KNOWN_BUG),
+		T(test_journal_tiny_torn_tail),
+		T(test_journal_torn_record_mentioning_magic),
 	};
 
 	/* a failpoint inherited from the environment would skew the tests */

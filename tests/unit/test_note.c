@@ -4,10 +4,6 @@
  * colons, '#', YAML keywords, unicode, template text, empty strings,
  * NULLs); text that is not a note is refused; what the body says is
  * never read as data.
- *
- * Tests marked KNOWN BUG assert the right behaviour of a defect that
- * is reported and not fixed yet. They are skipped unless
- * RUNBOOK_KNOWN_BUGS=1 is set, so the suite stays green meanwhile.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,14 +22,6 @@
 #include "note.h"
 #include "runbook.h"
 #include "vars.h"
-
-static void known_bug(void)
-{
-	const char *v = getenv("RUNBOOK_KNOWN_BUGS");
-
-	if (!v || strcmp(v, "1") != 0)
-		skip();
-}
 
 /* Both NULL, or both strings with the same text. */
 static void assert_same_str(const char *what, const char *a, const char *b)
@@ -534,19 +522,18 @@ static void test_note_parse_rejects_non_notes(void **state)
 }
 
 /*
- * KNOWN BUG (src/note.c, note_parse): with several hosts a metric is
+ * Regression test (it used to fail; src/note.c, note_parse): with several hosts a metric is
  * keyed "name@host" and read back by splitting at the last '@'. Host
  * specs may hold an '@' themselves ([user@]host[:port], the form a
  * target lists them in), so "rows@deploy@db1" comes back as metric
  * "rows@deploy" of host "db1", a host that is not in the change.
  */
-static void test_note_metric_of_user_at_host_KNOWN_BUG(void **state)
+static void test_note_metric_of_user_at_host(void **state)
 {
 	struct change_rec *c, *d;
 	struct buf text = BUF_INIT;
 
 	(void)state;
-	known_bug();
 	c = change_new();
 	c->id = xstrdup("20240102T030405Z-x-00000000");
 	strvec_push(&c->hosts, "deploy@db1");
@@ -564,7 +551,7 @@ static void test_note_metric_of_user_at_host_KNOWN_BUG(void **state)
 }
 
 /*
- * KNOWN BUG (src/json.c with src/yamltree.c; see also test_change.c):
+ * Regression test (it used to fail; src/json.c with src/yamltree.c; see also test_change.c):
  * front matter strings are JSON-escaped, but valid UTF-8 passes
  * through unescaped, and YAML does not read every character back: a
  * C1 control character such as U+009B or a noncharacter such as
@@ -572,7 +559,7 @@ static void test_note_metric_of_user_at_host_KNOWN_BUG(void **state)
  * into a space. A captured value or a metric with one of them (command
  * output) breaks the note of the change.
  */
-static void test_note_c1_characters_KNOWN_BUG(void **state)
+static void test_note_c1_characters(void **state)
 {
 	static const char *const values[] = {
 		"a\xc2\x85" "b",		/* U+0085 NEL */
@@ -581,7 +568,6 @@ static void test_note_c1_characters_KNOWN_BUG(void **state)
 	};
 
 	(void)state;
-	known_bug();
 	for (size_t i = 0; i < sizeof(values) / sizeof(*values); i++) {
 		struct change_rec *c = change_new(), *d;
 		struct buf text = BUF_INIT;
@@ -608,8 +594,8 @@ int main(void)
 		cmocka_unit_test(test_note_front_matter_is_the_data),
 		cmocka_unit_test(test_note_body_is_not_data),
 		cmocka_unit_test(test_note_parse_rejects_non_notes),
-		cmocka_unit_test(test_note_metric_of_user_at_host_KNOWN_BUG),
-		cmocka_unit_test(test_note_c1_characters_KNOWN_BUG),
+		cmocka_unit_test(test_note_metric_of_user_at_host),
+		cmocka_unit_test(test_note_c1_characters),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

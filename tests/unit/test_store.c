@@ -5,10 +5,6 @@
  * and the working tree of a repository that holds notes are never
  * touched; concurrent writers lose no note. Checked against real
  * repositories with the git command line.
- *
- * Tests marked KNOWN BUG assert the right behaviour of a defect that
- * is reported and not fixed yet. They are skipped unless
- * RUNBOOK_KNOWN_BUGS=1 is set, so the suite stays green meanwhile.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,14 +62,6 @@ static int teardown(void **state)
 	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
 	return 0;
-}
-
-static void known_bug(void)
-{
-	const char *v = getenv("RUNBOOK_KNOWN_BUGS");
-
-	if (!v || strcmp(v, "1") != 0)
-		skip();
 }
 
 /* Runs a shell command; its stdout goes to out (may be NULL). Exit code. */
@@ -401,12 +389,12 @@ static void test_store_read_missing(void **state)
 }
 
 /*
- * KNOWN BUG (low severity; src/store.c, store_read_note): for an id
+ * Regression test (it used to fail; low severity; src/store.c, store_read_note): for an id
  * that does not start with eight digits it returns -1 without filling
  * err (class RB_OK, empty message), though store.h promises
  * RB_ERR_INVALID. A caller printing err.msg prints nothing.
  */
-static void test_store_read_bad_id_sets_error_KNOWN_BUG(void **state)
+static void test_store_read_bad_id_sets_error(void **state)
 {
 	struct fixture *f = *state;
 	struct rb_error err = RB_ERROR_INIT;
@@ -414,7 +402,6 @@ static void test_store_read_bad_id_sets_error_KNOWN_BUG(void **state)
 	char *path;
 	struct store *s;
 
-	known_bug();
 	path = path_in(f, "notes.git");
 	s = open_at(path);
 	commit(s, "20240501T120000Z-db-0a1b2c3d", "x", NULL);
@@ -938,7 +925,7 @@ static void test_store_concurrent_writers(void **state)
 }
 
 /*
- * KNOWN BUG (src/store.c, store_commit_note): the very first note of a
+ * Regression test (it used to fail; src/store.c, store_commit_note): the very first note of a
  * repository creates the branch with git_reference_create(force 0),
  * and libgit2 checks that the reference does not exist before it takes
  * the reference's lock, not under it. Two processes committing the
@@ -949,11 +936,10 @@ static void test_store_concurrent_writers(void **state)
  * git_reference_create_matching() and an all-zero old id makes libgit2
  * check "absent" under the lock. Many rounds of racing first notes.
  */
-static void test_store_concurrent_first_notes_KNOWN_BUG(void **state)
+static void test_store_concurrent_first_notes(void **state)
 {
 	struct fixture *f = *state;
 
-	known_bug();
 	for (int round = 0; round < 30; round++) {
 		char name[32], *path;
 		struct store *s;
@@ -978,7 +964,7 @@ int main(void)
 		T(test_store_signatures),
 		T(test_store_notes_accumulate),
 		T(test_store_read_missing),
-		T(test_store_read_bad_id_sets_error_KNOWN_BUG),
+		T(test_store_read_bad_id_sets_error),
 		T(test_store_resolve),
 		T(test_store_resolve_many_matches),
 		T(test_store_each),
@@ -986,7 +972,7 @@ int main(void)
 		T(test_store_open_fallbacks),
 		T(test_store_operator),
 		T(test_store_concurrent_writers),
-		T(test_store_concurrent_first_notes_KNOWN_BUG),
+		T(test_store_concurrent_first_notes),
 	};
 
 	/* git and the store must see only the repositories made here */
