@@ -103,66 +103,44 @@ static bool step_not_run(struct engine *E, struct host_run *H,
 
 /*
  * skip_if: 1 when the step is to be skipped (exit 0), 0 when it is to
- * run, -1 when it could not be decided (the step failed).
+ * run, -1 when it could not be decided (the step failed). It runs
+ * where the step runs, with the step's env and dir (r, whose command
+ * it replaces), and is judged by its exit status alone.
  */
 static int skip_check(struct engine *E, struct host_run *H,
-		      const struct step *s, struct outcome *o)
+		      const struct step *s, const struct run_spec *r,
+		      struct outcome *o)
 {
 	struct lookup_ctx lc = { E, H };
 	struct rb_error err = RB_ERROR_INIT;
-	struct run_spec r = { 0 };
-	char *sk = NULL, *why;
+	struct run_spec probe = *r;
+	char *sk = NULL;
 
-	if (engine_render3(engine_lookup, &lc, E->red, s->skip_if.s, TPL_SHELL, &sk, NULL,
-		    NULL, NULL, &err) < 0) {
-		why = redact_str(E->red, err.msg);
+	if (engine_render3(engine_lookup, &lc, E->red, s->skip_if.s,
+			   TPL_SHELL, &sk, NULL, NULL, NULL, &err) < 0) {
+		char *why = redact_str(E->red, err.msg);
+
 		step_not_run(E, H, s, "skip_if: ", why);
 		free(why);
 		return -1;
 	}
-	r.s = s;
-	r.exec = sk;
-	r.timeout_ms = s->timeout_ms;
-	r.local = s->local;
-	r.phase = s->phase;
-	r.index = s->index;
-	r.name = s->name.s;
-	/* its env and dir are the step's own */
-	{
-		struct strvec env = STRVEC_INIT;
-		char *dir = NULL;
-		struct buf bad = BUF_INIT;
-
-		if (exec_env_dir(E, H, s, &env, &dir, &bad) == 0) {
-			r.env = env.v;
-			r.dir = dir;
-			engine_run(E, H, &r, engine_cancel_fd(false), o);
-		} else {
-			memset(o, 0, sizeof(*o));
-			o->exit_code = -1;
-			o->result = RES_FAILED;
-			why = redact_str(E->red, buf_str(&bad));
-			buf_adds(&o->why, why);
-			free(why);
-		}
-		strvec_release(&env);
-		engine_free_exec(dir);
-		buf_release(&bad);
-	}
+	probe.p = NULL;
+	probe.exec = sk;
+	engine_run(E, H, &probe, engine_cancel_fd(false), o);
 	engine_free_exec(sk);
 	if (o->cancelled || o->result == RES_TIMEOUT ||
 	    (o->exit_code < 0 && o->result != RES_OK)) {
 		struct event ev;
 
 		engine_ev_step(&ev, EV_STEP_END, H->spec, s->phase, s->index,
-			s->name.s);
+			       s->name.s);
 		ev.result = o->result == RES_TIMEOUT ? RES_TIMEOUT : RES_FAILED;
 		ev.duration_ms = o->ms;
 		ev.why = buf_str(&o->why);
 		engine_emit(E, &ev);
 		engine_fail(E, o->cancelled, "%s '%s' on %s: skip_if: %s",
-		     phase_name(s->phase), s->name.s, H->spec,
-		     buf_str(&o->why));
+			    phase_name(s->phase), s->name.s, H->spec,
+			    buf_str(&o->why));
 		return -1;
 	}
 	return o->exit_code == 0;
@@ -313,7 +291,24 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		free(why);
 		return false;
 	}
-	if (s->skip_if.s && (skip = skip_check(E, H, s, &o)) != 0) {
+	if (exec_env_dir(E, H, s, &env, &dir, &bad) < 0) {
+		char *why = redact_str(E->red, buf_str(&bad));
+
+		step_not_run(E, H, s, "", why);
+		free(why);
+		goto out;
+	}
+	r.s = s;
+	r.p = &E->pats[s->phase][s->index];
+	r.exec = cmd;
+	r.env = env.v;
+	r.dir = dir;
+	r.timeout_ms = s->timeout_ms;
+	r.local = s->local;
+	r.phase = s->phase;
+	r.index = s->index;
+	r.name = s->name.s;
+	if (s->skip_if.s && (skip = skip_check(E, H, s, &r, &o)) != 0) {
 		if (skip > 0) {
 			/* recorded as skipped: never rolled back */
 			engine_ev_step(&ev, EV_STEP_BEGIN, H->spec, s->phase, s->index,
@@ -333,13 +328,6 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		goto out;
 	}
 	outcome_release(&o);
-	if (exec_env_dir(E, H, s, &env, &dir, &bad) < 0) {
-		char *why = redact_str(E->red, buf_str(&bad));
-
-		step_not_run(E, H, s, "", why);
-		free(why);
-		goto out;
-	}
 	if (s->phase == PHASE_STEPS) {
 		/* from here on the step may change the host: roll it back */
 		H->items = xgrow(H->items, &H->cap_items, H->n_items + 1,
@@ -371,16 +359,6 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 
 	if (E->o->rehearse && s->phase == PHASE_PREFLIGHT)
 		H->keep = &H->snap[E->snap_pass][s->index];
-	r.s = s;
-	r.p = &E->pats[s->phase][s->index];
-	r.exec = cmd;
-	r.env = env.v;
-	r.dir = dir;
-	r.timeout_ms = s->timeout_ms;
-	r.local = s->local;
-	r.phase = s->phase;
-	r.index = s->index;
-	r.name = s->name.s;
 	run_attempts(E, H, s, &r, &o, &attempts);
 	if (H->keep)
 		keep_snap(E, H, s, &o);
