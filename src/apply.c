@@ -45,7 +45,7 @@ static int exec_env_dir(struct engine *E, struct host_run *H,
 		char *val = NULL;
 
 		if (engine_render3(engine_lookup, &lc, E->red, s->env[i].val, TPL_RAW, &val,
-			    NULL, NULL, NULL, &err) < 0) {
+				   NULL, NULL, NULL, &err) < 0) {
 			buf_addf(why, "env %s: %s", s->env[i].key, err.msg);
 			return -1;
 		}
@@ -54,7 +54,7 @@ static int exec_env_dir(struct engine *E, struct host_run *H,
 		strvec_push_owned(env, buf_detach(&kv));
 	}
 	if (s->dir.s && engine_render3(engine_lookup, &lc, E->red, s->dir.s, TPL_RAW, dir,
-				NULL, NULL, NULL, &err) < 0) {
+				       NULL, NULL, NULL, &err) < 0) {
 		buf_addf(why, "dir: %s", err.msg);
 		return -1;
 	}
@@ -73,7 +73,7 @@ static void record_env_dir(struct engine *E, struct host_run *H,
 		struct buf kv = BUF_INIT;
 
 		if (engine_render3(engine_lookup, &lc, E->red, s->env[i].val, TPL_RAW, NULL,
-			    NULL, &rec, NULL, &err) < 0)
+				   NULL, &rec, NULL, &err) < 0)
 			continue;
 		buf_addf(&kv, "%s=%s", s->env[i].key, rec);
 		strvec_push_owned(env, buf_detach(&kv));
@@ -82,7 +82,7 @@ static void record_env_dir(struct engine *E, struct host_run *H,
 	*dir = NULL;
 	if (s->dir.s)
 		(void)engine_render3(engine_lookup, &lc, E->red, s->dir.s, TPL_RAW, NULL,
-			      NULL, dir, NULL, &err);
+				     NULL, dir, NULL, &err);
 }
 
 /* A step that ends before anything ran: its end event and the failure. */
@@ -97,7 +97,7 @@ static bool step_not_run(struct engine *E, struct host_run *H,
 	ev.why = why;
 	engine_emit(E, &ev);
 	engine_fail(E, false, "%s '%s' on %s: %s%s", phase_name(s->phase), s->name.s,
-	     H->spec, what, why);
+		    H->spec, what, why);
 	return false;
 }
 
@@ -284,7 +284,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	if (engine_stopped(E))
 		return false;
 	if (engine_render3(engine_lookup, &lc, E->red, s->run.s, TPL_SHELL, &cmd, &disp,
-		    &rec, NULL, &err) < 0) {
+			   &rec, NULL, &err) < 0) {
 		char *why = redact_str(E->red, err.msg);
 
 		step_not_run(E, H, s, "", why);
@@ -312,7 +312,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		if (skip > 0) {
 			/* recorded as skipped: never rolled back */
 			engine_ev_step(&ev, EV_STEP_BEGIN, H->spec, s->phase, s->index,
-				s->name.s);
+				       s->name.s);
 			ev.command = rec;
 			ev.display = disp;
 			ev.rollback_none = s->rollback_none;
@@ -373,10 +373,10 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		pthread_mutex_unlock(&E->mu);
 	} else if (!ok && s->phase != PHASE_METRICS) {
 		engine_fail(E, o.cancelled, "%s '%s' on %s: %s", what, s->name.s,
-		     H->spec, buf_str(&o.why));
+			    H->spec, buf_str(&o.why));
 	} else if (o.cancelled) {
 		engine_fail(E, true, "%s '%s' on %s: %s", what, s->name.s, H->spec,
-		     buf_str(&o.why));
+			    buf_str(&o.why));
 	}
 out:
 	outcome_release(&o);

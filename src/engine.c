@@ -286,7 +286,7 @@ static void on_started(void *ctx, long pid, unsigned long long start_time)
 }
 
 void engine_run(struct engine *E, struct host_run *H, const struct run_spec *r,
-		    int cancel_fd, struct outcome *o)
+		int cancel_fd, struct outcome *o)
 {
 	struct cmd_ctx cc = { E, H, r, { 0 }, sys_now_ms() };
 	struct exec_sink sink = { on_output, NULL, on_started, &cc };

@@ -49,14 +49,14 @@ void rollback_item_render(struct rollback_item *it, const char *cmd,
 		return;
 	}
 	if (engine_render3(fn, ctx, red, cmd, TPL_SHELL, &it->exec, &it->display,
-		    &it->record, &it->masked, &err) < 0)
+			   &it->record, &it->masked, &err) < 0)
 		goto bad;
 	for (size_t i = 0; i < n_env; i++) {
 		struct buf kv = BUF_INIT;
 		char *val = NULL;
 
 		if (engine_render3(fn, ctx, red, env[i].val, TPL_RAW, &val, NULL, NULL,
-			    NULL, &err) < 0) {
+				   NULL, &err) < 0) {
 			buf_release(&kv);
 			goto bad;
 		}
@@ -65,7 +65,7 @@ void rollback_item_render(struct rollback_item *it, const char *cmd,
 		strvec_push_owned(&it->env, buf_detach(&kv));
 	}
 	if (dir && engine_render3(fn, ctx, red, dir, TPL_RAW, &it->dir, NULL, NULL,
-			   NULL, &err) < 0)
+				  NULL, &err) < 0)
 		goto bad;
 	return;
 bad:
@@ -137,7 +137,7 @@ static void rollback_host(struct engine *E, struct host_run *H)
 			return;
 		}
 		engine_ev_step(&ev, EV_ROLLBACK_BEGIN, H->spec, PHASE_STEPS, it->index,
-			it->name);
+			       it->name);
 		ev.command = it->record;
 		ev.display = it->display;
 		engine_emit(E, &ev);
