@@ -312,7 +312,7 @@ end() {
 		return 0
 	fi
 	for e in "${ERRS[@]}"; do
-		if grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' "$e" 2>/dev/null; then
+		if grep -Eq 'ThreadSanitizer|AddressSanitizer|LeakSanitizer|runtime error:' "$e" 2>/dev/null; then
 			bad "sanitizer report in ${e#"$tmp"/}"
 		fi
 	done

@@ -92,15 +92,19 @@ sshd_kill_sessions() {
 	return 0
 }
 
+# The listener is frozen first, so no session can be accepted between the
+# sessions' end and its own: a client that reconnects in that gap must find
+# the host gone, as it would be.
 sshd_stop() {
 	if [ -n "${SSHD_PID:-}" ]; then
+		kill -STOP "$SSHD_PID" 2>/dev/null
 		pkill -KILL -P "$SSHD_PID" 2>/dev/null
-		kill "$SSHD_PID" 2>/dev/null
+		kill -KILL "$SSHD_PID" 2>/dev/null
+		kill -CONT "$SSHD_PID" 2>/dev/null
 		for _ in $(seq 1 50); do
 			kill -0 "$SSHD_PID" 2>/dev/null || break
 			sleep 0.05
 		done
-		kill -KILL "$SSHD_PID" 2>/dev/null
 	fi
 	SSHD_PID=
 }
