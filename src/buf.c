@@ -130,6 +130,24 @@ void buf_addf(struct buf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
+void buf_add_visible(struct buf *b, const char *s, size_t n, bool keep_lines)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (keep_lines && (c == '\n' || c == '\t'))
+			buf_addc(b, (char)c);
+		else if (c < 0x20 || c == 0x7f)
+			buf_addf(b, "\\x%02x", c);
+		else if (c == 0xc2 && i + 1 < n &&
+			 (unsigned char)s[i + 1] >= 0x80 &&
+			 (unsigned char)s[i + 1] <= 0x9f)
+			buf_addf(b, "\\u%04x", (unsigned char)s[++i]);
+		else
+			buf_addc(b, (char)c);
+	}
+}
+
 void buf_reset(struct buf *b)
 {
 	b->len = 0;

@@ -12,6 +12,7 @@
 #define RUNBOOK_BUF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 void *xmalloc(size_t n);
@@ -39,6 +40,12 @@ void buf_addf(struct buf *b, const char *fmt, ...)
 void buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 /* Empties the buffer but keeps its memory. */
+/*
+ * Appends s (n bytes) with every control character shown as \xNN (C0,
+ * DEL) or \u00NN (C1, in UTF-8), so recorded text cannot drive a
+ * terminal; newlines and tabs are kept when keep_lines is set.
+ */
+void buf_add_visible(struct buf *b, const char *s, size_t n, bool keep_lines);
 void buf_reset(struct buf *b);
 /* Returns the bytes (never NULL) and leaves the buffer empty. */
 char *buf_detach(struct buf *b);

@@ -260,15 +260,14 @@ static void excerpt(struct buf *out, const struct stream_cap *sc)
 		start++;
 	if (start > 0 || sc->emitted > sc->tail.len)
 		buf_adds(out, "...");
-	for (size_t i = start; i < len; i++) {
-		unsigned char ch = (unsigned char)t[i];
+	for (size_t i = start; i < len;) {
+		const char *nl = memchr(t + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - t) : len;
 
-		if (ch == '\n')
+		buf_add_visible(out, t + i, end - i, false);
+		if (nl)
 			buf_adds(out, " | ");
-		else if (ch < 0x20 || ch == 0x7f)
-			buf_addf(out, "\\x%02x", ch);
-		else
-			buf_addc(out, (char)ch);
+		i = end + 1;
 	}
 }
 

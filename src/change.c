@@ -63,6 +63,82 @@ void change_id_new(const char *name, char out[128])
 		 rnd[1], rnd[2], rnd[3]);
 }
 
+/* Reads "YYYYMMDDTHHMMSSZ" at s, every field in range; false if not. */
+static bool strptime_utc(const char *s, struct tm *tm)
+{
+	static const char shape[] = "ddddddddTddddddZ";
+	int v[6], w[6] = { 4, 2, 2, 2, 2, 2 }, at = 0;
+
+	for (size_t i = 0; shape[i]; i++)
+		if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') :
+				      s[i] != shape[i])
+			return false;
+	for (int f = 0; f < 6; f++) {
+		v[f] = 0;
+		if (f == 3)
+			at++;	/* the 'T' */
+		for (int k = 0; k < w[f]; k++)
+			v[f] = v[f] * 10 + (s[at++] - '0');
+	}
+	if (v[0] < 1970 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 ||
+	    v[3] > 23 || v[4] > 59 || v[5] > 60)
+		return false;
+	tm->tm_year = v[0] - 1900;
+	tm->tm_mon = v[1] - 1;
+	tm->tm_mday = v[2];
+	tm->tm_hour = v[3];
+	tm->tm_min = v[4];
+	tm->tm_sec = v[5];
+	return true;
+}
+
+bool change_id_check(const char *id, time_t now, char why[160])
+{
+	static const int days[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
+				    30, 31 };
+	size_t n = strlen(id);
+	struct tm tm = { 0 };
+	char name[RB_MAX_NAME + 1];
+	const char *end;
+	time_t t;
+	bool leap;
+
+	if (n < 16 + 1 + 1 + 1 + 8 || n > 16 + 2 + RB_MAX_NAME + 8 ||
+	    !strptime_utc(id, &tm) || id[16] != '-' || id[n - 9] != '-') {
+		snprintf(why, 160,
+			 "expected a change id YYYYMMDDTHHMMSSZ-<runbook>-<8 hex>, found \"%.80s\"",
+			 id);
+		return false;
+	}
+	end = id + n - 8;
+	for (const char *p = end; *p; p++) {
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+			snprintf(why, 160,
+				 "expected a change id ending in 8 lowercase hex digits, found \"%.80s\"",
+				 id);
+			return false;
+		}
+	}
+	memcpy(name, id + 17, (size_t)(n - 26));
+	name[n - 26] = '\0';
+	leap = (tm.tm_year % 4 == 0 && tm.tm_year % 100 != 0) ||
+	       (tm.tm_year + 1900) % 400 == 0;
+	if (!is_runbook_name(name) || tm.tm_mday > days[tm.tm_mon] ||
+	    (tm.tm_mon == 1 && tm.tm_mday == 29 && !leap)) {
+		snprintf(why, 160, "expected a change id with a runbook name and a real date, found \"%.80s\"",
+			 id);
+		return false;
+	}
+	t = timegm(&tm);
+	if (t > now + CHANGE_ID_SKEW) {
+		snprintf(why, 160,
+			 "change id %.80s is dated %ld s in the future of this clock",
+			 id, (long)(t - now));
+		return false;
+	}
+	return true;
+}
+
 struct change_rec *change_new(void)
 {
 	struct change_rec *c = xcalloc(1, sizeof(*c));

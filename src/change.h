@@ -12,6 +12,7 @@
 #define RUNBOOK_CHANGE_H
 
 #include <stdbool.h>
+#include <time.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -44,6 +45,14 @@ bool change_status_final(enum change_status s);
 
 /* A new change id: YYYYMMDDTHHMMSSZ-<name>-<8 hex>, sorting by time. */
 void change_id_new(const char *name, char out[128]);
+/*
+ * Whether id has that form (a real date and time, a runbook name, 8
+ * lowercase hex digits) and is not dated later than now + CHANGE_ID_SKEW
+ * seconds. Ids name files, so nothing else may be used as one. On false,
+ * why says what is wrong ("...expected ..., found ...").
+ */
+#define CHANGE_ID_SKEW 3600
+bool change_id_check(const char *id, time_t now, char why[160]);
 
 struct rec_step {
 	char *host;

@@ -30,7 +30,8 @@ struct cli {
 	size_t n_var_names;
 	const char *notes;
 	const char *known_hosts;
-	bool json, no_color, quiet, verbose, accept_new, dry_run, last;
+	bool json, no_color, quiet, verbose, accept_new, dry_run, last,
+	     yes;
 	unsigned forks;
 	unsigned log_n;
 	const char **by_hand;	/* rollback --by-hand STEP[@HOST] (borrowed) */

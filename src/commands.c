@@ -322,15 +322,16 @@ out:
 
 /* The change CHANGE or --last names, read back from journal or note. */
 static int find_change(const struct cli *c, struct store *st,
-		       struct change_rec **ch, struct rb_error *err)
+		       struct change_rec **ch, bool *from_j,
+		       struct rb_error *err)
 {
 	char *id = NULL;
-	bool from_j, torn;
+	bool torn;
 	int ret = -1;
 
 	if ((c->last ? history_last(st, c->target, &id, err) :
 		       history_resolve(st, c->args[0], &id, err)) < 0 ||
-	    history_load(st, id, ch, &from_j, &torn, err) < 0)
+	    history_load(st, id, ch, from_j, &torn, err) < 0)
 		goto out;
 	if (torn && !c->quiet)
 		fprintf(stderr, "runbook: warning: the journal of %s ended in a torn record (a crash while writing it); it was cut off\n",
@@ -360,19 +361,94 @@ static int record_by_hand(const struct cli *c, struct change_rec *ch,
 	return 0;
 }
 
-/* --dry-run: what would run, one line per rollback, newest first. */
-static void print_plan(const struct cli *c, const struct rollback_plan *p)
+/*
+ * What a replay would run, newest first: one line per rollback (host,
+ * step, command), then its dir, env and where it runs, indented; first
+ * the change and where its secrets come from. Everything masked.
+ */
+static void print_plan(FILE *f, const struct change_rec *ch,
+		       const struct rollback_plan *p)
 {
-	if (c->quiet)
-		return;
-	for (size_t h = 0; h < p->n_hosts; h++)
+	struct buf b = BUF_INIT, shown = BUF_INIT;
+
+	buf_addf(&b, "# change %s of runbook %s on target %s, by %s, started %s\n",
+		 ch->id, ch->runbook ? ch->runbook : "?",
+		 ch->target ? ch->target : "?",
+		 ch->operator_ ? ch->operator_ : "?",
+		 ch->started ? ch->started : "?");
+	for (size_t i = 0; i < ch->secrets.n; i++)
+		buf_addf(&b, "# secret %s is read from %s\n", ch->secrets.names[i],
+			 ch->secrets.values[i]);
+	for (size_t h = 0; h < p->n_hosts; h++) {
+		const char *id = varset_get(&ch->host_ids, p->hosts[h].spec);
+
+		if (id || ch->identity)
+			buf_addf(&b, "# host %s logs in with %s\n",
+				 p->hosts[h].spec, id ? id : ch->identity);
+	}
+	for (size_t h = 0; h < p->n_hosts; h++) {
 		for (size_t i = p->hosts[h].n; i-- > 0;) {
 			const struct rollback_item *it = &p->hosts[h].items[i];
 
-			printf("%s\t%s\t%s\n", p->hosts[h].spec, it->name,
-			       it->none ? "none (nothing to undo)" :
-			       it->display ? it->display : it->error);
+			buf_addf(&b, "%s\t%s\t%s\n", p->hosts[h].spec, it->name,
+				 it->none ? "none (nothing to undo)" :
+				 it->display ? it->display : it->error);
+			if (it->local)
+				buf_addf(&b, "  runs on this machine (local: true)\n");
+			if (it->dir_shown)
+				buf_addf(&b, "  dir: %s\n", it->dir_shown);
+			for (size_t k = 0; k < it->env_shown.n; k++)
+				buf_addf(&b, "  env: %s\n", it->env_shown.v[k]);
 		}
+	}
+	/* from a note: shown, never obeyed, even in a pipe */
+	buf_add_visible(&shown, b.data, b.len, true);
+	fwrite(shown.data, 1, shown.len, f);
+	buf_release(&shown);
+	buf_release(&b);
+}
+
+/*
+ * A change this machine never journaled was read from the notes
+ * branch, which anyone who can push to it can write: its rollbacks run
+ * only after the operator has seen them, here or with --dry-run, and
+ * said yes (on a terminal, or with --yes). 0 to go on.
+ */
+static int confirm_foreign(const struct cli *c, struct change_rec *ch,
+			   struct rb_error *err)
+{
+	struct replay_opts o = { true, c->forks, c->known_hosts, c->accept_new };
+	struct strvec notices = STRVEC_INIT;
+	struct replay *rp = NULL;
+	char answer[16] = "";
+	int ret = -1;
+
+	if (c->yes)
+		return 0;
+	if (replay_new(ch, &o, &notices, &rp, err) < 0)
+		goto out;
+	if (!replay_pending(rp)) {
+		ret = 0;	/* nothing will run */
+		goto out;
+	}
+	fprintf(stderr, "runbook: change %s was not recorded on this machine: its note comes from the notes branch. These rollbacks would run:\n",
+		ch->id);
+	print_plan(stderr, ch, replay_plan(rp));
+	if (isatty(0) && isatty(2)) {
+		fputs("runbook: type yes to run them: ", stderr);
+		if (fgets(answer, sizeof(answer), stdin) &&
+		    strcmp(answer, "yes\n") == 0) {
+			ret = 0;
+			goto out;
+		}
+	}
+	rb_error_set(err, RB_ERR_USAGE,
+		     "nothing was run: check the plan above against the note (runbook show %s), then run again and answer yes, or add --yes",
+		     ch->id);
+out:
+	strvec_release(&notices);
+	replay_free(rp);
+	return ret;
 }
 
 /* Runs the replay under the recorder and the report. */
@@ -404,7 +480,8 @@ static int replay_run(const struct cli *c, struct change_rec *ch,
 		goto out;
 	}
 	if (c->dry_run) {
-		print_plan(c, p);
+		if (!c->quiet)
+			print_plan(stdout, ch, p);
 		goto out;
 	}
 	report_opts_of(c, &ro);
@@ -429,11 +506,12 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 	struct recorder *rec = NULL;
 	struct strvec hand = STRVEC_INIT;
 	char *stale_info = NULL;
-	bool stale;
+	bool stale, from_j;
 	int code;
 
 	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
-	    find_change(c, st, &ch, err) < 0) {
+	    find_change(c, st, &ch, &from_j, err) < 0 ||
+	    (!from_j && !c->dry_run && confirm_foreign(c, ch, err) < 0)) {
 		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
 		goto out;
 	}
@@ -605,6 +683,23 @@ out:
 	return code;
 }
 
+/*
+ * Text from a record on stdout. Notes come from other clones: on a
+ * terminal their control characters are shown, never obeyed.
+ */
+static void out_text(const char *s, size_t n)
+{
+	struct buf b = BUF_INIT;
+
+	if (!isatty(1)) {
+		fwrite(s, 1, n, stdout);
+		return;
+	}
+	buf_add_visible(&b, s, n, true);
+	fwrite(b.data, 1, b.len, stdout);
+	buf_release(&b);
+}
+
 struct log_ctx {
 	const struct cli *c;
 	size_t shown;
@@ -616,8 +711,12 @@ static int log_one(void *ctx, const char *id, const char *text, size_t len)
 	struct change_rec *ch = NULL;
 	struct rb_error err = RB_ERROR_INIT;
 
-	if (note_parse(text, len, &ch, &err) < 0) {
-		printf("%s  (unreadable note: %s)\n", id, err.msg);
+	if (note_parse(text, len, id, &ch, &err) < 0) {
+		struct buf b = BUF_INIT;
+
+		buf_addf(&b, "%s  (unreadable note: %s)\n", id, err.msg);
+		out_text(b.data, b.len);
+		buf_release(&b);
 		return 0;
 	}
 	if (lc->c->json) {
@@ -637,11 +736,15 @@ static int log_one(void *ctx, const char *id, const char *text, size_t len)
 		fputs(buf_str(&b), stdout);
 		buf_release(&b);
 	} else {
-		printf("%s  %-15s %-12s %s\n    %s\n", id,
-		       change_status_name(ch->status),
-		       ch->target ? ch->target : "?",
-		       ch->operator_ ? ch->operator_ : "",
-		       ch->reason ? ch->reason : "");
+		struct buf b = BUF_INIT;
+
+		buf_addf(&b, "%s  %-15s %-12s %s\n    %s\n", id,
+			 change_status_name(ch->status),
+			 ch->target ? ch->target : "?",
+			 ch->operator_ ? ch->operator_ : "",
+			 ch->reason ? ch->reason : "");
+		out_text(b.data, b.len);
+		buf_release(&b);
 	}
 	lc->shown++;
 	change_free(ch);
@@ -689,7 +792,7 @@ int cmd_show(const struct cli *c, struct rb_error *err)
 		fputs(buf_str(&b), stdout);
 		buf_release(&b);
 	} else {
-		fwrite(text.data, 1, text.len, stdout);
+		out_text(text.data, text.len);
 	}
 out:
 	buf_release(&text);

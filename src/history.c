@@ -69,7 +69,7 @@ int history_load(struct store *st, const char *id, struct change_rec **out,
 		buf_release(&text);
 		return -1;
 	}
-	if (note_parse(text.data, text.len, out, err) < 0) {
+	if (note_parse(text.data, text.len, id, out, err) < 0) {
 		buf_release(&text);
 		return -1;
 	}
@@ -168,13 +168,13 @@ struct by_second {
 };
 
 /* The started time of a note's front matter, or "". */
-static char *note_started(const char *text, size_t len)
+static char *note_started(const char *id, const char *text, size_t len)
 {
 	struct change_rec *c = NULL;
 	struct rb_error err = RB_ERROR_INIT;
 	char *s;
 
-	if (note_parse(text, len, &c, &err) < 0)
+	if (note_parse(text, len, id, &c, &err) < 0)
 		return xstrdup("");
 	s = xstrdup(c->started ? c->started : "");
 	change_free(c);
@@ -225,7 +225,7 @@ static int second_one(void *ctx, const char *id, const char *text, size_t len)
 	}
 	strvec_push(&b->ids, id);
 	strvec_push_owned(&b->texts, xstrndup(text, len));
-	strvec_push_owned(&b->started, note_started(text, len));
+	strvec_push_owned(&b->started, note_started(id, text, len));
 	return 0;
 }
 
@@ -257,7 +257,7 @@ static int first_id(void *ctx, const char *id, const char *text, size_t len)
 	struct change_rec *c = NULL;
 	struct rb_error err = RB_ERROR_INIT;
 
-	if (note_parse(text, len, &c, &err) < 0)
+	if (note_parse(text, len, id, &c, &err) < 0)
 		return 0;
 	if (n->target && (!c->target || strcmp(c->target, n->target) != 0)) {
 		change_free(c);

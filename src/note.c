@@ -5,8 +5,11 @@
  */
 #include "note.h"
 
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "change.h"
 #include "diag.h"
@@ -82,30 +85,43 @@ static void fm_map(struct buf *b, const char *key, const struct varset *vs,
 	}
 }
 
-/* captures: host -> name -> value */
+/* captures: host -> name -> value, hosts in the order they captured */
 static void fm_captures(const struct change_rec *c, struct buf *b)
 {
 	buf_adds(b, "\ncaptures:");
 	if (!c->n_captures)
 		buf_adds(b, " {}");
-	for (size_t h = 0; h < c->hosts.n; h++) {
-		bool any = false;
+	for (size_t h = 0; h < c->n_captures; h++) {
+		const char *host = c->captures[h].host;
+		bool seen = false;
 
-		for (size_t i = 0; i < c->n_captures; i++) {
-			if (strcmp(c->captures[i].host, c->hosts.v[h]) != 0)
+		for (size_t i = 0; i < h && !seen; i++)
+			seen = strcmp(c->captures[i].host, host) == 0;
+		if (seen)
+			continue;
+		buf_adds(b, "\n  ");
+		q(b, host);
+		buf_adds(b, ":");
+		for (size_t i = h; i < c->n_captures; i++) {
+			if (strcmp(c->captures[i].host, host) != 0)
 				continue;
-			if (!any) {
-				buf_adds(b, "\n  ");
-				q(b, c->hosts.v[h]);
-				buf_adds(b, ":");
-				any = true;
-			}
 			buf_adds(b, "\n    ");
 			q(b, c->captures[i].name);
 			buf_adds(b, ": ");
 			q(b, c->captures[i].value);
 		}
 	}
+}
+
+/* Whether the note can name host by the key alone (see metric_host). */
+static bool key_names_host(const struct change_rec *c, const char *host)
+{
+	if (c->hosts.n < 2)
+		return c->hosts.n == 1 && strcmp(c->hosts.v[0], host) == 0;
+	for (size_t h = 0; h < c->hosts.n; h++)
+		if (strcmp(c->hosts.v[h], host) == 0)
+			return true;
+	return false;
 }
 
 static void fm_metrics(const struct change_rec *c, struct buf *b)
@@ -115,11 +131,12 @@ static void fm_metrics(const struct change_rec *c, struct buf *b)
 		buf_adds(b, " {}");
 	for (size_t i = 0; i < c->n_metrics; i++) {
 		const struct rec_metric *m = &c->metrics[i];
+		bool by_key = key_names_host(c, m->host);
 		struct buf key = BUF_INIT;
 
 		/* name, or name@host when several hosts report it */
 		buf_adds(&key, m->name);
-		if (c->hosts.n > 1)
+		if (c->hosts.n > 1 && by_key)
 			buf_addf(&key, "@%s", m->host);
 		buf_adds(b, "\n  ");
 		q(b, buf_str(&key));
@@ -127,6 +144,10 @@ static void fm_metrics(const struct change_rec *c, struct buf *b)
 		q(b, m->before);
 		buf_adds(b, ", after: ");
 		q(b, m->after);
+		if (!by_key) {
+			buf_adds(b, ", host: ");
+			q(b, m->host);
+		}
 		buf_adds(b, " }");
 		buf_release(&key);
 	}
@@ -362,18 +383,104 @@ void note_render(const struct change_rec *c, struct buf *out)
 	body(c, out);
 }
 
-static const char *str(const struct ynode *n, const char *key)
-{
-	const struct ynode *v = ynode_get(n, key);
+/*
+ * Notes come from other clones: every field is checked for its type,
+ * and the first field that has the wrong one makes the note unreadable
+ * (never a guess, never half a record).
+ */
+struct reader {
+	const char *what;	/* "note of change <id>" */
+	struct rb_error *err;
+	bool bad;
+};
 
-	if (!v || v->type != YN_SCALAR || ynode_is_null(v))
+static void wrong(struct reader *r, const struct ynode *n, const char *key,
+		  const char *expected)
+{
+	if (r->bad)
+		return;
+	r->bad = true;
+	/* the front matter starts on the note's second line */
+	rb_error_set(r->err, RB_ERR_INVALID,
+		     "%s:%u:%u: '%s' expected %s, found a %s; the note is not used (nothing was run), fix it in the notes branch",
+		     r->what, n->pos.line + 1, n->pos.col, key, expected,
+		     ynode_type_name(n));
+}
+
+/* The scalar at key, NULL when absent or null. */
+static const char *str(struct reader *r, const struct ynode *map,
+		       const char *key)
+{
+	const struct ynode *v = map && map->type == YN_MAP ?
+				ynode_get(map, key) : NULL;
+
+	if (!v || ynode_is_null(v))
 		return NULL;
+	if (v->type != YN_SCALAR) {
+		wrong(r, v, key, "a string");
+		return NULL;
+	}
 	return v->text;
+}
+
+static bool flag(struct reader *r, const struct ynode *map, const char *key)
+{
+	const char *v = str(r, map, key);
+
+	return v && strcmp(v, "true") == 0;
+}
+
+static unsigned long long num(struct reader *r, const struct ynode *map,
+			      const char *key, unsigned long long dflt)
+{
+	const char *v = str(r, map, key);
+
+	return v ? strtoull(v, NULL, 10) : dflt;
+}
+
+/* The node at key if it has type t (and scalar items), else NULL. */
+static const struct ynode *group(struct reader *r, const struct ynode *map,
+				 const char *key, enum ynode_type t)
+{
+	const struct ynode *v = map && map->type == YN_MAP ?
+				ynode_get(map, key) : NULL;
+
+	if (!v || ynode_is_null(v))
+		return NULL;
+	if (v->type != t) {
+		wrong(r, v, key, t == YN_SEQ ? "a list" : "a mapping");
+		return NULL;
+	}
+	return v;
+}
+
+/* A list or map of strings at key, else NULL. */
+static const struct ynode *strings(struct reader *r, const struct ynode *map,
+				   const char *key, enum ynode_type t)
+{
+	const struct ynode *v = group(r, map, key, t);
+
+	for (size_t i = 0; v && i < v->n; i++) {
+		if (v->items[i]->type != YN_SCALAR) {
+			wrong(r, v->items[i], key,
+			      t == YN_SEQ ? "a list of strings" : "a mapping of strings");
+			return NULL;
+		}
+	}
+	return v;
 }
 
 static char *dup(const char *s)
 {
 	return s ? xstrdup(s) : NULL;
+}
+
+static int phase_of(const char *name, enum phase dflt)
+{
+	for (int p = 0; name && p < PHASE_COUNT; p++)
+		if (strcmp(name, phase_name((enum phase)p)) == 0)
+			return p;
+	return (int)dflt;
 }
 
 /*
@@ -399,153 +506,227 @@ static const char *metric_host(const struct change_rec *c, const char *key)
 	return best;
 }
 
-int note_parse(const char *text, size_t len, struct change_rec **out,
-	       struct rb_error *err)
+static void parse_head(struct reader *r, const struct ynode *root,
+		       struct change_rec *c)
 {
-	const char *end;
-	struct ynode *root = NULL, *x;
-	struct change_rec *c;
-	struct diag d;
+	static const struct {
+		const char *key;
+		size_t off;
+	} f[] = {
+#define F(k, m) { k, offsetof(struct change_rec, m) }
+		F("change", id), F("runbook", runbook), F("file", file),
+		F("file_sha256", file_sha256), F("target", target),
+		F("owner", owner), F("reason", reason), F("expected", expected),
+		F("operator", operator_), F("started", started),
+		F("finished", finished), F("identity", identity),
+		F("baseline", baseline), F("baseline_diff", baseline_diff),
+#undef F
+	};
+	const struct ynode *x;
 	int st;
 
-	diag_init(&d, "note");
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		*(char **)((char *)c + f[i].off) = dup(str(r, root, f[i].key));
+	st = str(r, root, "status") ?
+		change_status_parse(str(r, root, "status")) : -1;
+	c->status = st >= 0 ? (enum change_status)st : CHANGE_FAILED;
+	c->has_note = true;
+	c->noted = c->status;
+	c->closed = c->status != CHANGE_RUNNING;
+	if ((x = strings(r, root, "hosts", YN_SEQ)))
+		for (size_t i = 0; i < x->n; i++)
+			strvec_push(&c->hosts, x->items[i]->text);
+	if ((x = strings(r, root, "redact", YN_SEQ)))
+		for (size_t i = 0; i < x->n; i++)
+			strvec_push(&c->redact, x->items[i]->text);
+	if ((x = strings(r, root, "vars", YN_MAP)))
+		for (size_t i = 0; i < x->n; i++)
+			varset_set(&c->vars, x->keys[i]->text, x->items[i]->text);
+	if ((x = strings(r, root, "identities", YN_MAP)))
+		for (size_t i = 0; i < x->n; i++)
+			varset_set(&c->host_ids, x->keys[i]->text,
+				   x->items[i]->text);
+	if ((x = strings(r, root, "secrets", YN_MAP)))
+		for (size_t i = 0; i < x->n; i++)
+			varset_set(&c->secrets, x->keys[i]->text,
+				   x->items[i]->text);
+}
+
+static void parse_values(struct reader *r, const struct ynode *root,
+			 struct change_rec *c)
+{
+	const struct ynode *x, *h;
+
+	if ((x = group(r, root, "captures", YN_MAP))) {
+		for (size_t i = 0; i < x->n; i++) {
+			if (!(h = strings(r, x, x->keys[i]->text, YN_MAP)))
+				continue;
+			for (size_t k = 0; k < h->n; k++)
+				change_set_capture(c, x->keys[i]->text,
+						   h->keys[k]->text,
+						   h->items[k]->text);
+		}
+	}
+	if (!(x = group(r, root, "metrics", YN_MAP)))
+		return;
+	for (size_t i = 0; i < x->n; i++) {
+		const char *key = x->keys[i]->text, *host, *b, *a;
+		char *name;
+
+		if (!group(r, x, key, YN_MAP))
+			continue;
+		/* "host" when the key cannot say it (docs/notes.md) */
+		host = str(r, x->items[i], "host");
+		name = host || !(host = metric_host(c, key)) ? xstrdup(key) :
+			xstrndup(key, strlen(key) - strlen(host) - 1);
+		if (!host)
+			host = c->hosts.n ? c->hosts.v[0] : "";
+		if ((b = str(r, x->items[i], "before")))
+			change_set_metric(c, host, name, false, b);
+		if ((a = str(r, x->items[i], "after")))
+			change_set_metric(c, host, name, true, a);
+		free(name);
+	}
+}
+
+static void parse_step(struct reader *r, const struct ynode *n,
+		       struct change_rec *c)
+{
+	struct rec_step *s = change_add_step(c);
+	const char *rb = str(r, n, "rollback");
+	const struct ynode *env;
+	int v;
+
+	s->host = xstrdup(str(r, n, "host") ? str(r, n, "host") : "");
+	s->phase = (enum phase)phase_of(str(r, n, "phase"), s->phase);
+	s->index = (unsigned)num(r, n, "index", 0);
+	s->name = dup(str(r, n, "name"));
+	s->command = dup(str(r, n, "command"));
+	if (rb && strcmp(rb, "none") == 0)
+		s->rollback_none = true;
+	else
+		s->rollback = dup(rb);
+	s->local = flag(r, n, "local");
+	s->rollback_masked = flag(r, n, "rollback_masked");
+	s->rb_by_hand = flag(r, n, "rollback_by_hand");
+	s->dir = dup(str(r, n, "dir"));
+	if ((env = strings(r, n, "env", YN_SEQ)))
+		for (size_t k = 0; k < env->n; k++)
+			strvec_push(&s->env, env->items[k]->text);
+	s->timeout_ms = (unsigned)num(r, n, "timeout_ms", 600000);
+	s->exit_code = str(r, n, "exit") ? atoi(str(r, n, "exit")) : -1;
+	s->duration_ms = num(r, n, "duration_ms", 0);
+	v = str(r, n, "result") ? step_result_parse(str(r, n, "result")) : -1;
+	s->result = v >= 0 ? (enum step_result)v : RES_NOT_RUN;
+	s->running = str(r, n, "interrupted") != NULL;
+	v = str(r, n, "rollback_result") ?
+		step_result_parse(str(r, n, "rollback_result")) : -1;
+	s->rb_result = v >= 0 ? (enum step_result)v : RES_NOT_RUN;
+}
+
+static void parse_event(struct reader *r, const struct ynode *e,
+			struct change_rec *c)
+{
+	const char *kind = str(r, e, "event");
+	struct rec_event *ev;
+
+	if (!kind)
+		return;
+	ev = change_add_event(c, kind, str(r, e, "host"),
+			      (enum phase)phase_of(str(r, e, "phase"),
+						   PHASE_STEPS),
+			      str(r, e, "name"), str(r, e, "result"));
+	ev->attempt = (unsigned)num(r, e, "attempt", 0);
+	ev->by_hand = flag(r, e, "by_hand");
+}
+
+/* The names the record uses as file names and lock names. */
+static void check_names(struct reader *r, const struct change_rec *c,
+			const char *id)
+{
+	char why[160];
+
+	if (r->bad)
+		return;
+	if (!c->id)
+		snprintf(why, sizeof(why), "expected a 'change' id, found none");
+	else if (id && strcmp(c->id, id) != 0)
+		snprintf(why, sizeof(why),
+			 "its 'change' field names %.80s, not the change it is filed under",
+			 c->id);
+	else if (!change_id_check(c->id, time(NULL), why))
+		;	/* why says it */
+	else if (c->target && !is_runbook_name(c->target))
+		snprintf(why, sizeof(why),
+			 "expected a target name of a-z, 0-9, '.', '_' and '-', found \"%.64s\"",
+			 c->target);
+	else if (c->runbook && !is_runbook_name(c->runbook))
+		snprintf(why, sizeof(why),
+			 "expected a runbook name of a-z, 0-9, '.', '_' and '-', found \"%.64s\"",
+			 c->runbook);
+	else
+		return;
+	r->bad = true;
+	rb_error_set(r->err, RB_ERR_INVALID,
+		     "%s: %s; the note is not used (nothing was run)", r->what,
+		     why);
+}
+
+/* Each item of the list at key, which must be a map. */
+static void each_map(struct reader *r, const struct ynode *root,
+		     const char *key,
+		     void (*fn)(struct reader *, const struct ynode *,
+				struct change_rec *),
+		     struct change_rec *c)
+{
+	const struct ynode *x = group(r, root, key, YN_SEQ);
+
+	for (size_t i = 0; x && i < x->n && !r->bad; i++) {
+		if (x->items[i]->type != YN_MAP)
+			wrong(r, x->items[i], key, "a list of mappings");
+		else
+			fn(r, x->items[i], c);
+	}
+}
+
+int note_parse(const char *text, size_t len, const char *id,
+	       struct change_rec **out, struct rb_error *err)
+{
+	struct buf what = BUF_INIT;
+	struct reader r = { NULL, err, false };
+	struct ynode *root = NULL;
+	struct change_rec *c;
+	const char *end;
+	struct diag d;
+
+	buf_addf(&what, "note of change %s", id ? id : "(unnamed)");
+	r.what = buf_str(&what);
+	diag_init(&d, r.what);
 	if (len < 4 || strncmp(text, "---\n", 4) != 0 ||
 	    !(end = memmem(text + 4, len - 4, "\n---\n", 5)) ||
 	    ytree_parse(text + 4, (size_t)(end - text - 3), &root, &d) < 0 ||
 	    !root || root->type != YN_MAP) {
 		rb_error_set(err, RB_ERR_INVALID,
-			     "expected a change note with YAML front matter, found something else");
+			     "%s: expected a change note with YAML front matter, found something else",
+			     r.what);
 		diag_release(&d);
 		ytree_free(root);
+		buf_release(&what);
 		return -1;
 	}
 	diag_release(&d);
 	c = change_new();
-	c->id = dup(str(root, "change"));
-	c->runbook = dup(str(root, "runbook"));
-	c->file = dup(str(root, "file"));
-	c->file_sha256 = dup(str(root, "file_sha256"));
-	c->target = dup(str(root, "target"));
-	c->owner = dup(str(root, "owner"));
-	c->reason = dup(str(root, "reason"));
-	c->expected = dup(str(root, "expected"));
-	c->operator_ = dup(str(root, "operator"));
-	c->started = dup(str(root, "started"));
-	c->finished = dup(str(root, "finished"));
-	c->identity = dup(str(root, "identity"));
-	c->baseline = dup(str(root, "baseline"));
-	c->baseline_diff = dup(str(root, "baseline_diff"));
-	st = str(root, "status") ? change_status_parse(str(root, "status")) : -1;
-	c->status = st >= 0 ? (enum change_status)st : CHANGE_FAILED;
-	c->has_note = true;
-	c->noted = c->status;
-	c->closed = c->status != CHANGE_RUNNING;
-	if ((x = ynode_get(root, "hosts")) && x->type == YN_SEQ)
-		for (size_t i = 0; i < x->n; i++)
-			strvec_push(&c->hosts, x->items[i]->text);
-	if ((x = ynode_get(root, "redact")) && x->type == YN_SEQ)
-		for (size_t i = 0; i < x->n; i++)
-			strvec_push(&c->redact, x->items[i]->text);
-	if ((x = ynode_get(root, "vars")) && x->type == YN_MAP)
-		for (size_t i = 0; i < x->n; i++)
-			varset_set(&c->vars, x->keys[i]->text, x->items[i]->text);
-	if ((x = ynode_get(root, "identities")) && x->type == YN_MAP)
-		for (size_t i = 0; i < x->n; i++)
-			varset_set(&c->host_ids, x->keys[i]->text, x->items[i]->text);
-	if ((x = ynode_get(root, "secrets")) && x->type == YN_MAP)
-		for (size_t i = 0; i < x->n; i++)
-			varset_set(&c->secrets, x->keys[i]->text,
-				   x->items[i]->text);
-	if ((x = ynode_get(root, "captures")) && x->type == YN_MAP)
-		for (size_t h = 0; h < x->n; h++)
-			for (size_t i = 0; x->items[h]->type == YN_MAP &&
-			     i < x->items[h]->n; i++)
-				change_set_capture(c, x->keys[h]->text,
-						   x->items[h]->keys[i]->text,
-						   x->items[h]->items[i]->text);
-	if ((x = ynode_get(root, "metrics")) && x->type == YN_MAP) {
-		for (size_t i = 0; i < x->n; i++) {
-			const char *key = x->keys[i]->text;
-			const char *host = metric_host(c, key);
-			char *name = c->hosts.n > 1 && host ?
-				xstrndup(key, strlen(key) - strlen(host) - 1) :
-				xstrdup(key);
-
-			if (!host)
-				host = c->hosts.n ? c->hosts.v[0] : "";
-			const char *b = str(x->items[i], "before"),
-				   *a = str(x->items[i], "after");
-
-			if (b)
-				change_set_metric(c, host, name, false, b);
-			if (a)
-				change_set_metric(c, host, name, true, a);
-			free(name);
-		}
-	}
-	if ((x = ynode_get(root, "steps")) && x->type == YN_SEQ) {
-		for (size_t i = 0; i < x->n; i++) {
-			const struct ynode *n = x->items[i], *env;
-			struct rec_step *s = change_add_step(c);
-			const char *ph = str(n, "phase"), *rb = str(n, "rollback");
-			int r;
-
-			s->host = dup(str(n, "host"));
-			if (!s->host)
-				s->host = xstrdup("");
-			for (int p = 0; ph && p < PHASE_COUNT; p++)
-				if (strcmp(ph, phase_name((enum phase)p)) == 0)
-					s->phase = (enum phase)p;
-			s->index = str(n, "index") ? (unsigned)strtoul(str(n, "index"), NULL, 10) : 0;
-			s->name = dup(str(n, "name"));
-			s->command = dup(str(n, "command"));
-			if (rb && strcmp(rb, "none") == 0)
-				s->rollback_none = true;
-			else
-				s->rollback = dup(rb);
-			s->local = str(n, "local") && strcmp(str(n, "local"), "true") == 0;
-			s->rollback_masked = str(n, "rollback_masked") &&
-					     strcmp(str(n, "rollback_masked"), "true") == 0;
-			s->rb_by_hand = str(n, "rollback_by_hand") &&
-					strcmp(str(n, "rollback_by_hand"), "true") == 0;
-			s->dir = dup(str(n, "dir"));
-			if ((env = ynode_get(n, "env")) && env->type == YN_SEQ)
-				for (size_t k = 0; k < env->n; k++)
-					strvec_push(&s->env, env->items[k]->text);
-			s->timeout_ms = str(n, "timeout_ms") ?
-				(unsigned)strtoul(str(n, "timeout_ms"), NULL, 10) : 600000;
-			s->exit_code = str(n, "exit") ? atoi(str(n, "exit")) : -1;
-			s->duration_ms = str(n, "duration_ms") ?
-				strtoull(str(n, "duration_ms"), NULL, 10) : 0;
-			r = str(n, "result") ? step_result_parse(str(n, "result")) : -1;
-			s->result = r >= 0 ? (enum step_result)r : RES_NOT_RUN;
-			s->running = str(n, "interrupted") != NULL;
-			r = str(n, "rollback_result") ?
-				step_result_parse(str(n, "rollback_result")) : -1;
-			s->rb_result = r >= 0 ? (enum step_result)r : RES_NOT_RUN;
-		}
-	}
-	if ((x = ynode_get(root, "events")) && x->type == YN_SEQ) {
-		for (size_t i = 0; i < x->n; i++) {
-			const struct ynode *e = x->items[i];
-			const char *ph = str(e, "phase"), *kind = str(e, "event");
-			enum phase p = PHASE_STEPS;
-			struct rec_event *ev;
-
-			if (!kind)
-				continue;
-			for (int k = 0; ph && k < PHASE_COUNT; k++)
-				if (strcmp(ph, phase_name((enum phase)k)) == 0)
-					p = (enum phase)k;
-			ev = change_add_event(c, kind, str(e, "host"), p,
-					      str(e, "name"), str(e, "result"));
-			ev->attempt = str(e, "attempt") ?
-				(unsigned)strtoul(str(e, "attempt"), NULL, 10) : 0;
-			ev->by_hand = str(e, "by_hand") &&
-				      strcmp(str(e, "by_hand"), "true") == 0;
-		}
-	}
+	parse_head(&r, root, c);
+	parse_values(&r, root, c);
+	each_map(&r, root, "steps", parse_step, c);
+	each_map(&r, root, "events", parse_event, c);
+	check_names(&r, c, id);
 	ytree_free(root);
+	buf_release(&what);
+	if (r.bad) {
+		change_free(c);
+		return -1;
+	}
 	*out = c;
 	return 0;
 }

@@ -25,9 +25,15 @@ void note_render(const struct change_rec *c, struct buf *out);
  * note_parse() reads back, so it also serves as a whole-record snapshot.
  */
 void note_front_matter(const struct change_rec *c, struct buf *out);
-/* Parses a note's front matter into a new record; -1 with err if it cannot. */
-int note_parse(const char *text, size_t len, struct change_rec **out,
-	       struct rb_error *err);
+/*
+ * Parses a note's front matter into a new record; -1 with err if it
+ * cannot. Notes come from other clones, so every field must have its
+ * type, and the change id, target and runbook names their rules (ids
+ * dated in the future are refused); id, when not NULL, is the change
+ * the note is filed under, which its `change` field must name.
+ */
+int note_parse(const char *text, size_t len, const char *id,
+	       struct change_rec **out, struct rb_error *err);
 /* The one command that undoes change id. */
 void note_undo_command(const char *id, struct buf *out);
 

@@ -127,7 +127,7 @@ int record_apply(void *ctx, const char *payload, size_t len)
 
 			/* the whole record: it replaces what came before */
 			if (note && note->text &&
-			    note_parse(note->text, note->len, &snap, &err) == 0) {
+			    note_parse(note->text, note->len, NULL, &snap, &err) == 0) {
 				tmp = *c;
 				*c = *snap;
 				*snap = tmp;
@@ -252,7 +252,7 @@ int recorder_settle(struct recorder *r, struct rb_error *err)
 
 	/* the runner died after its commit: the note is there already */
 	if (store_read_note(r->st, r->c->id, &text, &e2) == 0 &&
-	    note_parse(text.data, text.len, &noted, &e2) == 0 &&
+	    note_parse(text.data, text.len, r->c->id, &noted, &e2) == 0 &&
 	    noted->status == r->c->status && noted->finished && r->c->finished &&
 	    strcmp(noted->finished, r->c->finished) == 0) {
 		buf_adds(&rec, "{");

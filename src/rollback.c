@@ -25,9 +25,11 @@ void rollback_item_release(struct rollback_item *it)
 	for (size_t i = 0; i < it->env.n; i++)
 		explicit_bzero(it->env.v[i], strlen(it->env.v[i]));
 	strvec_release(&it->env);
+	strvec_release(&it->env_shown);
 	engine_free_exec(it->dir);
+	free(it->dir_shown);
 	it->name = it->exec = it->display = it->record = it->error = NULL;
-	it->dir = NULL;
+	it->dir = it->dir_shown = NULL;
 }
 
 void rollback_item_render(struct rollback_item *it, const char *cmd,
@@ -53,19 +55,22 @@ void rollback_item_render(struct rollback_item *it, const char *cmd,
 		goto bad;
 	for (size_t i = 0; i < n_env; i++) {
 		struct buf kv = BUF_INIT;
-		char *val = NULL;
+		char *val = NULL, *shown = NULL;
 
-		if (engine_render3(fn, ctx, red, env[i].val, TPL_RAW, &val, NULL, NULL,
-				   NULL, &err) < 0) {
+		if (engine_render3(fn, ctx, red, env[i].val, TPL_RAW, &val,
+				   &shown, NULL, NULL, &err) < 0) {
 			buf_release(&kv);
 			goto bad;
 		}
 		buf_addf(&kv, "%s=%s", env[i].key, val);
 		engine_free_exec(val);
 		strvec_push_owned(&it->env, buf_detach(&kv));
+		buf_addf(&kv, "%s=%s", env[i].key, shown);
+		free(shown);
+		strvec_push_owned(&it->env_shown, buf_detach(&kv));
 	}
-	if (dir && engine_render3(fn, ctx, red, dir, TPL_RAW, &it->dir, NULL, NULL,
-				  NULL, &err) < 0)
+	if (dir && engine_render3(fn, ctx, red, dir, TPL_RAW, &it->dir,
+				  &it->dir_shown, NULL, NULL, &err) < 0)
 		goto bad;
 	return;
 bad:

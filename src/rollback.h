@@ -33,7 +33,9 @@ struct rollback_item {
 	bool masked;		/* record is not what runs: a pattern masked it */
 	char *error;		/* why it cannot run (exec is NULL), redacted */
 	struct strvec env;	/* "NAME=value", secrets resolved */
+	struct strvec env_shown;	/* the same, masked, for people */
 	char *dir;		/* secrets resolved, or NULL */
+	char *dir_shown;	/* masked, for people */
 	unsigned timeout_ms;
 	bool local;		/* runs on this machine (`local: true`) */
 	enum step_result result;	/* of the step; RES_NOT_RUN: never started */

@@ -1295,10 +1295,14 @@ for mode in journal note-only; do
 	rb apply apply repo/f.yml
 	expect_rc 0 "apply"
 	id=$(cid apply.err)
-	[ "$mode" = note-only ] && rm -rf "$G/runbook/journal"
+	yes=()
+	if [ "$mode" = note-only ]; then
+		rm -rf "$G/runbook/journal"
+		yes=(--yes)	# a change this machine never journaled
+	fi
 	# (RB_SIGKILL_OK: 137 is the failpoint's kill, not rb's timeout)
 	RB_SIGKILL_OK=1 RUNBOOK_FAILPOINT=kill-after-record:2 rb killed \
-		rollback "${id:-x}" --notes "$G"
+		rollback "${id:-x}" --notes "$G" "${yes[@]}"
 	expect_rc 137 "the rollback killed by the failpoint"
 	rb st status --notes "$G"
 	has st.out "^${id:-x}  lrk on local: interrupted" "the change as interrupted"

@@ -336,7 +336,7 @@ static void test_settle_commits_pending_note(void **state)
 	assert_non_null(strstr(notices.v[0], c->id));
 	/* the note now says applied, and the journal left journal/ */
 	assert_int_equal(store_read_note(f->st, c->id, &text, &err), 0);
-	assert_int_equal(note_parse(text.data, text.len, &got, &err), 0);
+	assert_int_equal(note_parse(text.data, text.len, NULL, &got, &err), 0);
 	assert_int_equal(got->status, CHANGE_APPLIED);
 	assert_int_equal(journal_list(store_dir(f->st), &ids, &n, &err), 0);
 	assert_int_equal(n, 1);

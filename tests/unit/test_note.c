@@ -185,7 +185,7 @@ static struct change_rec *full_rec(void)
 	c->runbook = xstrdup("db-migrate");
 	c->file = xstrdup("/srv/run books/db \"main\": #1.yml");
 	c->file_sha256 = xstrdup("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
-	c->target = xstrdup("prod: eu # west");
+	c->target = xstrdup("prod.eu-west_1");	/* names follow the name rules */
 	c->owner = xstrdup("Ann O'Neil <ann@example.com>");
 	c->reason = xstrdup("ticket #42:\n- add the column\n---\nstatus: applied\n");
 	c->expected = xstrdup("{{ secrets.X }} stays literal; \"done\"");
@@ -299,7 +299,7 @@ static struct change_rec *round_trip(const struct change_rec *c,
 	struct change_rec *d = NULL;
 
 	note_render(c, text);
-	if (note_parse(text->data, text->len, &d, &err) != 0)
+	if (note_parse(text->data, text->len, NULL, &d, &err) != 0)
 		fail_msg("note does not parse: %s\n%s", err.msg, text->data);
 	assert_non_null(d);
 	return d;
@@ -376,16 +376,16 @@ static void test_note_nulls_and_empties(void **state)
 
 	(void)state;
 	c->id = xstrdup("20240102T030405Z-x-00000000");
-	c->runbook = xstrdup("");
+	c->file = xstrdup("");
 	c->owner = xstrdup("null");
 	c->reason = xstrdup("~");
 	c->status = CHANGE_RUNNING;
 	d = round_trip(c, &text);
 	assert_rec_equal(c, d);
-	assert_string_equal(d->runbook, "");
+	assert_string_equal(d->file, "");
 	assert_string_equal(d->owner, "null");
 	assert_string_equal(d->reason, "~");
-	assert_null(d->file);
+	assert_null(d->runbook);
 	assert_null(d->target);
 	assert_null(d->started);
 	assert_null(d->finished);
@@ -438,7 +438,7 @@ static void test_note_front_matter_is_the_data(void **state)
 	assert_true(text.len > fm.len);
 	assert_memory_equal(text.data, fm.data, fm.len);
 	/* the front matter alone is a whole snapshot of the record */
-	assert_int_equal(note_parse(fm.data, fm.len, &d, &err), 0);
+	assert_int_equal(note_parse(fm.data, fm.len, NULL, &d, &err), 0);
 	assert_rec_equal(c, d);
 	/* the body says how to undo it */
 	note_undo_command(c->id, &undo);
@@ -468,7 +468,7 @@ static void test_note_body_is_not_data(void **state)
 	 */
 	assert_non_null(strstr(text.data, "\n---\nstatus: applied\n"));
 	buf_adds(&text, evil);
-	assert_int_equal(note_parse(text.data, text.len, &d, &err), 0);
+	assert_int_equal(note_parse(text.data, text.len, NULL, &d, &err), 0);
 	assert_string_equal(d->id, c->id);
 	assert_int_equal(d->status, CHANGE_FAILED);
 	assert_int_equal(d->hosts.n, 3);
@@ -502,7 +502,7 @@ static void test_note_parse_rejects_non_notes(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		d = NULL;
 		rb_error_clear(&err);
-		if (note_parse(bad[i], strlen(bad[i]), &d, &err) != -1)
+		if (note_parse(bad[i], strlen(bad[i]), NULL, &d, &err) != -1)
 			fail_msg("accepted as a note: \"%s\"", bad[i]);
 		assert_int_equal(err.cls, RB_ERR_INVALID);
 		assert_non_null(strstr(err.msg, "front matter"));
@@ -510,9 +510,9 @@ static void test_note_parse_rejects_non_notes(void **state)
 	}
 	/* len is honoured: the closing line past len does not count */
 	d = NULL;
-	assert_int_equal(note_parse(ok, strlen(ok) - 9, &d, &err), -1);
+	assert_int_equal(note_parse(ok, strlen(ok) - 9, NULL, &d, &err), -1);
 	assert_null(d);
-	assert_int_equal(note_parse(ok, strlen(ok), &d, &err), 0);
+	assert_int_equal(note_parse(ok, strlen(ok), NULL, &d, &err), 0);
 	assert_string_equal(d->id, "20240102T030405Z-x-00000000");
 	/* absent keys: NULL fields, no hosts, no steps */
 	assert_null(d->runbook);
@@ -584,6 +584,142 @@ static void test_note_c1_characters(void **state)
 	}
 }
 
+/*
+ * Regression test (it used to crash; src/note.c, note_parse): notes
+ * arrive from other clones, and a field that should be a string but is
+ * a list or a map was read as a string (NULL): one such note made
+ * `runbook log` and `rollback` die for everyone sharing the branch.
+ * Every field of the wrong type is refused with its line and column.
+ */
+static void test_note_wrong_types_refused(void **state)
+{
+	static const char *const bad[] = {
+		"target: [a, b]\n",
+		"reason: {a: b}\n",
+		"hosts: [[a]]\n",
+		"hosts: {a: b}\n",
+		"redact: [{a: b}]\n",
+		"vars: {v: [1]}\n",
+		"vars: [a]\n",
+		"identities: {web1: {a: b}}\n",
+		"secrets: {k: [env:X]}\n",
+		"captures: {web1: [a]}\n",
+		"captures: {web1: {k: {a: b}}}\n",
+		"captures: [a]\n",
+		"metrics: {m: [1]}\n",
+		"metrics: {m: {before: [1]}}\n",
+		"steps: [a]\n",
+		"steps: [{name: [x]}]\n",
+		"steps: [{env: {A: b}}]\n",
+		"steps: [{env: [[A]]}]\n",
+		"steps: [{host: {a: b}}]\n",
+		"steps: {a: b}\n",
+		"events: [[x]]\n",
+		"events: [{event: {a: b}}]\n",
+	};
+	static const char *id = "20240102T030405Z-x-00000000";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct rb_error err = RB_ERROR_INIT;
+		struct change_rec *d = NULL;
+		struct buf t = BUF_INIT;
+
+		buf_addf(&t, "---\nchange: \"%s\"\nrunbook: x\n%s---\n", id,
+			 bad[i]);
+		if (note_parse(t.data, t.len, id, &d, &err) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_null(d);
+		assert_int_equal(err.cls, RB_ERR_INVALID);
+		if (!strstr(err.msg, ":4:") || !strstr(err.msg, "expected") ||
+		    !strstr(err.msg, "not used"))
+			fail_msg("for %s: %s", bad[i], err.msg);
+		buf_release(&t);
+	}
+}
+
+/*
+ * Regression test (it used to fail; src/note.c): the change id and the
+ * target name files (journal, lock), so a note naming "../x" created
+ * files outside the notes directory, a note filed under one id could
+ * claim another, and an id dated 2999 won every `rollback --last`.
+ */
+static void test_note_names_checked(void **state)
+{
+	static const struct {
+		const char *change, *target, *filed, *why;
+	} bad[] = {
+		{ "../../../tmp/x", "prod", NULL, "change id" },
+		{ "20240102T030405Z-x-00000000", "../../etc/x", NULL, "target" },
+		{ "20240102T030405Z-x-00000000", "prod",
+		  "20240102T030405Z-x-00000001", "filed under" },
+		{ "29991231T235959Z-x-00000000", "prod", NULL, "future" },
+		{ "20240231T000000Z-x-00000000", "prod", NULL, "real date" },
+		{ "20240102T030405Z-X-00000000", "prod", NULL, "change id" },
+		{ "20240102T030405Z-x-0000000G", "prod", NULL, "hex" },
+	};
+	char now[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct rb_error err = RB_ERROR_INIT;
+		struct change_rec *d = NULL;
+		struct buf t = BUF_INIT;
+
+		buf_addf(&t, "---\nchange: \"%s\"\ntarget: \"%s\"\n---\n",
+			 bad[i].change, bad[i].target);
+		if (note_parse(t.data, t.len, bad[i].filed, &d, &err) != -1)
+			fail_msg("accepted: %s / %s", bad[i].change, bad[i].target);
+		if (!strstr(err.msg, bad[i].why))
+			fail_msg("expected \"%s\" in: %s", bad[i].why, err.msg);
+		assert_null(d);
+		buf_release(&t);
+	}
+	/* an id of this second is fine */
+	change_id_new("x", now);
+	{
+		struct rb_error err = RB_ERROR_INIT;
+		struct change_rec *d = NULL;
+		struct buf t = BUF_INIT;
+
+		buf_addf(&t, "---\nchange: \"%s\"\ntarget: \"prod\"\n---\n", now);
+		if (note_parse(t.data, t.len, now, &d, &err) != 0)
+			fail_msg("refused: %s", err.msg);
+		change_free(d);
+		buf_release(&t);
+	}
+}
+
+/*
+ * Regression test (it used to fail; src/note.c, fm_captures and
+ * fm_metrics): captures and metrics of a host that is not in `hosts`
+ * (a change recorded before its hosts were) were dropped from the
+ * note, or read back as the first host's.
+ */
+static void test_note_values_of_unlisted_hosts(void **state)
+{
+	struct change_rec *c = change_new(), *d;
+	struct buf text = BUF_INIT;
+
+	(void)state;
+	c->id = xstrdup("20240102T030405Z-x-00000000");
+	strvec_push(&c->hosts, "web1");
+	change_set_capture(c, "web9", "k", "v9");
+	change_set_capture(c, "web1", "k", "v1");
+	change_set_metric(c, "web9", "rows", false, "9");
+	change_set_metric(c, "web1", "rows", false, "1");
+	d = round_trip(c, &text);
+	assert_int_equal(d->n_captures, 2);
+	assert_rec_equal(c, d);
+	assert_int_equal(d->n_metrics, 2);
+	assert_string_equal(d->metrics[0].host, "web9");
+	assert_string_equal(d->metrics[0].before, "9");
+	assert_string_equal(d->metrics[1].host, "web1");
+	change_free(c);
+	change_free(d);
+	buf_release(&text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -596,6 +732,9 @@ int main(void)
 		cmocka_unit_test(test_note_parse_rejects_non_notes),
 		cmocka_unit_test(test_note_metric_of_user_at_host),
 		cmocka_unit_test(test_note_c1_characters),
+		cmocka_unit_test(test_note_wrong_types_refused),
+		cmocka_unit_test(test_note_names_checked),
+		cmocka_unit_test(test_note_values_of_unlisted_hosts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
