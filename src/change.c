@@ -528,6 +528,18 @@ static void read_map(const struct ynode *n, const char *key, struct varset *vs)
 			varset_set(vs, m->keys[i]->text, m->items[i]->text);
 }
 
+/* The scalars of the list at key (other items are skipped). */
+static void read_list(const struct ynode *n, const char *key, struct strvec *sv)
+{
+	const struct ynode *l = ynode_get(n, key);
+
+	if (!l || l->type != YN_SEQ)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i]->type == YN_SCALAR)
+			strvec_push(sv, l->items[i]->text);
+}
+
 static void replace(char **dst, const char *v)
 {
 	free(*dst);
@@ -561,13 +573,9 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		replace(&c->started, str(r, "started"));
 		replace(&c->identity, str(r, "identity"));
 		strvec_release(&c->hosts);
-		if ((x = ynode_get(r, "hosts")) && x->type == YN_SEQ)
-			for (size_t i = 0; i < x->n; i++)
-				strvec_push(&c->hosts, x->items[i]->text);
+		read_list(r, "hosts", &c->hosts);
 		strvec_release(&c->redact);
-		if ((x = ynode_get(r, "redact")) && x->type == YN_SEQ)
-			for (size_t i = 0; i < x->n; i++)
-				strvec_push(&c->redact, x->items[i]->text);
+		read_list(r, "redact", &c->redact);
 		read_map(r, "vars", &c->vars);
 		read_map(r, "secrets", &c->secrets);
 		read_map(r, "identities", &c->host_ids);
@@ -585,9 +593,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 				   strcmp(str(r, "rollback_none"), "true") == 0;
 		s->local = str(r, "local") && strcmp(str(r, "local"), "true") == 0;
 		s->dir = dup_or_null(str(r, "dir"));
-		if ((x = ynode_get(r, "env")) && x->type == YN_SEQ)
-			for (size_t i = 0; i < x->n; i++)
-				strvec_push(&s->env, x->items[i]->text);
+		read_list(r, "env", &s->env);
 		s->timeout_ms = (unsigned)num(r, "timeout_ms", 600000);
 		s->running = true;
 	} else if (strcmp(t, "step-end") == 0 && host && p >= 0) {
@@ -613,8 +619,9 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		replace(&s->output, str(r, "output"));
 		if ((x = ynode_get(r, "captures")) && x->type == YN_MAP)
 			for (size_t i = 0; i < x->n; i++)
-				change_set_capture(c, host, x->keys[i]->text,
-						   x->items[i]->text);
+				if (x->items[i]->type == YN_SCALAR)
+					change_set_capture(c, host, x->keys[i]->text,
+							   x->items[i]->text);
 		if (str(r, "metric"))
 			change_set_metric(c, host, s->name,
 					  num(r, "after", 0) != 0,

@@ -810,6 +810,36 @@ static void test_record_with_c1_characters(void **state)
 	change_free(c);
 }
 
+/*
+ * Regression test (it used to crash; src/change.c, change_apply_record):
+ * a journal record whose list or map holds a list or map where strings
+ * belong was read as a string (NULL). The fields of such records are
+ * skipped, and the rest of the record still applies.
+ */
+static void test_records_with_wrong_types(void **state)
+{
+	struct change_rec *c = change_new();
+
+	(void)state;
+	apply(c, "{\"t\":\"open\",\"change\":\"x\",\"hosts\":[[\"a\"],\"web1\",{\"b\":1}],"
+		 "\"redact\":[{\"p\":1}],\"vars\":{\"v\":[1]}}");
+	assert_int_equal(c->hosts.n, 1);
+	assert_string_equal(c->hosts.v[0], "web1");
+	assert_int_equal(c->redact.n, 0);
+	assert_int_equal(c->vars.n, 0);
+	apply(c, "{\"t\":\"step-begin\",\"host\":\"web1\",\"phase\":\"step\",\"index\":0,"
+		 "\"name\":\"s\",\"env\":[[\"A=1\"],\"B=2\"]}");
+	assert_int_equal(c->n_steps, 1);
+	assert_int_equal(c->steps[0].env.n, 1);
+	assert_string_equal(c->steps[0].env.v[0], "B=2");
+	apply(c, "{\"t\":\"step-end\",\"host\":\"web1\",\"phase\":\"step\",\"index\":0,"
+		 "\"result\":\"ok\",\"captures\":{\"k\":{\"a\":1},\"j\":\"v\"}}");
+	assert_int_equal(c->n_captures, 1);
+	assert_string_equal(c->captures[0].name, "j");
+	assert_int_equal(c->steps[0].result, RES_OK);
+	change_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -827,6 +857,7 @@ int main(void)
 		cmocka_unit_test(test_change_id_new),
 		cmocka_unit_test(test_capture_metric_find),
 		cmocka_unit_test(test_record_with_c1_characters),
+		cmocka_unit_test(test_records_with_wrong_types),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
