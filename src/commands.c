@@ -233,6 +233,13 @@ static int begin_change(const struct cli *c, const char *near,
 	free(stale_info);
 	if (settle(*st, target, &busy, &bs, c->quiet, err) < 0)
 		return -1;
+	if (busy && bs == CHANGE_RUNNING) {
+		rb_error_set(err, RB_ERR_BUSY,
+			     "target %s has change %s running in another runbook process (its journal is locked); nothing was run; try again when it has finished",
+			     target, busy);
+		free(busy);
+		return -1;
+	}
 	if (busy) {
 		rb_error_set(err, RB_ERR_BUSY,
 			     "target %s has an unfinished change %s (%s); nothing was run; finish it first with: runbook rollback %s",
@@ -325,19 +332,20 @@ static int find_change(const struct cli *c, struct store *st,
 		       struct change_rec **ch, bool *from_j,
 		       struct rb_error *err)
 {
+	struct strvec notices = STRVEC_INIT;
 	char *id = NULL;
-	bool torn;
 	int ret = -1;
 
-	if ((c->last ? history_last(st, c->target, &id, err) :
+	if ((c->last ? history_last(st, c->target, &id, &notices, err) :
 		       history_resolve(st, c->args[0], &id, err)) < 0 ||
-	    history_load(st, id, ch, from_j, &torn, err) < 0)
+	    history_load(st, id, ch, from_j, &notices, err) < 0)
 		goto out;
-	if (torn && !c->quiet)
-		fprintf(stderr, "runbook: warning: the journal of %s ended in a torn record (a crash while writing it); it was cut off\n",
-			id);
 	ret = 0;
 out:
+	/* warnings even when quiet: a cut journal is news */
+	for (size_t i = 0; i < notices.n; i++)
+		fprintf(stderr, "runbook: %s\n", notices.v[i]);
+	strvec_release(&notices);
 	free(id);
 	return ret;
 }
@@ -519,6 +527,13 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 		code = replay_run(c, ch, NULL, err);
 		goto out;
 	}
+	if (journal_live(store_dir(st), ch->id)) {
+		rb_error_set(err, RB_ERR_BUSY,
+			     "change %s is still running in another runbook process (its journal is locked); nothing was run; try again when it has finished",
+			     ch->id);
+		code = err->cls;
+		goto out;
+	}
 	if (lock_take(store_dir(st), ch->target ? ch->target : "local", ch->id,
 		      &lk, &stale, &stale_info, err) < 0) {
 		code = err->cls;
@@ -543,7 +558,7 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 	}
 	if (recorder_resume(st, ch, NULL, &rec, err) < 0 ||
 	    record_by_hand(c, ch, rec, &hand, err) < 0) {
-		code = RB_ERR_PARTIAL;
+		code = err->cls == RB_ERR_BUSY ? RB_ERR_BUSY : RB_ERR_PARTIAL;
 		goto out;
 	}
 	if (!change_pending_total(ch)) {
@@ -581,7 +596,7 @@ int cmd_status(const struct cli *c, struct rb_error *err)
 	char **ids = NULL, *busy = NULL;
 	enum change_status bs;
 	size_t n = 0, shown = 0;
-	int code = 0;
+	int code = 0, rc;
 
 	if (store_open(c->notes, NULL, false, &st, err) < 0)
 		return err->cls;
@@ -594,12 +609,17 @@ int cmd_status(const struct cli *c, struct rb_error *err)
 	for (size_t i = 0; i < n; i++) {
 		struct change_rec *ch = NULL;
 		struct rb_error e2 = RB_ERROR_INIT;
-		bool from_j, torn;
+		struct strvec notices = STRVEC_INIT;
+		bool from_j;
 		char *holder;
 		const char *state;
 		struct buf applied = BUF_INIT, running = BUF_INIT;
 
-		if (history_load(st, ids[i], &ch, &from_j, &torn, &e2) < 0) {
+		rc = history_load(st, ids[i], &ch, &from_j, &notices, &e2);
+		for (size_t k = 0; k < notices.n; k++)
+			fprintf(stderr, "runbook: %s\n", notices.v[k]);
+		strvec_release(&notices);
+		if (rc < 0) {
 			if (e2.cls != RB_ERR_PARTIAL)
 				continue;	/* nothing recorded yet */
 			fprintf(stderr, "runbook: %s\n", e2.msg);
@@ -615,7 +635,7 @@ int cmd_status(const struct cli *c, struct rb_error *err)
 			continue;
 		}
 		holder = lock_holder(store_dir(st), ch->target ? ch->target : "local");
-		if (holder && strstr(holder, ch->id))
+		if (journal_live(store_dir(st), ch->id))
 			state = "running";
 		else if (!ch->closed)
 			state = "interrupted";

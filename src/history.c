@@ -45,17 +45,23 @@ char *history_journal_target(struct store *st, const char *id)
 }
 
 int history_load(struct store *st, const char *id, struct change_rec **out,
-		 bool *from_journal, bool *torn, struct rb_error *err)
+		 bool *from_journal, struct strvec *notices,
+		 struct rb_error *err)
 {
 	struct change_rec *c = change_new();
 	struct rb_error jerr = RB_ERROR_INIT;
 	struct buf text = BUF_INIT;
+	bool torn = false;
+	int rc;
 
-	*torn = false;
 	*from_journal = false;
 	/* the journal is the fuller record when it is here; repair its tail */
-	if (journal_read(store_dir(st), id, true, record_apply, c, torn,
-			 &jerr) == 0 && c->id) {
+	rc = journal_read(store_dir(st), id, true, record_apply, c, &torn,
+			  &jerr);
+	if (rc == 0 && torn)
+		notice(notices, "warning: the journal of %s ended in an incomplete record (a crash while it was written); it was cut there, the records before it are kept",
+		       id);
+	if (rc == 0 && c->id) {
 		*from_journal = true;
 		*out = c;
 		return 0;
@@ -91,11 +97,21 @@ int history_settle(struct store *st, const char *target, char **busy_id,
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		struct change_rec *c = NULL;
 		struct lock *other = NULL;
-		bool from_j, torn, stale = false;
+		bool from_j, stale = false;
 		char *jt = NULL, *stale_info = NULL;
 		struct rb_error e2 = RB_ERROR_INIT;
 
 		jt = history_journal_target(st, ids[i]);
+		if (journal_live(store_dir(st), ids[i])) {
+			/* running in another process: never touch its record */
+			if (target && (!jt || strcmp(jt, target) == 0) &&
+			    !*busy_id) {
+				*busy_id = xstrdup(ids[i]);
+				*busy_status = CHANGE_RUNNING;
+			}
+			free(jt);
+			continue;
+		}
 		if (jt && (!target || strcmp(jt, target) != 0)) {
 			/* in flight elsewhere: leave it to its runner */
 			if (lock_take(store_dir(st), jt, ids[i], &other, &stale,
@@ -105,7 +121,7 @@ int history_settle(struct store *st, const char *target, char **busy_id,
 			}
 			free(stale_info);
 		}
-		if (history_load(st, ids[i], &c, &from_j, &torn, &e2) < 0) {
+		if (history_load(st, ids[i], &c, &from_j, notices, &e2) < 0) {
 			if (e2.cls != RB_ERR_PARTIAL) {
 				/* no record yet: its runner opens it now, or died first */
 				lock_release(other);
@@ -281,7 +297,7 @@ static bool newer(const char *id, const char *started, const struct newest *n)
 }
 
 int history_last(struct store *st, const char *target, char **id,
-		 struct rb_error *err)
+		 struct strvec *notices, struct rb_error *err)
 {
 	struct newest best = { NULL, NULL, target };
 	char **ids = NULL;
@@ -299,10 +315,10 @@ int history_last(struct store *st, const char *target, char **id,
 	for (size_t i = 0; i < n; i++) {
 		struct change_rec *ch = NULL;
 		struct rb_error e2 = RB_ERROR_INIT;
-		bool fj, torn;
+		bool fj;
 
 		if ((!best.id || strncmp(ids[i], best.id, ID_SECOND) >= 0) &&
-		    history_load(st, ids[i], &ch, &fj, &torn, &e2) == 0 &&
+		    history_load(st, ids[i], &ch, &fj, notices, &e2) == 0 &&
 		    (!target || (ch->target && strcmp(ch->target, target) == 0)) &&
 		    newer(ids[i], ch->started ? ch->started : "", &best)) {
 			free(best.id);

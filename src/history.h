@@ -23,11 +23,14 @@ struct strvec;
 
 /*
  * Loads change id from its journal (preferred: it is the fuller record;
- * a torn last record is cut off and *torn set) or else its note. A
- * damaged journal is an error (RB_ERR_PARTIAL): never guess.
+ * a torn last record is cut off, which a warning in notices says) or
+ * else its note. A damaged journal is an error (RB_ERR_PARTIAL): never
+ * guess. Whichever command reads a torn journal first cuts it, so each
+ * caller passes the notices on to the operator.
  */
 int history_load(struct store *st, const char *id, struct change_rec **out,
-		 bool *from_journal, bool *torn, struct rb_error *err);
+		 bool *from_journal, struct strvec *notices,
+		 struct rb_error *err);
 
 /* The target named by the journal of change id (even a damaged one), or NULL. */
 char *history_journal_target(struct store *st, const char *id);
@@ -55,9 +58,12 @@ int history_each(struct store *st, size_t limit,
 			   size_t len),
 		 void *ctx, struct rb_error *err);
 
-/* The newest change (of target, if given) among notes and journals. */
+/*
+ * The newest change (of target, if given) among notes and journals;
+ * warnings (a torn journal cut) are appended to notices.
+ */
 int history_last(struct store *st, const char *target, char **id,
-		 struct rb_error *err);
+		 struct strvec *notices, struct rb_error *err);
 
 /* A change id from a prefix: notes first, then unfinished journals. */
 int history_resolve(struct store *st, const char *prefix, char **id,

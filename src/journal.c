@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -104,6 +105,17 @@ static int open_at(const char *dir, const char *id, int flags,
 	if (fd < 0) {
 		rb_error_errno(err, RB_ERR_PARTIAL, "cannot open journal '%s'",
 			       j->path);
+		free(j->path);
+		free(j);
+		buf_release(&d);
+		return -1;
+	}
+	/* the kernel's lock says the change is live, whatever the lock file */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		rb_error_set(err, RB_ERR_BUSY,
+			     "change %s is still running: another runbook process is writing its journal '%s'; nothing was run, try again when it has finished (runbook status shows it)",
+			     id, j->path);
+		close(fd);
 		free(j->path);
 		free(j);
 		buf_release(&d);
@@ -314,6 +326,25 @@ static bool record_follows(const unsigned char *p, size_t left)
 	return false;
 }
 
+/*
+ * Cuts a torn end at off, unless the journal is live: then the "torn"
+ * record is the one its writer is appending, and nothing is cut.
+ */
+static int cut(const char *path, size_t off, bool *torn)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	int ret = 0;
+
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		*torn = false;	/* live (or unlockable): leave it */
+	else
+		ret = ftruncate(fd, (off_t)off);
+	close(fd);
+	return ret;
+}
+
 int journal_read(const char *dir, const char *id, bool repair,
 		 int (*fn)(void *ctx, const char *payload, size_t len),
 		 void *ctx, bool *torn, struct rb_error *err)
@@ -349,7 +380,7 @@ int journal_read(const char *dir, const char *id, bool repair,
 				goto out;
 			}
 			*torn = true;
-			if (repair && truncate(path, (off_t)off) < 0) {
+			if (repair && cut(path, off, torn) < 0) {
 				rb_error_errno(err, RB_ERR_PARTIAL,
 					       "cannot cut the torn end of journal '%s'",
 					       path);
@@ -366,6 +397,21 @@ out:
 	free(path);
 	buf_release(&data);
 	return ret;
+}
+
+bool journal_live(const char *dir, const char *id)
+{
+	char *path = jpath(dir, "", id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	bool live = false;
+
+	free(path);
+	if (fd < 0)
+		return false;
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+		live = errno == EWOULDBLOCK;
+	close(fd);
+	return live;
 }
 
 static int cmp_str(const void *a, const void *b)

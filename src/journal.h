@@ -58,13 +58,22 @@ int journal_set_aside(const char *dir, const char *id, struct rb_error *err);
  * Reads every record of the journal of id (in journal/ or done/),
  * calling fn with each payload. A torn last record (a crash while it
  * was written) is dropped and, when repair is set, cut off the file;
- * *torn tells. A bad record before the last is corruption: -1 with err
+ * *torn tells. The journal of a live change is never cut: its last
+ * record is being written, and *torn stays false. A bad record before the last is corruption: -1 with err
  * naming the file and offset (class RB_ERR_PARTIAL).
  */
 int journal_read(const char *dir, const char *id, bool repair,
 		 int (*fn)(void *ctx, const char *payload, size_t len),
 		 void *ctx, bool *torn, struct rb_error *err);
 
+/*
+ * Whether the change's journal is open in a live runbook process: its
+ * writer holds a flock() on it from journal_create()/journal_open()
+ * until journal_close(), which the kernel drops however the process
+ * dies. The lock file of the target is only a hint; this is the truth.
+ * A second journal_open() of a live change fails with RB_ERR_BUSY.
+ */
+bool journal_live(const char *dir, const char *id);
 /* Ids of the unfinished changes (journals not in done/), sorted. */
 int journal_list(const char *dir, char ***ids, size_t *n,
 		 struct rb_error *err);

