@@ -4,8 +4,9 @@
  * nothing here knows what a change is.
  */
 #include <errno.h>
-#include <libssh2.h>
 #include <git2.h>
+#include <libssh2.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <yaml.h>
@@ -36,6 +37,13 @@ int main(int argc, char **argv)
 	struct rb_error err = RB_ERROR_INIT;
 	int code = 0;
 
+	/*
+	 * A write past the file-size limit (ulimit -f) fails with EFBIG,
+	 * which every writer handles (the journal's stops new work and
+	 * rolls back), instead of killing runbook between two records.
+	 * Commands start with every signal at its default (exec_local.c).
+	 */
+	signal(SIGXFSZ, SIG_IGN);
 	if (cli_parse(&c, argc, argv, &err) < 0) {
 		fprintf(stderr, "runbook: %s\n", err.msg);
 		cli_release(&c);

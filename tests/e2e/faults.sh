@@ -109,4 +109,23 @@ for first in status "rollback --last" rollback apply; do
 	end
 done
 
+# ---------------------------------------------------------------- file-size limit
+# The journal reaches the file-size limit (ulimit -f): runbook used to be
+# killed by SIGXFSZ (exit 153) with steps applied and none undone. Now the
+# write fails with EFBIG like any write error: nothing new starts,
+# everything done is rolled back, and the message says so.
+begin file-size-limit
+repo
+steps eight 8 >repo/f.yml
+rb_cmd big bash -c 'ulimit -f 3; exec "$0" apply repo/f.yml' "$RUNBOOK"
+expect_rc 1 "apply past the file-size limit"
+has big.err "cannot (record the change|write journal).*File too large" "the journal's write error"
+has big.err "rolled back" "that everything was rolled back"
+applied=$(grep -c '^s' log 2>/dev/null)
+undone=$(grep -c '^undo' log 2>/dev/null)
+check [ "${applied:-0}" -ge 1 ] && check [ "$applied" = "$undone" ] ||
+	bad "expected every applied step undone, found $(paste -sd' ' log 2>/dev/null)"
+check [ "$applied" -lt 8 ] || bad "every step ran although the journal failed"
+end
+
 finish
