@@ -67,8 +67,8 @@ int history_load(struct store *st, const char *id, struct change_rec **out,
 		return 0;
 	}
 	change_free(c);
-	if (jerr.cls == RB_ERR_PARTIAL) {
-		*err = jerr;	/* corrupt: never guess */
+	if (jerr.cls != RB_OK && jerr.cls != RB_ERR_INVALID) {
+		*err = jerr;	/* corrupt or refused: never guess */
 		return -1;
 	}
 	if (store_read_note(st, id, &text, err) < 0) {
@@ -103,8 +103,11 @@ int history_settle(struct store *st, const char *target, char **busy_id,
 
 		jt = history_journal_target(st, ids[i]);
 		if (journal_live(store_dir(st), ids[i])) {
-			/* running in another process: never touch its record */
-			if (target && (!jt || strcmp(jt, target) == 0) &&
+			/*
+			 * running in another process: never touch its record
+			 * (one that has no open record yet names no target)
+			 */
+			if (target && jt && strcmp(jt, target) == 0 &&
 			    !*busy_id) {
 				*busy_id = xstrdup(ids[i]);
 				*busy_status = CHANGE_RUNNING;

@@ -21,6 +21,7 @@
 #include "error.h"
 #include "failpoint.h"
 #include "hash.h"
+#include "statedir.h"
 
 #define MAGIC "RBJ1"
 
@@ -30,22 +31,19 @@ struct journal {
 	bool broken;
 };
 
-static int mkdir_p(const char *path, mode_t mode)
+/* dir/journal, or dir/journal/done with done set: created, checked. */
+static int journal_dir(const char *dir, bool done, struct rb_error *err)
 {
-	char *p = xstrdup(path);
-	int ret = 0;
+	struct buf d = BUF_INIT;
+	int ret;
 
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			ret = -1;
-		*s = '/';
+	buf_addf(&d, "%s/journal", dir);
+	ret = state_dir(buf_str(&d), true, err);
+	if (ret == 0 && done) {
+		buf_adds(&d, "/done");
+		ret = state_dir(buf_str(&d), true, err);
 	}
-	if (ret == 0 && mkdir(p, mode) < 0 && errno != EEXIST)
-		ret = -1;
-	free(p);
+	buf_release(&d);
 	return ret;
 }
 
@@ -91,10 +89,7 @@ static int open_at(const char *dir, const char *id, int flags,
 	int fd;
 
 	buf_addf(&d, "%s/journal", dir);
-	if (mkdir_p(buf_str(&d), 0700) < 0) {
-		rb_error_errno(err, RB_ERR_PARTIAL,
-			       "cannot create journal directory '%s'",
-			       buf_str(&d));
+	if (state_dir(dir, true, err) < 0 || journal_dir(dir, false, err) < 0) {
 		buf_release(&d);
 		return -1;
 	}
@@ -242,8 +237,9 @@ int journal_retire(const char *dir, const char *id, struct rb_error *err)
 	int ret = -1;
 
 	buf_addf(&d, "%s/journal/done", dir);
-	if (mkdir_p(buf_str(&d), 0700) < 0 || rename(from, to) < 0 ||
-	    fsync_dir(buf_str(&d)) < 0) {
+	if (journal_dir(dir, true, err) < 0)
+		goto out;
+	if (rename(from, to) < 0 || fsync_dir(buf_str(&d)) < 0) {
 		rb_error_errno(err, RB_ERR_PARTIAL,
 			       "cannot move journal '%s' to done", from);
 		goto out;
@@ -267,7 +263,9 @@ int journal_set_aside(const char *dir, const char *id, struct rb_error *err)
 
 	buf_addf(&d, "%s/journal/done", dir);
 	buf_addf(&to, "%s/%s.broken", buf_str(&d), id);
-	if (mkdir_p(buf_str(&d), 0700) < 0 || rename(from, buf_str(&to)) < 0) {
+	if (journal_dir(dir, true, err) < 0)
+		goto out;
+	if (rename(from, buf_str(&to)) < 0) {
 		rb_error_errno(err, RB_ERR_PARTIAL,
 			       "cannot set aside the journal '%s' that could not be written",
 			       from);
@@ -326,6 +324,22 @@ static bool record_follows(const unsigned char *p, size_t left)
 	return false;
 }
 
+/* Journals are read only from a state directory that passes its checks. */
+static int journal_dir_ok(const char *dir, struct rb_error *err)
+{
+	struct buf d = BUF_INIT;
+	int ret;
+
+	buf_addf(&d, "%s/journal", dir);
+	ret = state_dir(buf_str(&d), false, err);
+	if (ret == 0) {
+		buf_adds(&d, "/done");
+		ret = state_dir(buf_str(&d), false, err);
+	}
+	buf_release(&d);
+	return ret < 0 ? -1 : 0;
+}
+
 /*
  * Cuts a torn end at off, unless the journal is live: then the "torn"
  * record is the one its writer is appending, and nothing is cut.
@@ -355,6 +369,8 @@ int journal_read(const char *dir, const char *id, bool repair,
 	int ret = -1;
 
 	*torn = false;
+	if (journal_dir_ok(dir, err) < 0)
+		goto out;
 	if (read_all(path, &data) < 0) {
 		free(path);
 		path = jpath(dir, "/done", id);
@@ -430,6 +446,10 @@ int journal_list(const char *dir, char ***ids, size_t *n,
 	*ids = NULL;
 	*n = 0;
 	buf_addf(&d, "%s/journal", dir);
+	if (state_dir(buf_str(&d), false, err) < 0) {
+		buf_release(&d);
+		return -1;
+	}
 	dp = opendir(buf_str(&d));
 	if (!dp) {
 		int e2 = errno;

@@ -20,17 +20,23 @@
 
 #include "buf.h"
 #include "error.h"
+#include "statedir.h"
 
 struct lock {
 	int fd;
 };
 
-static char *lock_path(const char *dir, const char *target)
+/* dir/locks/target.lock; NULL with err when locks/ fails its checks. */
+static char *lock_path(const char *dir, const char *target, bool create,
+		       struct rb_error *err)
 {
 	struct buf b = BUF_INIT;
 
 	buf_addf(&b, "%s/locks", dir);
-	mkdir(buf_str(&b), 0700);
+	if (state_dir(buf_str(&b), create, err) != 0) {
+		buf_release(&b);
+		return NULL;
+	}
 	buf_addf(&b, "/%s.lock", target);
 	return buf_detach(&b);
 }
@@ -91,8 +97,9 @@ int lock_take(const char *dir, const char *target, const char *change,
 	      struct lock **out, bool *stale, char **stale_info,
 	      struct rb_error *err)
 {
-	char *path = lock_path(dir, target);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	char *path = lock_path(dir, target, true, err);
+	int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+			     0600) : -1;
 	char host[256], when[32];
 	const char *user = getenv("USER");
 	struct buf info = BUF_INIT;
@@ -102,6 +109,8 @@ int lock_take(const char *dir, const char *target, const char *change,
 
 	*stale = false;
 	*stale_info = NULL;
+	if (!path)
+		return -1;
 	if (fd < 0) {
 		rb_error_errno(err, RB_ERR_BUSY, "cannot open lock '%s'", path);
 		free(path);
@@ -161,8 +170,9 @@ void lock_release(struct lock *l)
 
 char *lock_holder(const char *dir, const char *target)
 {
-	char *path = lock_path(dir, target), *who = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct rb_error err = RB_ERROR_INIT;
+	char *path = lock_path(dir, target, false, &err), *who = NULL;
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 
 	free(path);
 	if (fd < 0)

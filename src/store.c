@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "statedir.h"
 
 struct store {
 	git_repository *repo;
@@ -53,9 +54,7 @@ static int finish_open(struct store *s, struct rb_error *err)
 	const char *gitdir = git_repository_path(s->repo);
 
 	buf_addf(&d, "%srunbook", gitdir);
-	if (mkdir(buf_str(&d), 0700) < 0 && errno != EEXIST) {
-		rb_error_errno(err, RB_ERR_PARTIAL, "cannot create '%s'",
-			       buf_str(&d));
+	if (state_dir(buf_str(&d), true, err) < 0) {
 		buf_release(&d);
 		return -1;
 	}
@@ -65,17 +64,54 @@ static int finish_open(struct store *s, struct rb_error *err)
 	return 0;
 }
 
+/*
+ * git_repository_open(), saying whose a repository is when libgit2
+ * refuses one another user owns (its own message names only the
+ * safe.directory setting it looked for).
+ */
+static int open_repo(git_repository **repo, const char *path,
+		     const char *what, struct rb_error *err)
+{
+	struct stat st;
+	struct passwd *pw;
+	char owner[64];
+	size_t top;
+	int rc = git_repository_open(repo, path);
+
+	if (rc == 0)
+		return 0;
+	/* libgit2 1.5 may return the config lookup's error, not GIT_EOWNER */
+	if (stat(path, &st) < 0 ||
+	    (rc != GIT_EOWNER && st.st_uid == geteuid())) {
+		git_fail(err, RB_ERR_USAGE, what);
+		return -1;
+	}
+	pw = getpwuid(st.st_uid);
+	if (pw)
+		snprintf(owner, sizeof(owner), "%s", pw->pw_name);
+	else
+		snprintf(owner, sizeof(owner), "uid %u", (unsigned)st.st_uid);
+	/* safe.directory names a work tree by its top, not its .git */
+	top = strlen(path);
+	while (top > 1 && path[top - 1] == '/')
+		top--;
+	if (top > 5 && strncmp(path + top - 5, "/.git", 5) == 0)
+		top -= 5;
+	rb_error_set(err, RB_ERR_USAGE,
+		     "%s: '%s' belongs to %s, not to you, and git refuses a repository another user owns; nothing was run. If you trust it: git config --global --add safe.directory '%.*s'; or use a notes repository of your own with --notes PATH",
+		     what, path, owner, (int)top, path);
+	return -1;
+}
+
 static int open_or_create(struct store *s, const char *path, bool create,
 			  struct rb_error *err)
 {
 	struct stat st;
 
 	if (stat(path, &st) == 0) {
-		if (git_repository_open(&s->repo, path) == 0)
-			return 0;
-		git_fail(err, RB_ERR_USAGE,
-			 "notes repository: cannot open as a git repository");
-		return -1;
+		return open_repo(&s->repo, path,
+				 "notes repository: cannot open as a git repository",
+				 err);
 	}
 	if (!create) {
 		rb_error_set(err, RB_ERR_USAGE,
@@ -120,11 +156,10 @@ int store_open(const char *explicit, const char *near, bool create,
 			dir = xstrdup(".");
 		}
 		if (git_repository_discover(&found, dir, 0, NULL) == 0) {
-			if (git_repository_open(&s->repo, found.ptr) < 0) {
-				git_fail(err, RB_ERR_USAGE,
-					 "cannot open the git repository around the runbook");
+			if (open_repo(&s->repo, found.ptr,
+				      "cannot open the git repository around the runbook",
+				      err) < 0)
 				goto out;
-			}
 		} else if (open_or_create(s, ".runbook-notes", create, err) < 0) {
 			goto out;
 		}

@@ -653,7 +653,7 @@ printf 'RBJ1\377\377\000\000\001\002' >>"$JDIR/$ID.log"
 last_rec "torn@$(($(stat -c %s "$JDIR/$ID.log") - 10))"
 rb rollback rollback "$ID"
 expect_rc 0 "runbook rollback"
-has rollback.err 'torn record' "the torn record"
+has rollback.err 'ended in an incomplete record' "the torn record"
 expect_lines events.log 'do one|undo two|undo one' "after the rollback"
 got=$("$PY" "$tmp/journal.py" list "$JDIR/done/$ID.log" 2>&1 | grep torn)
 check [ -z "$got" ] || bad "expected the finished journal without the torn tail, found $got"

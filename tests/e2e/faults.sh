@@ -128,4 +128,51 @@ check [ "${applied:-0}" -ge 1 ] && check [ "$applied" = "$undone" ] ||
 check [ "$applied" -lt 8 ] || bad "every step ran although the journal failed"
 end
 
+# ---------------------------------------------------------------- state dirs
+# runbook's journals and locks are trusted by status and rollback, so they
+# are never written through a symlink, nor into a directory another user
+# owns or can write; each is refused, naming the directory and the fix.
+state_case() {	# state_case NAME SETUP: SETUP runs after a first apply
+	begin "state-$1"
+	repo
+	steps "st" 1 >repo/f.yml
+	rb first apply repo/f.yml
+	expect_rc 0 "the first apply"
+	rm -f log
+	mkdir -p "$D/elsewhere"
+	eval "$2"
+	rb second apply repo/f.yml
+	expect_rc 2 "apply with $1"
+	check [ ! -e log ] || bad "a step ran: $(paste -sd' ' log)"
+	check [ -z "$(ls -A "$D/elsewhere")" ] || bad "runbook wrote through the link: $(ls -A "$D/elsewhere")"
+	if [ -z "${3:-}" ]; then	# status reads journals, not locks
+		rb st status --notes "$G"
+		expect_rc 2 "status with $1"
+	fi
+}
+state_case journal-symlink 'rm -rf "$G/runbook/journal" && ln -s "$D/elsewhere" "$G/runbook/journal"'
+has second.err "journal' is a symbolic link.*remove the link" "the link and the fix"
+end
+state_case runbook-symlink 'rm -rf "$G/runbook" && ln -s "$D/elsewhere" "$G/runbook"'
+has second.err "runbook' is a symbolic link" "the link"
+end
+state_case locks-foreign 'chown nobody "$G/runbook/locks"' no-status
+has second.err "locks' belongs to nobody, not to you" "the owner"
+end
+state_case journal-writable 'chmod 777 "$G/runbook/journal"'
+has second.err "can be written by other users \(mode 777\).*chmod 700" "the mode and the fix"
+end
+
+# A notes repository another user owns: libgit2's own message named only
+# the safe.directory setting it had looked for.
+begin notes-foreign-owner
+repo
+steps fo 1 >repo/f.yml
+chown -R nobody repo
+rb apply apply repo/f.yml
+expect_rc 2 "apply in a repository nobody owns"
+has apply.err "belongs to nobody, not to you.*safe.directory '$D/repo'" "the owner and the fix"
+check [ ! -e log ] || bad "a step ran"
+end
+
 finish
