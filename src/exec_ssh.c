@@ -52,6 +52,10 @@ struct exec_ssh {
 	LIBSSH2_CHANNEL *pre;	/* opened ahead for the next command */
 	long orphan;		/* group of a command cut off by a lost link */
 	char *orphan_guard;	/* its change id */
+	struct strvec defs;	/* default key files, after the agent */
+	/* set by the socket and disconnect callbacks (sock_recv, said_bye) */
+	bool peer_closed;	/* it closed the connection, or it broke */
+	char bye[160];		/* its SSH_MSG_DISCONNECT text, sanitised */
 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -165,42 +169,312 @@ static int tcp_connect(const struct exec_ssh *x, unsigned timeout_ms,
 
 /* ---- auth ---- */
 
-static bool try_agent(struct exec_ssh *x, struct buf *tried)
-{
-	LIBSSH2_AGENT *ag;
-	struct libssh2_agent_publickey *id = NULL, *prev = NULL;
-	int n = 0;
-	bool ok = false;
+/*
+ * A login: the keys offered so far, in order, and how the server
+ * answered. Each refused key costs one of the server's MaxAuthTries,
+ * so the configured keys go first and nothing is offered twice.
+ */
+struct auth {
+	struct exec_ssh *x;
+	LIBSSH2_AGENT *ag;	/* connected, keys listed; NULL: no agent */
+	struct libssh2_agent_publickey **keys;	/* the agent's, in order */
+	bool *offered;		/* keys[i] was offered */
+	size_t n_keys;
+	struct strvec files;	/* key files looked at */
+	struct buf tried;	/* "KEY (how it went), ...", for messages */
+	int attempts;		/* keys the server answered or closed on */
+	bool ok;
+	bool stop;		/* the login ended: closed, or no answer */
+};
 
-	if (!getenv("SSH_AUTH_SOCK") || !*getenv("SSH_AUTH_SOCK"))
-		return false;
-	ag = libssh2_agent_init(x->s);
-	if (!ag)
-		return false;
-	if (libssh2_agent_connect(ag) != 0 ||
-	    libssh2_agent_list_identities(ag) != 0) {
-		buf_addf(tried, "%sssh-agent (not reachable)", tried->len ? ", " : "");
-		goto out;
-	}
-	while (!ok && libssh2_agent_get_identity(ag, &id, prev) == 0) {
-		n++;
-		ok = libssh2_agent_userauth(ag, x->p.user, id) == 0;
-		prev = id;
-	}
-	if (!ok)
-		buf_addf(tried, "%sssh-agent (%d key%s rejected)",
-			 tried->len ? ", " : "", n, n == 1 ? "" : "s");
-	libssh2_agent_disconnect(ag);
-out:
-	libssh2_agent_free(ag);
-	return ok;
+static int b64_value(char c)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const char *p = c ? strchr(tab, c) : NULL;
+
+	return p ? (int)(p - tab) : -1;
 }
 
+/*
+ * The key of a KEY.pub file ("type base64 [comment]"), decoded into
+ * out. False without such a file or such a line: then the agent cannot
+ * be asked for the key, and the file itself is offered.
+ */
+static bool pub_blob(const char *priv, struct buf *out)
+{
+	struct buf path = BUF_INIT;
+	char line[16384];
+	const char *s;
+	unsigned v = 0;
+	int bits = 0;
+	FILE *f;
+	bool ok;
+
+	buf_addf(&path, "%s.pub", priv);
+	f = fopen(buf_str(&path), "re");
+	buf_release(&path);
+	if (!f)
+		return false;
+	ok = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	s = ok ? line + strcspn(line, " \t") : "";
+	s += strspn(s, " \t");
+	for (; ok && *s && !strchr("= \t\r\n", *s); s++) {
+		int d = b64_value(*s);
+
+		if (d < 0)
+			return false;
+		v = v << 6 | (unsigned)d;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf_addc(out, (char)(v >> bits & 0xff));
+		}
+	}
+	return ok && out->len > 0;
+}
+
+static void tried_add(struct auth *a, const char *what, const char *how)
+{
+	buf_addf(&a->tried, "%s%s (%s)", a->tried.len ? ", " : "", what, how);
+}
+
+/*
+ * Notes how an offered key went (rc from libssh2). A server that closed
+ * the connection, or one that stopped answering, ends the login: the
+ * next key would only fail the same way.
+ */
+static void answered(struct auth *a, int rc, const char *what)
+{
+	struct exec_ssh *x = a->x;
+
+	if (rc == 0) {
+		a->ok = true;
+		return;
+	}
+	if (x->peer_closed) {
+		/* libssh2 reports the close as a refused key: it was not */
+		a->attempts++;
+		a->stop = true;
+		tried_add(a, what, "the server closed the login");
+		return;
+	}
+	switch (rc) {
+	case LIBSSH2_ERROR_AUTHENTICATION_FAILED:
+	case LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED:
+		a->attempts++;
+		tried_add(a, what, "rejected");
+		break;
+	case LIBSSH2_ERROR_FILE:
+		tried_add(a, what, "cannot be read without a passphrase, or not a key");
+		break;
+	case LIBSSH2_ERROR_TIMEOUT:
+	case LIBSSH2_ERROR_SOCKET_SEND:
+	case LIBSSH2_ERROR_SOCKET_RECV:
+	case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+		a->stop = true;
+		tried_add(a, what, ssh_errmsg(x->s));
+		break;
+	default:
+		tried_add(a, what, ssh_errmsg(x->s));
+		break;
+	}
+}
+
+/* Connects to ssh-agent and lists its keys; without one, a->ag is NULL. */
+static void agent_open(struct auth *a)
+{
+	const char *sock = getenv("SSH_AUTH_SOCK");
+	struct libssh2_agent_publickey *id = NULL;
+	size_t cap = 0;
+
+	if (!sock || !*sock)
+		return;
+	a->ag = libssh2_agent_init(a->x->s);
+	if (!a->ag)
+		return;
+	if (libssh2_agent_connect(a->ag) != 0 ||
+	    libssh2_agent_list_identities(a->ag) != 0) {
+		tried_add(a, "ssh-agent", "not reachable");
+		libssh2_agent_free(a->ag);
+		a->ag = NULL;
+		return;
+	}
+	while (libssh2_agent_get_identity(a->ag, &id, id) == 0) {
+		a->keys = xgrow(a->keys, &cap, a->n_keys + 1, sizeof(*a->keys));
+		a->keys[a->n_keys++] = id;
+	}
+	a->offered = xcalloc(a->n_keys + 1, sizeof(*a->offered));
+}
+
+static void agent_close(struct auth *a)
+{
+	if (a->ag) {
+		libssh2_agent_disconnect(a->ag);
+		libssh2_agent_free(a->ag);
+	}
+	free(a->keys);
+	free(a->offered);
+}
+
+/* The agent's key with this blob, or -1. */
+static long agent_key(const struct auth *a, const struct buf *blob)
+{
+	for (size_t i = 0; i < a->n_keys; i++)
+		if (a->keys[i]->blob_len == blob->len &&
+		    memcmp(a->keys[i]->blob, blob->data, blob->len) == 0)
+			return (long)i;
+	return -1;
+}
+
+static int agent_offer(struct auth *a, size_t i)
+{
+	a->offered[i] = true;
+	return libssh2_agent_userauth(a->ag, a->x->p.user, a->keys[i]);
+}
+
+/*
+ * Offers the key of file priv: through the agent when it holds the key
+ * of priv.pub (the file may be locked by a passphrase), else from the
+ * file. A file seen before, or a key the agent already offered, is
+ * skipped: offering it again would only cost an attempt.
+ */
+static void offer_file(struct auth *a, const char *priv)
+{
+	struct exec_ssh *x = a->x;
+	struct buf blob = BUF_INIT, pub = BUF_INIT;
+	long i = -1;
+	int rc;
+
+	for (size_t k = 0; k < a->files.n; k++)
+		if (strcmp(a->files.v[k], priv) == 0)
+			return;
+	strvec_push(&a->files, priv);
+	if (pub_blob(priv, &blob))
+		i = agent_key(a, &blob);
+	buf_release(&blob);
+	if (i >= 0) {
+		if (!a->offered[i]) {
+			buf_addf(&pub, "%s (through ssh-agent)", priv);
+			answered(a, agent_offer(a, (size_t)i), buf_str(&pub));
+		}
+		buf_release(&pub);
+		return;
+	}
+	if (access(priv, R_OK) != 0) {
+		tried_add(a, priv, strerror(errno));
+		return;
+	}
+	buf_addf(&pub, "%s.pub", priv);
+	rc = libssh2_userauth_publickey_fromfile_ex(
+		x->s, x->p.user, (unsigned)strlen(x->p.user),
+		access(buf_str(&pub), R_OK) == 0 ? buf_str(&pub) : NULL,
+		priv, NULL);
+	buf_release(&pub);
+	answered(a, rc, priv);
+}
+
+/* The agent's keys not offered yet, in the agent's order. */
+static void offer_agent(struct auth *a)
+{
+	size_t refused = 0;
+
+	for (size_t i = 0; i < a->n_keys && !a->ok && !a->stop; i++) {
+		int rc;
+
+		if (a->offered[i])
+			continue;
+		rc = agent_offer(a, i);
+		if (rc == 0) {
+			a->ok = true;
+		} else if (a->x->peer_closed) {
+			a->attempts++;
+			a->stop = true;
+		} else if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
+			   rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) {
+			a->attempts++;
+			refused++;
+		} else {
+			answered(a, rc, "a key of ssh-agent");
+		}
+	}
+	if (refused || (a->stop && a->x->peer_closed))
+		buf_addf(&a->tried, "%sssh-agent (%zu key%s rejected%s)",
+			 a->tried.len ? ", " : "", refused, refused == 1 ? "" : "s",
+			 a->stop && a->x->peer_closed ?
+			 ", then the server closed the login" : "");
+}
+
+static void unseen_files(const struct auth *a, char *const *files,
+			 struct buf *out)
+{
+	for (char *const *f = files; f && *f; f++) {
+		bool seen = false;
+
+		for (size_t k = 0; k < a->files.n && !seen; k++)
+			seen = strcmp(a->files.v[k], *f) == 0;
+		if (!seen && access(*f, R_OK) == 0)
+			buf_addf(out, "%s%s", out->len ? ", " : "", *f);
+	}
+}
+
+/* What a closed login left out: key files not looked at, agent keys not offered. */
+static void not_offered(const struct auth *a, struct buf *out)
+{
+	size_t left = 0;
+
+	unseen_files(a, a->x->ids.v, out);
+	for (size_t i = 0; i < a->n_keys; i++)
+		left += !a->offered[i];
+	if (left)
+		buf_addf(out, "%s%zu key%s of ssh-agent", out->len ? ", " : "",
+			 left, left == 1 ? "" : "s");
+	unseen_files(a, a->x->defs.v, out);
+}
+
+static void login_failed(struct auth *a, const char *methods,
+			 struct rb_error *err)
+{
+	struct exec_ssh *x = a->x;
+	struct buf w = BUF_INIT, left = BUF_INIT, said = BUF_INIT;
+
+	if (!x->peer_closed || !a->attempts) {
+		rb_error_set(err, RB_ERR_CONNECT,
+			     "cannot log in to %s as %s: expected a key the server accepts, tried %s; the server accepts: %s; nothing was run there; safe to run again after fixing access",
+			     where(x, &w), x->p.user,
+			     a->tried.len ? buf_str(&a->tried) :
+			     "no key (no ssh-agent, no identity file found)",
+			     methods);
+		buf_release(&w);
+		return;
+	}
+	not_offered(a, &left);
+	if (x->bye[0])
+		buf_addf(&said, " (it said: %s)", x->bye);
+	rb_error_set(err, RB_ERR_CONNECT,
+		     "cannot log in to %s as %s: the server closed the login after %d attempt%s%s; tried %s%s%s. "
+		     "An SSH server ends a login after MaxAuthTries refused keys (default 6), and every key of ssh-agent it refuses counts. "
+		     "Fix: set `identity` for the host (or IdentityFile for it in ~/.ssh/config) to the key it accepts, which runbook offers first; "
+		     "or keep fewer keys in ssh-agent (ssh-add -d KEY); nothing was run there; safe to run again after fixing access",
+		     where(x, &w), x->p.user, a->attempts,
+		     a->attempts == 1 ? "" : "s", buf_str(&said),
+		     buf_str(&a->tried), left.len ? "; not offered: " : "",
+		     buf_str(&left));
+	buf_release(&w);
+	buf_release(&left);
+	buf_release(&said);
+}
+
+/*
+ * Public key login: the configured identities (the runbook's, then
+ * IdentityFile), the agent's other keys, then the default files.
+ */
 static int authenticate(struct exec_ssh *x, struct rb_error *err)
 {
-	struct buf tried = BUF_INIT, w = BUF_INIT;
+	struct auth a = { .x = x, .files = STRVEC_INIT, .tried = BUF_INIT };
+	struct buf w = BUF_INIT;
 	const char *methods;
-	bool ok = false;
 
 	methods = libssh2_userauth_list(x->s, x->p.user,
 					(unsigned)strlen(x->p.user));
@@ -214,43 +488,20 @@ static int authenticate(struct exec_ssh *x, struct rb_error *err)
 		return -1;
 	}
 	if (strstr(methods, "publickey")) {
-		ok = try_agent(x, &tried);
-		for (size_t i = 0; !ok && x->ids.v && i < x->ids.n; i++) {
-			const char *priv = x->ids.v[i];
-			struct buf pub = BUF_INIT;
-			int rc;
-
-			if (access(priv, R_OK) != 0) {
-				buf_addf(&tried, "%s%s (%s)", tried.len ? ", " : "",
-					 priv, strerror(errno));
-				continue;
-			}
-			buf_addf(&pub, "%s.pub", priv);
-			rc = libssh2_userauth_publickey_fromfile_ex(
-				x->s, x->p.user, (unsigned)strlen(x->p.user),
-				access(buf_str(&pub), R_OK) == 0 ? buf_str(&pub) : NULL,
-				priv, NULL);
-			buf_release(&pub);
-			ok = rc == 0;
-			if (!ok)
-				buf_addf(&tried, "%s%s (%s)", tried.len ? ", " : "",
-					 priv, rc == LIBSSH2_ERROR_FILE ?
-					 "cannot be read without a passphrase, or not a key" :
-					 rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
-					 rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED ?
-					 "rejected" : ssh_errmsg(x->s));
-		}
+		agent_open(&a);
+		for (size_t i = 0; !a.ok && !a.stop && i < x->ids.n; i++)
+			offer_file(&a, x->ids.v[i]);
+		if (!a.ok && !a.stop)
+			offer_agent(&a);
+		for (size_t i = 0; !a.ok && !a.stop && i < x->defs.n; i++)
+			offer_file(&a, x->defs.v[i]);
 	}
-	if (!ok) {
-		rb_error_set(err, RB_ERR_CONNECT,
-			     "cannot log in to %s as %s: expected a key the server accepts, tried %s; the server accepts: %s; nothing was run there; safe to run again after fixing access",
-			     where(x, &w), x->p.user,
-			     tried.len ? buf_str(&tried) : "no key (no ssh-agent, no identity file found)",
-			     methods);
-	}
-	buf_release(&tried);
-	buf_release(&w);
-	return ok ? 0 : -1;
+	if (!a.ok)
+		login_failed(&a, methods, err);
+	agent_close(&a);
+	strvec_release(&a.files);
+	buf_release(&a.tried);
+	return a.ok ? 0 : -1;
 }
 
 /* ---- session ---- */
@@ -280,6 +531,50 @@ static void disconnect(struct exec_ssh *x)
 	x->sock = -1;
 }
 
+/*
+ * libssh2 reads the socket through this (as its own _libssh2_recv
+ * does, EINTR retried): it notes when the host closed the connection.
+ */
+static ssize_t sock_recv(libssh2_socket_t fd, void *data, size_t len,
+			 int flags, void **abstract)
+{
+	struct exec_ssh *x = *abstract;
+	ssize_t n;
+
+	do
+		n = recv(fd, data, len, flags);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		return n;
+	if (n == 0) {
+		x->peer_closed = true;
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return -EAGAIN;
+	x->peer_closed = true;
+	return -errno;
+}
+
+/* The server's SSH_MSG_DISCONNECT ("Too many authentication failures"). */
+static void said_bye(LIBSSH2_SESSION *s, int reason, const char *msg,
+		     int msg_len, const char *lang, int lang_len,
+		     void **abstract)
+{
+	struct exec_ssh *x = *abstract;
+	size_t n = 0;
+
+	(void)s;
+	(void)reason;
+	(void)lang;
+	(void)lang_len;
+	x->peer_closed = true;
+	/* the server's words go into a message: printable ASCII only */
+	for (int i = 0; msg && i < msg_len && n + 1 < sizeof(x->bye); i++)
+		x->bye[n++] = msg[i] >= 0x20 && msg[i] < 0x7f ? msg[i] : '?';
+	x->bye[n] = '\0';
+}
+
 static int connect_host(struct exec_ssh *x, struct rb_error *err)
 {
 	unsigned tmo = x->p.connect_timeout_ms ? x->p.connect_timeout_ms :
@@ -287,14 +582,18 @@ static int connect_host(struct exec_ssh *x, struct rb_error *err)
 	struct buf w = BUF_INIT;
 
 	x->dead = false;
+	x->peer_closed = false;
+	x->bye[0] = '\0';
 	x->sock = tcp_connect(x, tmo, err);
 	if (x->sock < 0)
 		return -1;
-	x->s = libssh2_session_init();
+	x->s = libssh2_session_init_ex(NULL, NULL, NULL, x);
 	if (!x->s) {
 		rb_error_set(err, RB_ERR_CONNECT, "cannot start an SSH session: out of memory");
 		goto fail;
 	}
+	libssh2_session_callback_set(x->s, LIBSSH2_CALLBACK_RECV, (void *)sock_recv);
+	libssh2_session_callback_set(x->s, LIBSSH2_CALLBACK_DISCONNECT, (void *)said_bye);
 	libssh2_session_set_blocking(x->s, 1);
 	libssh2_session_set_timeout(x->s, (long)tmo);
 	if (libssh2_session_handshake(x->s, x->sock) != 0) {
@@ -987,6 +1286,7 @@ static void ssh_close(struct exec *ex)
 	free((char *)x->p.known_hosts);
 	free(x->orphan_guard);
 	strvec_release(&x->ids);
+	strvec_release(&x->defs);
 	free(x);
 }
 
@@ -1023,7 +1323,10 @@ static struct exec_ssh *alloc(const struct ssh_params *p)
 	x->p.port = p->port ? p->port : 22;
 	for (char *const *i = p->identities; i && *i; i++)
 		strvec_push(&x->ids, *i);
+	for (char *const *i = p->default_identities; i && *i; i++)
+		strvec_push(&x->defs, *i);
 	x->p.identities = NULL;
+	x->p.default_identities = NULL;
 	return x;
 }
 

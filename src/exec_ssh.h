@@ -4,7 +4,11 @@
  *
  * Connecting checks the host key against known_hosts (read line by
  * line, so one bad line hides nothing after it; @revoked honoured) and
- * authenticates with ssh-agent, then the identity files given, in order.
+ * authenticates with public keys: the configured identities first (each
+ * through ssh-agent when the agent holds the key of its KEY.pub, else
+ * from the file), then the agent's other keys, then the default files.
+ * A server that ends the login (MaxAuthTries) is reported as such, with
+ * the number of attempts and how to avoid it.
  * Unknown key: refused with the key type and its SHA256 fingerprint in
  * OpenSSH's form and how to trust it; with accept_new it is appended to
  * known_hosts. Changed key: always refused, loudly.
@@ -48,7 +52,8 @@ struct ssh_params {
 	const char *address;	/* to connect to, and the known_hosts name */
 	unsigned port;
 	const char *user;
-	char *const *identities;	/* key files after the agent, in order */
+	char *const *identities;	/* configured key files: offered first */
+	char *const *default_identities;	/* after the agent's keys */
 	const char *known_hosts;	/* file; NULL: ~/.ssh/known_hosts */
 	bool accept_new;	/* append unknown (never changed) keys */
 	unsigned connect_timeout_ms;	/* 0: 10 s */

@@ -34,7 +34,7 @@ int hosts_open(const struct host *h, const struct host_access *a, bool lazy,
 	static const char *const defaults[] = { ".ssh/id_ed25519",
 						".ssh/id_ecdsa", ".ssh/id_rsa" };
 	struct ssh_host_config cfg;
-	struct strvec ids = STRVEC_INIT;
+	struct strvec ids = STRVEC_INIT, defs = STRVEC_INIT;
 	struct ssh_params p;
 	char *user = NULL;
 	int ret = -1;
@@ -55,12 +55,13 @@ int hosts_open(const struct host *h, const struct host_access *a, bool lazy,
 	for (size_t i = 0; i < cfg.identity_files.n; i++)
 		strvec_push(&ids, cfg.identity_files.v[i]);
 	for (size_t i = 0; i < 3; i++)
-		strvec_push_owned(&ids, sys_home_file(defaults[i]));
+		strvec_push_owned(&defs, sys_home_file(defaults[i]));
 	p.name = h->spec;
 	p.address = cfg.hostname ? cfg.hostname : h->address;
 	p.port = h->port ? h->port : cfg.port ? cfg.port : 22;
 	p.user = user;
 	p.identities = ids.v;
+	p.default_identities = defs.v;
 	p.known_hosts = a->known_hosts;
 	p.accept_new = a->accept_new;
 	if (lazy)
@@ -72,6 +73,7 @@ int hosts_open(const struct host *h, const struct host_access *a, bool lazy,
 out:
 	sshconfig_release(&cfg);
 	strvec_release(&ids);
+	strvec_release(&defs);
 	free(user);
 	return ret;
 }

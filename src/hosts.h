@@ -2,9 +2,9 @@
  * Host resolution: a host as the runbook names it, plus ~/.ssh/config,
  * plus identities, becomes an executor. The runbook's user, address and
  * port come first, then ~/.ssh/config, then the defaults (the local
- * user, port 22). Keys after the agent: the host's identity (or its
- * target's), IdentityFile of the config, then ~/.ssh/id_ed25519,
- * id_ecdsa, id_rsa.
+ * user, port 22). Keys: the configured ones first, the host's identity
+ * (or its target's) and IdentityFile of the config; then the agent's
+ * other keys; then ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
  */
 #ifndef RUNBOOK_HOSTS_H
 #define RUNBOOK_HOSTS_H
