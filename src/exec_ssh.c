@@ -31,7 +31,6 @@
 #include "sys.h"
 
 #define CONNECT_TIMEOUT_MS 10000u
-#define KEEPALIVE_S 10
 /* After the command's channel reached EOF, how long closing may take. */
 #define CLOSE_WAIT_MS 5000u
 /* Markers of the wrapper: start a line, never appear in text. */
@@ -54,6 +53,7 @@ struct exec_ssh {
 	char *orphan_guard;	/* its change id */
 	struct strvec defs;	/* default key files, after the agent */
 	/* set by the socket and disconnect callbacks (sock_recv, said_bye) */
+	unsigned long long last_rx;	/* when the host last sent a byte */
 	bool peer_closed;	/* it closed the connection, or it broke */
 	char bye[160];		/* its SSH_MSG_DISCONNECT text, sanitised */
 };
@@ -533,7 +533,8 @@ static void disconnect(struct exec_ssh *x)
 
 /*
  * libssh2 reads the socket through this (as its own _libssh2_recv
- * does, EINTR retried): it notes when the host closed the connection.
+ * does, EINTR retried): it notes when the host last sent anything, for
+ * the keepalive accounting, and when it closed the connection.
  */
 static ssize_t sock_recv(libssh2_socket_t fd, void *data, size_t len,
 			 int flags, void **abstract)
@@ -544,8 +545,10 @@ static ssize_t sock_recv(libssh2_socket_t fd, void *data, size_t len,
 	do
 		n = recv(fd, data, len, flags);
 	while (n < 0 && errno == EINTR);
-	if (n > 0)
+	if (n > 0) {
+		x->last_rx = sys_now_ms();
 		return n;
+	}
 	if (n == 0) {
 		x->peer_closed = true;
 		return 0;
@@ -606,7 +609,8 @@ static int connect_host(struct exec_ssh *x, struct rb_error *err)
 			     x->p.known_hosts, x->p.accept_new, err) < 0 ||
 	    authenticate(x, err) < 0)
 		goto fail;
-	libssh2_keepalive_config(x->s, 1, KEEPALIVE_S);
+	/* wait_command decides when; libssh2 only spaces them >= 1 s */
+	libssh2_keepalive_config(x->s, 1, 1);
 	buf_release(&w);
 	return 0;
 fail:
@@ -1054,8 +1058,40 @@ struct waiting {
 	unsigned long long closing;	/* when the stop was sent */
 	bool stopping;		/* timed out or cancelled: being stopped */
 	bool eof;		/* the channel reached EOF */
+	bool dead;		/* the host left the keepalives unanswered */
 	enum exec_end end;	/* EXEC_TIMED_OUT or EXEC_CANCELLED if stopping */
+	unsigned long long heard;	/* the host's last byte, as last seen */
+	unsigned long long probed;	/* the last keepalive sent */
+	int probes;		/* keepalives sent since heard */
 };
+
+/*
+ * Keepalive accounting while a command runs (libssh2 keeps none): a
+ * keepalive after SSH_KEEPALIVE_S seconds without a byte from the host,
+ * then one every SSH_KEEPALIVE_S; any byte from the host (output, the
+ * answer sshd gives every keepalive) clears the count. True once
+ * SSH_KEEPALIVE_MAX went unanswered for one more interval: the link is
+ * dead, SSH_DEAD_AFTER_S after the host's last byte.
+ */
+static bool link_dead(struct exec_ssh *x, struct waiting *wt,
+		      unsigned long long t)
+{
+	const unsigned long long every = SSH_KEEPALIVE_S * 1000ull;
+	int secs;
+
+	if (x->last_rx > wt->heard) {
+		wt->heard = x->last_rx;
+		wt->probes = 0;
+	}
+	if (t < (wt->probes ? wt->probed : wt->heard) + every)
+		return false;
+	if (wt->probes >= SSH_KEEPALIVE_MAX)
+		return true;
+	libssh2_keepalive_send(x->s, &secs);
+	wt->probes++;
+	wt->probed = t;
+	return false;
+}
 
 /*
  * The deadline passed or cancel_fd fired: stops the command's group on
@@ -1102,7 +1138,8 @@ out:
  * The one loop of a run: drains stdout and stderr, ticks the sink,
  * watches the deadline and cancel_fd, sends keepalives and waits at
  * most 100 ms at a time. Ends at EOF (wt->eof), when a stop is over or
- * gave up (wt->stopping), or when the link broke (neither).
+ * gave up (wt->stopping), or when the link broke (neither; wt->dead if
+ * the keepalives found it dead).
  */
 static void wait_command(struct exec_ssh *x, const struct exec_cmd *cmd,
 			 const struct exec_sink *sink, LIBSSH2_CHANNEL *ch,
@@ -1112,7 +1149,6 @@ static void wait_command(struct exec_ssh *x, const struct exec_cmd *cmd,
 	for (;;) {
 		enum got got = read_channel(x, cmd, sink, ch, os);
 		unsigned long long t;
-		int secs;
 
 		if (got == GOT_LOST)
 			return;
@@ -1135,7 +1171,10 @@ static void wait_command(struct exec_ssh *x, const struct exec_cmd *cmd,
 		}
 		if (wt->stopping && sys_now_ms() - wt->closing > CLOSE_WAIT_MS)
 			return;
-		libssh2_keepalive_send(x->s, &secs);
+		if (!wt->stopping && link_dead(x, wt, t)) {
+			wt->dead = true;
+			return;
+		}
 		wait_io(x, wt->stopping ? -1 : cmd->cancel_fd, 100);
 	}
 }
@@ -1210,7 +1249,8 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 	struct buf full = BUF_INIT, w = BUF_INIT;
 	LIBSSH2_CHANNEL *ch = NULL;
 	unsigned long long start = sys_now_ms();
-	struct waiting wt = { 0, start, 0, false, false, EXEC_EXITED };
+	struct waiting wt = { .last_tick = start, .end = EXEC_EXITED,
+			      .heard = start };
 	int rc, ret = -1;
 
 	memset(out, 0, sizeof(*out));
@@ -1244,9 +1284,15 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		out->end = EXEC_LOST;
 		out->exit_code = -1;
 		out->duration_ms = sys_now_ms() - start;
-		snprintf(out->why, sizeof(out->why),
-			 "lost the connection to %s while the command ran (%s); it may have done part of its work",
-			 where(x, &w), ssh_errmsg(x->s));
+		if (wt.dead)
+			snprintf(out->why, sizeof(out->why),
+				 "lost the connection to %s while the command ran: the link is dead (no answer to %d keepalives sent %d s apart, nothing from the host for %d s: it froze or the network broke); it may have done part of its work, so it is safe to run again only once it has been rolled back",
+				 where(x, &w), SSH_KEEPALIVE_MAX, SSH_KEEPALIVE_S,
+				 SSH_DEAD_AFTER_S);
+		else
+			snprintf(out->why, sizeof(out->why),
+				 "lost the connection to %s while the command ran (%s); it may have done part of its work",
+				 where(x, &w), ssh_errmsg(x->s));
 		ret = 0;
 		goto out;
 	}

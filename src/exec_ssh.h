@@ -32,7 +32,13 @@
  * grace, through a second channel.
  *
  * A connection lost while a command runs ends that run with
- * EXEC_LOST (the command may have done part of its work). The next run
+ * EXEC_LOST (the command may have done part of its work). A link that
+ * goes silent is taken for lost too: a keepalive goes out after
+ * SSH_KEEPALIVE_S seconds without a byte from the host and every
+ * SSH_KEEPALIVE_S seconds after, and when SSH_KEEPALIVE_MAX of them are
+ * unanswered one more interval later the link is dead, within
+ * SSH_DEAD_AFTER_S seconds of the host's last byte, whatever the
+ * command's timeout. The next run
  * reconnects (the host key is checked again); if that fails, run
  * returns -1 with class RB_ERR_CONNECT.
  *
@@ -46,6 +52,13 @@
 
 struct exec;
 struct rb_error;
+
+/* While a command runs: a keepalive after this many seconds of silence. */
+#define SSH_KEEPALIVE_S 5
+/* Unanswered keepalives that, one interval later, make the link dead. */
+#define SSH_KEEPALIVE_MAX 3
+/* So a silent link is declared dead this long after the host's last byte. */
+#define SSH_DEAD_AFTER_S (SSH_KEEPALIVE_S * (SSH_KEEPALIVE_MAX + 1))
 
 struct ssh_params {
 	const char *name;	/* as written in the runbook, for messages */

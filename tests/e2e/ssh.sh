@@ -1037,6 +1037,39 @@ fi
 expect_no_leftovers "after the frozen host came back (sleep 50.$TAG)"
 end
 
+# A host that freezes while a silent command runs with a long timeout: the
+# unanswered keepalives show the link dead within 20 s (docs/ssh.md), long
+# before the step's 300 s, and the message says so and what retrying means.
+# The rollback reaches the host on a new connection (the daemon still
+# accepts) and stops the cut-off command first.
+begin frozen-link-keepalive
+{
+	hdr e2e-frozen-link
+	tgt "$H1"
+	printf 'steps:\n  - name: hang\n    run: touch %s/started; sleep 60.%s\n    timeout: 300s\n    rollback: echo undo >> %s/log\n' "$D" "$TAG" "$D"
+} >f.yml
+start_bg run apply f.yml "${KH[@]}"
+if wait_files $((10 * SLOW)) "$D/started"; then
+	frozen=$(pgrep -P "$SSHD_PID" | paste -sd' ' -)
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -STOP $frozen
+	wait_bg "$BGPID" $((40 * SLOW)) || bad "runbook did not notice the dead link within $((40 * SLOW)) s"
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -CONT $frozen
+	expect_rc 1
+	check [ "$MS" -lt $((40000 * SLOW)) ] || bad "expected the dead link noticed within 40 s, took ${MS} ms"
+	has -i run.err 'the link is dead' "that the link is dead"
+	has -i run.err 'no answer to 3 keepalives' "the unanswered keepalives"
+	has -i run.err 'may have done part of its work' "that the outcome is unknown"
+	has -i run.err 'safe to run again only once it has been rolled back' "whether retrying is safe"
+	expect_lines log 'undo'
+else
+	bad "the step never started"
+	wait_bg "$BGPID" $((60 * SLOW)) || bad "runbook did not finish within $((60 * SLOW)) s"
+fi
+expect_no_leftovers "after the frozen host came back (sleep 60.$TAG)"
+end
+
 sshd_stop
 reap_leftovers
 finish
