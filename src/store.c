@@ -274,6 +274,28 @@ static int signature(git_signature **out, const char *who)
 	return ret;
 }
 
+/*
+ * The branch's lock file stayed for every retry: a git command that died
+ * while moving it left it behind (or one is stuck). libgit2's own
+ * message names the file without saying so.
+ */
+static void stale_lock(const struct store *s, struct rb_error *err)
+{
+	struct buf path = BUF_INIT;
+	struct stat st;
+
+	buf_addf(&path, "%s%s.lock", git_repository_path(s->repo), NOTES_REF);
+	if (stat(buf_str(&path), &st) == 0)
+		rb_error_set(err, RB_ERR_PARTIAL,
+			     "cannot move the runbook-notes branch: its lock file '%s' has been there for %lds and was never released; a git command that died left it: if no git command is running on this repository, remove it (rm '%s') and run 'runbook status' to commit the note",
+			     buf_str(&path), (long)(time(NULL) - st.st_mtime),
+			     buf_str(&path));
+	else
+		git_fail(err, RB_ERR_PARTIAL,
+			 "cannot move the runbook-notes branch (locked)");
+	buf_release(&path);
+}
+
 int store_commit_note(struct store *s, const char *id, const char *text,
 		      const char *author, const char *committer,
 		      const char *message, char oid_hex[41],
@@ -356,6 +378,8 @@ int store_commit_note(struct store *s, const char *id, const char *text,
 
 			nanosleep(&ts, NULL);
 			rc = 1;	/* retry */
+		} else if (rc == GIT_ELOCKED) {
+			stale_lock(s, err);
 		} else {
 			git_fail(err, RB_ERR_PARTIAL,
 				 "cannot move the runbook-notes branch");

@@ -175,4 +175,25 @@ has apply.err "belongs to nobody, not to you.*safe.directory '$D/repo'" "the own
 check [ ! -e log ] || bad "a step ran"
 end
 
+# ---------------------------------------------------------------- stale git lock
+# A git command that died left refs/heads/runbook-notes.lock: the note's
+# commit cannot move the branch. The message used to end "for writing: ;".
+# It names the file, says it was left behind and how to remove it; after
+# removing it, status commits the pending note.
+begin stale-notes-lock
+repo
+steps sl 1 >repo/f.yml
+rb first apply repo/f.yml
+expect_rc 0 "the first apply"
+: >"$G/refs/heads/runbook-notes.lock"
+rb locked apply repo/f.yml
+id=$(cid locked.err)
+has locked.err "runbook-notes.lock' has been there for [0-9]+s and was never released" "the stale lock file"
+has locked.err "rm '$G/refs/heads/runbook-notes.lock'" "how to remove it"
+hasnt locked.err "for writing: ;" "libgit2's cut-short message"
+rm -f "$G/refs/heads/runbook-notes.lock"
+rb st status --notes "$G"
+has st.err "committed the pending note of change ${id:-x}" "the note committed by status"
+end
+
 finish
