@@ -110,6 +110,39 @@ int secret_source_parse(const char *src, struct secret *s)
 	return -1;
 }
 
+/*
+ * A secret is masked whole, and a secret of several lines line by line
+ * too: a command that prints only some of its lines (head), or quotes
+ * it line by line in an error message, must not show any of them.
+ * Lines shorter than SECRET_MIN_LINE are left: masking every "}" or
+ * blank line would mask everything else.
+ */
+#define SECRET_MIN_LINE 6
+
+static void mask(struct redactor *red, const char *name, const char *value)
+{
+	const char *p = value;
+
+	redactor_add_secret(red, name, value);
+	if (!strchr(value, '\n'))
+		return;
+	while (*p) {
+		size_t n = strcspn(p, "\n");
+		size_t k = n;
+
+		while (k && p[k - 1] == '\r')
+			k--;
+		if (k >= SECRET_MIN_LINE) {
+			char *line = xstrndup(p, k);
+
+			redactor_add_secret(red, name, line);
+			explicit_bzero(line, k);
+			free(line);
+		}
+		p += n + (p[n] == '\n');
+	}
+}
+
 static int load_one(struct secrets *S, const struct secret *s,
 		    bool for_rollback, struct redactor *red,
 		    struct rb_error *err)
@@ -134,7 +167,7 @@ static int load_one(struct secrets *S, const struct secret *s,
 	}
 	v->name = xstrdup(s->name);
 	S->n++;
-	redactor_add_secret(red, s->name, v->value);
+	mask(red, s->name, v->value);
 	return 0;
 }
 

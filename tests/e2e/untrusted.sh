@@ -179,4 +179,36 @@ has_fixed show.out '\x1b]0;pwned-body\x07' "the body's escape sequence shown"
 refute grep -q $'\x1b' show.out || bad "show sent a raw escape character to the terminal"
 end
 
+# ---------------------------------------------------------------- secret lines
+# A secret of several lines (a file: source) is masked line by line too:
+# `head` printing some of its lines, or quoting it in an error message
+# ($'line1\nline2'), showed them unmasked.
+begin secret-lines
+mkdir -p repo && git -C repo init -q && git -C repo commit -q --allow-empty -m init
+G=$D/repo/.git
+printf 'alpha-7f3e21:x:1\nbravo-9c4d88:y:2\ncharlie-1b6a:z:3\n' >sec.txt
+chmod 600 sec.txt
+{
+	hdr sl
+	cat <<EOF
+secrets:
+  k: { file: $D/sec.txt }
+steps:
+  - name: partial
+    run: printf '%s\\n' "{{ secrets.k }}" | head -n 2
+    rollback: none
+  - name: quoted
+    run: head {{ secrets.k }} || true
+    rollback: none
+EOF
+} >repo/f.yml
+rb apply apply repo/f.yml -v
+expect_rc 0 "apply"
+git --git-dir="$G" log -p runbook-notes >notes.txt 2>/dev/null
+for f in apply.out apply.err notes.txt; do
+	hasnt "$f" "alpha-7f3e21|bravo-9c4d88|charlie-1b6a" "a line of the secret"
+done
+has apply.err "\\[secret:k\\]" "the mask"
+end
+
 finish
