@@ -884,6 +884,52 @@ static void test_journal_torn_record_mentioning_magic(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/*
+ * Regression test (it used to fail; src/journal.c): whether a change is
+ * live was read from the target's lock file, which a hand can delete.
+ * The writer of a journal holds the kernel's lock on it: a second
+ * writer is refused as busy, journal_live() says so, a reader never
+ * cuts its last record, and all of it ends with journal_close().
+ */
+static void test_journal_live_writer_is_exclusive(void **state)
+{
+	struct fixture *f = *state;
+	struct rb_error err = RB_ERROR_INIT;
+	struct journal *j = NULL, *j2 = NULL;
+	struct got g = GOT_INIT;
+	char *path;
+	bool torn;
+	FILE *fp;
+
+	assert_int_equal(journal_create(f->dir, "live", &j, &err), 0);
+	append_s(j, "{\"t\":\"open\"}");
+	assert_true(journal_live(f->dir, "live"));
+	assert_int_equal(journal_open(f->dir, "live", &j2, &err), -1);
+	assert_int_equal(err.cls, RB_ERR_BUSY);
+	assert_non_null(strstr(err.msg, "still running"));
+	assert_null(j2);
+	/* a half-written record of the live writer is not cut */
+	path = jfile(f, "", "live");
+	fp = fopen(path, "ab");
+	assert_non_null(fp);
+	fputs("RBJ1\x10", fp);
+	fclose(fp);
+	assert_int_equal(read_j(f, "live", true, &g, &torn, &err), 0);
+	assert_false(torn);
+	assert_int_equal(g.v.n, 1);
+	journal_close(j);
+	assert_false(journal_live(f->dir, "live"));
+	/* once the writer is gone, the torn end is cut */
+	got_reset(&g);
+	assert_int_equal(read_j(f, "live", true, &g, &torn, &err), 0);
+	assert_true(torn);
+	rb_error_clear(&err);
+	assert_int_equal(journal_open(f->dir, "live", &j2, &err), 0);
+	journal_close(j2);
+	got_reset(&g);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -905,6 +951,7 @@ int main(void)
 		T(test_journal_fsync_failure_is_final),
 		T(test_journal_tiny_torn_tail),
 		T(test_journal_torn_record_mentioning_magic),
+		T(test_journal_live_writer_is_exclusive),
 	};
 
 	/* a failpoint inherited from the environment would skew the tests */
