@@ -8,7 +8,15 @@
 
 struct buf;
 
-/* Appends s quoted as one plain shell word ('' for the empty string). */
+/*
+ * Appends s quoted as one plain shell word ('' for the empty string).
+ * A word of [A-Za-z0-9_@%+:./-] goes bare, unless the shell could
+ * still read it as syntax: a reserved word (if, case, ...), or a ..
+ * that brace expansion reads as a sequence next to braces ({1..9}).
+ */
 void shell_quote(struct buf *out, const char *s);
+
+/* The same, always in single quotes: never an operator or a keyword. */
+void shell_quote_always(struct buf *out, const char *s);
 
 #endif
