@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <grp.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -50,6 +51,9 @@ struct lookup {
 	char *hostkeyalias;
 	struct ident *ids;
 	size_t nids, capids;
+	int identities_only;	/* 1 yes, 0 no, -1 not set */
+	int alive_interval;	/* seconds; -1: not set */
+	int alive_count;	/* -1: not set */
 };
 
 /* A value fit for a message: at most 64 bytes, control bytes escaped. */
@@ -274,6 +278,89 @@ static unsigned parse_port(const char *s)
 	if (getservbyname_r(s, "tcp", &se, b, sizeof(b), &res) == 0 && res)
 		return ntohs((unsigned short)res->s_port);
 	return 0;
+}
+
+/* ssh's multistate flag: 1 for yes or true, 0 for no or false, else -1. */
+static int parse_flag(const char *s)
+{
+	if (strcasecmp(s, "yes") == 0 || strcasecmp(s, "true") == 0)
+		return 1;
+	if (strcasecmp(s, "no") == 0 || strcasecmp(s, "false") == 0)
+		return 0;
+	return -1;
+}
+
+/*
+ * ssh's convtime(): numbers of seconds, each with an optional unit (s,
+ * m, h, d, w, either case), summed; "90", "1m30s". -1 if malformed,
+ * negative or over INT_MAX seconds.
+ */
+static int parse_time(const char *s)
+{
+	long total = 0;
+
+	if (!*s)
+		return -1;
+	while (*s) {
+		char *end;
+		long secs, mul = 1;
+
+		errno = 0;
+		secs = strtol(s, &end, 10);
+		if (end == s || errno == ERANGE || secs < 0)
+			return -1;
+		switch (*end) {
+		case '\0':
+			break;
+		case 's':
+		case 'S':
+			end++;
+			break;
+		case 'm':
+		case 'M':
+			mul = 60;
+			end++;
+			break;
+		case 'h':
+		case 'H':
+			mul = 60 * 60;
+			end++;
+			break;
+		case 'd':
+		case 'D':
+			mul = 24 * 60 * 60;
+			end++;
+			break;
+		case 'w':
+		case 'W':
+			mul = 7 * 24 * 60 * 60;
+			end++;
+			break;
+		default:
+			return -1;
+		}
+		if (secs > INT_MAX / mul)
+			return -1;
+		secs *= mul;
+		if (total > INT_MAX - secs)
+			return -1;
+		total += secs;
+		s = end;
+	}
+	return (int)total;
+}
+
+/* ssh's atoi_err(): a decimal number from 0 to INT_MAX, else -1. */
+static int parse_count(const char *s)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (end == s || *end || errno == ERANGE || v < 0 || v > INT_MAX)
+		return -1;
+	return (int)v;
 }
 
 enum tokens { TOK_HOSTNAME, TOK_IDENTITY };
@@ -714,7 +801,8 @@ static void add_ident(struct lookup *L, const char *raw, const char *path,
 
 enum keyword {
 	K_OTHER, K_HOST, K_MATCH, K_INCLUDE, K_HOSTNAME, K_USER, K_PORT,
-	K_IDENTITYFILE, K_HOSTKEYALIAS,
+	K_IDENTITYFILE, K_HOSTKEYALIAS, K_IDENTITIESONLY, K_ALIVEINTERVAL,
+	K_ALIVECOUNT,
 };
 
 static const struct {
@@ -729,7 +817,50 @@ static const struct {
 	{ "port", K_PORT },
 	{ "identityfile", K_IDENTITYFILE },
 	{ "hostkeyalias", K_HOSTKEYALIAS },
+	{ "identitiesonly", K_IDENTITIESONLY },
+	{ "serveraliveinterval", K_ALIVEINTERVAL },
+	{ "serveralivecountmax", K_ALIVECOUNT },
 };
+
+/*
+ * IdentitiesOnly, ServerAliveInterval, ServerAliveCountMax: the value is
+ * checked in every block, as ssh does, and taken if the block applies
+ * and none was taken before. ServerAliveInterval none takes nothing.
+ */
+static int do_option(struct lookup *L, enum keyword kw, const char *v,
+		     const char *path, unsigned line, bool active)
+{
+	int n;
+
+	switch (kw) {
+	case K_IDENTITIESONLY:
+		if ((n = parse_flag(v)) < 0)
+			return fail(L, path, line,
+				    "IdentitiesOnly: expected yes or no, found \"%s\"",
+				    show(v).s);
+		if (active && L->identities_only < 0)
+			L->identities_only = n;
+		return 0;
+	case K_ALIVEINTERVAL:
+		if (strcmp(v, "none") == 0)
+			return 0;
+		if ((n = parse_time(v)) < 0)
+			return fail(L, path, line,
+				    "ServerAliveInterval: expected a time (seconds, or with units: 30s, 1m, 1h30m; at most 2147483647 s) or none, found \"%s\"",
+				    show(v).s);
+		if (active && L->alive_interval < 0)
+			L->alive_interval = n;
+		return 0;
+	default:
+		if ((n = parse_count(v)) < 0)
+			return fail(L, path, line,
+				    "ServerAliveCountMax: expected a number from 0 to 2147483647, found \"%s\"",
+				    show(v).s);
+		if (active && L->alive_count < 0)
+			L->alive_count = n;
+		return 0;
+	}
+}
 
 /* One line, NUL-terminated and free to modify. */
 static int do_line(struct lookup *L, char *s, const char *path,
@@ -849,6 +980,12 @@ static int do_line(struct lookup *L, char *s, const char *path,
 		if (*active && !L->hostkeyalias)
 			L->hostkeyalias = xstrdup(args.v[0]);
 		break;
+	case K_IDENTITIESONLY:
+	case K_ALIVEINTERVAL:
+	case K_ALIVECOUNT:
+		if (do_option(L, kw, args.v[0], path, line, *active) < 0)
+			goto out;
+		break;
 	}
 	ret = 0;
 out:
@@ -908,7 +1045,8 @@ static void lookup_release(struct lookup *L)
 int sshconfig_lookup(const char *path, const char *host,
 		     struct ssh_host_config *out, struct rb_error *err)
 {
-	struct lookup L = { .host = host, .err = err };
+	struct lookup L = { .host = host, .err = err, .identities_only = -1,
+			    .alive_interval = -1, .alive_count = -1 };
 	struct ssh_host_config res = SSH_HOST_CONFIG_INIT;
 	const char *env = getenv("HOME");
 	struct buf def = BUF_INIT;
@@ -949,6 +1087,9 @@ int sshconfig_lookup(const char *path, const char *host,
 	res.hostname = L.hostname;
 	res.user = L.user;
 	res.port = L.port;
+	res.identities_only = L.identities_only == 1;
+	res.server_alive_interval = L.alive_interval;
+	res.server_alive_count_max = L.alive_count;
 	L.hostname = L.user = NULL;
 	*out = res;
 	ret = 0;
@@ -965,4 +1106,6 @@ void sshconfig_release(struct ssh_host_config *c)
 	strvec_release(&c->identity_files);
 	c->hostname = c->user = NULL;
 	c->port = 0;
+	c->identities_only = false;
+	c->server_alive_interval = c->server_alive_count_max = -1;
 }

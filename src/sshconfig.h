@@ -5,8 +5,16 @@
  *
  * What is honoured (ssh_config(5)):
  *
- *  - For each keyword the first value obtained wins; IdentityFile
+ *  - The keywords HostName, User, Port, IdentityFile, IdentitiesOnly,
+ *    ServerAliveInterval and ServerAliveCountMax (HostKeyAlias only for
+ *    %k). For each the first value obtained wins; IdentityFile
  *    accumulates (in order, duplicates dropped, at most 100).
+ *  - IdentitiesOnly takes yes, no, true or false (any case).
+ *    ServerAliveInterval takes a time as ssh's convtime() (seconds, or
+ *    numbers with s, m, h, d, w suffixes, summed; at most 2^31-1 s) or
+ *    "none", which sets nothing (a later block may still set it, as in
+ *    ssh); ServerAliveCountMax a number from 0 to 2^31-1. Their values
+ *    are checked in every block, as ssh does.
  *  - Lines before the first Host or Match apply to every host. "Host"
  *    takes whitespace-separated patterns with * and ?, matched
  *    case-sensitively against the alias as written; a matching !pattern
@@ -48,13 +56,16 @@
  *
  * Errors stop at the first one (ssh reports them all, then refuses to
  * run): a keyword without a value, an unterminated quote, a NUL byte, a
- * value ssh rejects (Port abc, Port 70000), a bad Match, a bad token, a
+ * value ssh rejects (Port abc, Port 70000, IdentitiesOnly 1,
+ * ServerAliveInterval 5x, ServerAliveCountMax -1), a bad Match, a bad token, a
  * file over 1 MiB, too deep or too many includes, or a file that cannot
  * be read. Only the values that end up in the result are expanded, so a
  * bad token in a block that does not apply is not an error (as in ssh).
  */
 #ifndef RUNBOOK_SSHCONFIG_H
 #define RUNBOOK_SSHCONFIG_H
+
+#include <stdbool.h>
 
 #include "buf.h"
 
@@ -70,9 +81,12 @@ struct ssh_host_config {
 	char *user;		/* User; NULL: not set */
 	unsigned port;		/* Port; 0: not set */
 	struct strvec identity_files;	/* IdentityFile, in order, ~ and tokens expanded */
+	bool identities_only;	/* IdentitiesOnly yes; not set: no */
+	int server_alive_interval;	/* ServerAliveInterval, seconds (0 too); -1: not set */
+	int server_alive_count_max;	/* ServerAliveCountMax (0 too); -1: not set */
 };
 
-#define SSH_HOST_CONFIG_INIT { NULL, NULL, 0, STRVEC_INIT }
+#define SSH_HOST_CONFIG_INIT { NULL, NULL, 0, STRVEC_INIT, false, -1, -1 }
 
 /*
  * Looks host (the alias as written in the runbook) up in the OpenSSH

@@ -545,6 +545,144 @@ static void test_match(void **state)
 	free(cfg);
 }
 
+static void test_identities_only(void **state)
+{
+	struct ssh_host_config c = SSH_HOST_CONFIG_INIT;
+	char *cfg = put(*state, "config",
+			"Host strict\n"
+			"  IdentitiesOnly yes\n"
+			"Host loose\n"
+			"  IdentitiesOnly no\n"
+			"Host upper\n"
+			"  identitiesonly=TRUE\n"
+			"Host *\n"
+			"  IdentitiesOnly yes\n"
+			"  IdentitiesOnly false\n");
+
+	/* the first value wins, per Host block */
+	ok(cfg, "strict", &c);
+	assert_true(c.identities_only);
+	sshconfig_release(&c);
+	ok(cfg, "loose", &c);
+	assert_false(c.identities_only);
+	sshconfig_release(&c);
+	ok(cfg, "upper", &c);
+	assert_true(c.identities_only);
+	sshconfig_release(&c);
+	ok(cfg, "other", &c);
+	assert_true(c.identities_only);
+	sshconfig_release(&c);
+	assert_false(c.identities_only);
+	free(cfg);
+
+	/* not set: no */
+	cfg = put(*state, "config", "Host x\n  IdentitiesOnly yes\n");
+	ok(cfg, "y", &c);
+	assert_false(c.identities_only);
+	sshconfig_release(&c);
+	free(cfg);
+}
+
+static void test_server_alive(void **state)
+{
+	struct ssh_host_config c = SSH_HOST_CONFIG_INIT;
+	char *cfg = put(*state, "config",
+			"Host fast\n"
+			"  ServerAliveInterval 1\n"
+			"  ServerAliveCountMax 2\n"
+			"Host zero\n"
+			"  ServerAliveInterval 0\n"
+			"  ServerAliveCountMax 0\n"
+			"Host none\n"
+			"  ServerAliveInterval none\n"
+			"Host units\n"
+			"  ServerAliveInterval 1m30s\n"
+			"  ServerAliveCountMax +7\n"
+			"Host big\n"
+			"  ServerAliveInterval 2147483647\n"
+			"  ServerAliveCountMax 2147483647\n"
+			"Host *\n"
+			"  ServerAliveInterval 9\n"
+			"  ServerAliveCountMax 4\n");
+
+	ok(cfg, "fast", &c);
+	assert_int_equal(c.server_alive_interval, 1);
+	assert_int_equal(c.server_alive_count_max, 2);
+	sshconfig_release(&c);
+	/* 0 is a value (OpenSSH: off), and the first value wins */
+	ok(cfg, "zero", &c);
+	assert_int_equal(c.server_alive_interval, 0);
+	assert_int_equal(c.server_alive_count_max, 0);
+	sshconfig_release(&c);
+	/* "none" sets nothing: a later block may still set it */
+	ok(cfg, "none", &c);
+	assert_int_equal(c.server_alive_interval, 9);
+	assert_int_equal(c.server_alive_count_max, 4);
+	sshconfig_release(&c);
+	ok(cfg, "units", &c);
+	assert_int_equal(c.server_alive_interval, 90);
+	assert_int_equal(c.server_alive_count_max, 7);
+	sshconfig_release(&c);
+	ok(cfg, "big", &c);
+	assert_int_equal(c.server_alive_interval, 2147483647);
+	assert_int_equal(c.server_alive_count_max, 2147483647);
+	sshconfig_release(&c);
+	assert_int_equal(c.server_alive_interval, -1);
+	assert_int_equal(c.server_alive_count_max, -1);
+	free(cfg);
+
+	/* not set: -1 */
+	cfg = put(*state, "config", "Host x\n  ServerAliveInterval 3\n");
+	ok(cfg, "y", &c);
+	assert_int_equal(c.server_alive_interval, -1);
+	assert_int_equal(c.server_alive_count_max, -1);
+	sshconfig_release(&c);
+	free(cfg);
+
+	/* time units as ssh's convtime(): s m h d w, either case, summed */
+	cfg = put(*state, "config", "ServerAliveInterval 1w2D3h4M5s\n");
+	ok(cfg, "y", &c);
+	assert_int_equal(c.server_alive_interval,
+			 604800 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5);
+	sshconfig_release(&c);
+	free(cfg);
+}
+
+static void test_option_values_checked_everywhere(void **state)
+{
+	static const struct {
+		const char *text;
+		unsigned line;
+		const char *want;
+	} v[] = {
+		{ "Host other\n  IdentitiesOnly maybe\n", 2,
+		  "IdentitiesOnly: expected yes or no, found \"maybe\"" },
+		{ "IdentitiesOnly 1\n", 1, "found \"1\"" },
+		{ "IdentitiesOnly yes no\n", 1, "found also \"no\"" },
+		{ "Host other\n  ServerAliveInterval 5x\n", 2,
+		  "ServerAliveInterval: expected" },
+		{ "ServerAliveInterval -1\n", 1, "found \"-1\"" },
+		{ "ServerAliveInterval 2147483648\n", 1, "found \"2147483648\"" },
+		{ "ServerAliveInterval 35791395m\n", 1, "found \"35791395m\"" },
+		{ "ServerAliveInterval 2147483647s1\n", 1, "found \"2147483647s1\"" },
+		{ "ServerAliveInterval s\n", 1, "found \"s\"" },
+		{ "ServerAliveInterval \"\"\n", 1, "found an empty string" },
+		{ "Host other\n  ServerAliveCountMax bad\n", 2,
+		  "ServerAliveCountMax: expected a number from 0 to 2147483647, found \"bad\"" },
+		{ "ServerAliveCountMax -1\n", 1, "found \"-1\"" },
+		{ "ServerAliveCountMax 2147483648\n", 1, "found \"2147483648\"" },
+		{ "ServerAliveCountMax 0x10\n", 1, "found \"0x10\"" },
+		{ "ServerAliveCountMax 3 4\n", 1, "found also \"4\"" },
+	};
+	char *cfg;
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		cfg = put(*state, "config", v[i].text);
+		bad(cfg, "a", v[i].line, v[i].want);
+		free(cfg);
+	}
+}
+
 static void test_missing_file_is_empty(void **state)
 {
 	struct tdir *t = *state;
@@ -559,6 +697,9 @@ static void test_missing_file_is_empty(void **state)
 	assert_int_equal(c.port, 0);
 	no_ids(&c);
 	assert_null(c.identity_files.v);
+	assert_false(c.identities_only);
+	assert_int_equal(c.server_alive_interval, -1);
+	assert_int_equal(c.server_alive_count_max, -1);
 
 	/* NULL: $HOME/.ssh/config, not there yet */
 	c.port = 7;
@@ -730,6 +871,9 @@ int main(void)
 		T(test_include_in_nonmatching_block_is_ignored),
 		T(test_include_errors),
 		T(test_match),
+		T(test_identities_only),
+		T(test_server_alive),
+		T(test_option_values_checked_everywhere),
 		T(test_missing_file_is_empty),
 		T(test_default_path_is_home_ssh_config),
 		T(test_malformed_lines),
