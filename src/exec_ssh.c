@@ -419,61 +419,96 @@ static void unseen_files(const struct auth *a, char *const *files,
 	}
 }
 
-/* What a closed login left out: key files not looked at, agent keys not offered. */
-static void not_offered(const struct auth *a, struct buf *out)
+static void agent_left(const struct auth *a, struct buf *out)
 {
 	size_t left = 0;
 
-	unseen_files(a, a->x->ids.v, out);
 	for (size_t i = 0; i < a->n_keys; i++)
 		left += !a->offered[i];
 	if (left)
 		buf_addf(out, "%s%zu key%s of ssh-agent", out->len ? ", " : "",
 			 left, left == 1 ? "" : "s");
-	unseen_files(a, a->x->defs.v, out);
+}
+
+/*
+ * What a closed login left out: key files not looked at, agent keys not
+ * offered; with IdentitiesOnly only what it allows (see only_note).
+ */
+static void not_offered(const struct auth *a, struct buf *out)
+{
+	const struct exec_ssh *x = a->x;
+
+	unseen_files(a, x->ids.v, out);
+	if (!x->p.identities_only)
+		agent_left(a, out);
+	if (!x->p.identities_only || !x->ids.n)
+		unseen_files(a, x->defs.v, out);
+}
+
+/* With IdentitiesOnly: that it held keys back, and which. */
+static void only_note(const struct auth *a, struct buf *out)
+{
+	struct buf never = BUF_INIT;
+
+	if (!a->x->p.identities_only)
+		return;
+	agent_left(a, &never);
+	if (a->x->ids.n)
+		unseen_files(a, a->x->defs.v, &never);
+	buf_adds(out, "; IdentitiesOnly yes (~/.ssh/config) allows only the configured keys (`identity`, IdentityFile; without them the default key files)");
+	if (never.len)
+		buf_addf(out, ", so not offered: %s", buf_str(&never));
+	buf_release(&never);
 }
 
 static void login_failed(struct auth *a, const char *methods,
 			 struct rb_error *err)
 {
 	struct exec_ssh *x = a->x;
-	struct buf w = BUF_INIT, left = BUF_INIT, said = BUF_INIT;
+	struct buf w = BUF_INIT, left = BUF_INIT, said = BUF_INIT,
+		   only = BUF_INIT;
 
+	only_note(a, &only);
 	if (!x->peer_closed || !a->attempts) {
 		rb_error_set(err, RB_ERR_CONNECT,
-			     "cannot log in to %s as %s: expected a key the server accepts, tried %s; the server accepts: %s; nothing was run there; safe to run again after fixing access",
+			     "cannot log in to %s as %s: expected a key the server accepts, tried %s; the server accepts: %s%s; nothing was run there; safe to run again after fixing access",
 			     where(x, &w), x->p.user,
 			     a->tried.len ? buf_str(&a->tried) :
 			     "no key (no ssh-agent, no identity file found)",
-			     methods);
+			     methods, buf_str(&only));
 		buf_release(&w);
+		buf_release(&only);
 		return;
 	}
 	not_offered(a, &left);
 	if (x->bye[0])
 		buf_addf(&said, " (it said: %s)", x->bye);
 	rb_error_set(err, RB_ERR_CONNECT,
-		     "cannot log in to %s as %s: the server closed the login after %d attempt%s%s; tried %s%s%s. "
+		     "cannot log in to %s as %s: the server closed the login after %d attempt%s%s; tried %s%s%s%s. "
 		     "An SSH server ends a login after MaxAuthTries refused keys (default 6), and every key of ssh-agent it refuses counts. "
 		     "Fix: set `identity` for the host (or IdentityFile for it in ~/.ssh/config) to the key it accepts, which runbook offers first; "
 		     "or keep fewer keys in ssh-agent (ssh-add -d KEY); nothing was run there; safe to run again after fixing access",
 		     where(x, &w), x->p.user, a->attempts,
 		     a->attempts == 1 ? "" : "s", buf_str(&said),
 		     buf_str(&a->tried), left.len ? "; not offered: " : "",
-		     buf_str(&left));
+		     buf_str(&left), buf_str(&only));
 	buf_release(&w);
 	buf_release(&left);
 	buf_release(&said);
+	buf_release(&only);
 }
 
 /*
  * Public key login: the configured identities (the runbook's, then
- * IdentityFile), the agent's other keys, then the default files.
+ * IdentityFile), the agent's other keys, then the default files. With
+ * IdentitiesOnly, as in ssh: the configured identities alone (through
+ * the agent if it holds them), or the default files if none is.
  */
 static int authenticate(struct exec_ssh *x, struct rb_error *err)
 {
 	struct auth a = { .x = x, .files = STRVEC_INIT, .tried = BUF_INIT };
 	struct buf w = BUF_INIT;
+	bool only = x->p.identities_only;
 	const char *methods;
 
 	methods = libssh2_userauth_list(x->s, x->p.user,
@@ -491,9 +526,10 @@ static int authenticate(struct exec_ssh *x, struct rb_error *err)
 		agent_open(&a);
 		for (size_t i = 0; !a.ok && !a.stop && i < x->ids.n; i++)
 			offer_file(&a, x->ids.v[i]);
-		if (!a.ok && !a.stop)
+		if (!a.ok && !a.stop && !only)
 			offer_agent(&a);
-		for (size_t i = 0; !a.ok && !a.stop && i < x->defs.n; i++)
+		for (size_t i = 0; !a.ok && !a.stop && (!only || !x->ids.n) &&
+		     i < x->defs.n; i++)
 			offer_file(&a, x->defs.v[i]);
 	}
 	if (!a.ok)

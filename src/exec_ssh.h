@@ -7,6 +7,9 @@
  * authenticates with public keys: the configured identities first (each
  * through ssh-agent when the agent holds the key of its KEY.pub, else
  * from the file), then the agent's other keys, then the default files.
+ * With identities_only (IdentitiesOnly yes), as in OpenSSH, only the
+ * configured identities (the agent's copy of one counts), or the default
+ * files when there is none; the agent's other keys never.
  * A server that ends the login (MaxAuthTries) is reported as such, with
  * the number of attempts and how to avoid it.
  * Unknown key: refused with the key type and its SHA256 fingerprint in
@@ -67,6 +70,7 @@ struct ssh_params {
 	const char *user;
 	char *const *identities;	/* configured key files: offered first */
 	char *const *default_identities;	/* after the agent's keys */
+	bool identities_only;	/* IdentitiesOnly: identities alone (if none, the defaults) */
 	const char *known_hosts;	/* file; NULL: ~/.ssh/known_hosts */
 	bool accept_new;	/* append unknown (never changed) keys */
 	unsigned connect_timeout_ms;	/* 0: 10 s */

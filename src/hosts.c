@@ -62,6 +62,7 @@ int hosts_open(const struct host *h, const struct host_access *a, bool lazy,
 	p.user = user;
 	p.identities = ids.v;
 	p.default_identities = defs.v;
+	p.identities_only = cfg.identities_only;
 	p.known_hosts = a->known_hosts;
 	p.accept_new = a->accept_new;
 	if (lazy)

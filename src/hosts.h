@@ -4,7 +4,8 @@
  * port come first, then ~/.ssh/config, then the defaults (the local
  * user, port 22). Keys: the configured ones first, the host's identity
  * (or its target's) and IdentityFile of the config; then the agent's
- * other keys; then ~/.ssh/id_ed25519, id_ecdsa, id_rsa.
+ * other keys; then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. IdentitiesOnly
+ * yes in the config: the configured ones alone (none: the default files).
  */
 #ifndef RUNBOOK_HOSTS_H
 #define RUNBOOK_HOSTS_H

@@ -13,7 +13,9 @@
 # file or through the agent (an identity file locked by a passphrase whose
 # key the agent holds); an IdentityFile from ~/.ssh/config likewise; without
 # a configured identity the server's drop is explained (MaxAuthTries, the
-# number of attempts, the fix) and nothing runs.
+# number of attempts, the fix) and nothing runs. IdentitiesOnly yes in
+# ~/.ssh/config: only the configured keys (the agent's copy of one counts),
+# never the agent's other keys; without a configured key, the default files.
 #
 # HOME is a private directory, SSH_AUTH_SOCK is set only for the runs that
 # use an agent. Every check runs in its own git repository.
@@ -71,6 +73,9 @@ start_agent "$ALL_SOCK" "${WRONG[@]}" "$SSH_KEY"
 # only the 7 it refuses
 WRONG_SOCK=$tmp/agent-wrong.sock
 start_agent "$WRONG_SOCK" "${WRONG[@]}"
+# the one it accepts first, then the 7 it refuses: the agent alone logs in
+RIGHT_SOCK=$tmp/agent-right.sock
+start_agent "$RIGHT_SOCK" "$SSH_KEY" "${WRONG[@]}"
 
 # runbook HOST [IDENTITY]: one step that logs "did HOST" into $D/log.
 runbook() {
@@ -79,6 +84,15 @@ runbook() {
 	printf 'targets:\n  prod:\n    hosts: ["%s"]\n' "$1"
 	[ -z "${2:-}" ] || printf '    identity: %s\n' "$2"
 	printf 'steps:\n  - name: s\n    run: echo did {{ host }} >> %s/log\n    rollback: none\n' "$D"
+}
+
+# ssh_config LINE...: ~/.ssh/config with "Host strict" (this sshd) and LINE...
+ssh_config() {
+	{
+		printf 'Host strict\n    HostName 127.0.0.1\n    Port %s\n' "$P"
+		printf '    %s\n' "$@"
+	} >"$HOME/.ssh/config" && chmod 600 "$HOME/.ssh/config" ||
+		bad "cannot write ~/.ssh/config"
 }
 
 # ------------------------------------------------------------------ checks
@@ -134,6 +148,77 @@ has_fixed run.err "default 6" "the server's default"
 has_fixed run.err "identity" "the fix: an identity for the host"
 has_fixed run.err "ssh-add -d" "the fix: fewer keys in the agent"
 has_fixed run.err "safe to run again" "that retrying is safe"
+end
+
+# IdentitiesOnly yes: only the configured key is offered (through the agent,
+# which holds it). The agent's right key, which alone would log in (the next
+# check), is never offered: the login fails after one refusal, as with ssh.
+begin identities-only-yes
+ssh_config "IdentityFile ${WRONG[0]}" 'IdentitiesOnly yes'
+runbook strict >f.yml
+SSH_AUTH_SOCK=$RIGHT_SOCK rb run apply f.yml "${KH[@]}"
+expect_rc 6
+check [ ! -e log ] || bad "expected nothing to run, found log: $(paste -sd'|' log)"
+has_fixed run.err "tried ${WRONG[0]} (through ssh-agent) (rejected);" "the configured key as the only one tried"
+hasnt run.err 'ssh-agent \([0-9]+ keys? rejected' "the agent's other keys as tried"
+hasnt run.err 'closed the login' "a login the server closed (one refusal is under MaxAuthTries 3)"
+has_fixed run.err "IdentitiesOnly yes" "why the agent's other keys were not offered"
+has_fixed run.err "not offered: 7 keys of ssh-agent" "the agent's keys left out"
+has_fixed run.err "safe to run again" "that retrying is safe"
+rm -f "$HOME/.ssh/config"
+end
+
+# The same with IdentitiesOnly no: after the configured key, the agent's other
+# keys are offered, and its first one logs in.
+begin identities-only-no
+ssh_config "IdentityFile ${WRONG[0]}" 'IdentitiesOnly no'
+runbook strict >f.yml
+SSH_AUTH_SOCK=$RIGHT_SOCK rb run apply f.yml "${KH[@]}"
+expect_rc 0
+expect_lines log "did strict"
+rm -f "$HOME/.ssh/config"
+end
+
+# The runbook's `identity` is a configured key too: with IdentitiesOnly yes
+# (and no IdentityFile) it is the only key offered.
+begin identities-only-runbook-identity
+ssh_config 'IdentitiesOnly yes'
+runbook strict "${WRONG[1]}" >f.yml
+SSH_AUTH_SOCK=$RIGHT_SOCK rb run apply f.yml "${KH[@]}"
+expect_rc 6
+check [ ! -e log ] || bad "expected nothing to run, found log: $(paste -sd'|' log)"
+has_fixed run.err "tried ${WRONG[1]} (through ssh-agent) (rejected);" "the runbook's identity as the only key tried"
+has_fixed run.err "IdentitiesOnly yes" "why the agent's other keys were not offered"
+rm -f "$HOME/.ssh/config"
+end
+
+# The agent's copy of a configured key counts (as in ssh): the IdentityFile
+# is locked by a passphrase, the agent holds its key behind 7 refused ones.
+begin identities-only-agent-copy
+cp "$SSH_KEY" locked && cp "$SSH_KEY.pub" locked.pub && chmod 600 locked ||
+	bad "cannot copy the key"
+ssh-keygen -q -p -P '' -N 'a passphrase' -f locked >/dev/null 2>&1 ||
+	bad "cannot set a passphrase on the copy"
+ssh_config "IdentityFile $D/locked" 'IdentitiesOnly yes'
+runbook strict >f.yml
+SSH_AUTH_SOCK=$ALL_SOCK rb run apply f.yml "${KH[@]}"
+expect_rc 0
+expect_lines log "did strict"
+rm -f "$HOME/.ssh/config"
+end
+
+# IdentitiesOnly yes and no key configured: as in ssh, the default key files
+# are the configured ones (here ~/.ssh/id_ed25519 is the right key), and the
+# agent's 7 refused keys are not offered (they would use up MaxAuthTries 3).
+begin identities-only-default-files
+cp "$SSH_KEY" "$HOME/.ssh/id_ed25519" && cp "$SSH_KEY.pub" "$HOME/.ssh/id_ed25519.pub" &&
+	chmod 600 "$HOME/.ssh/id_ed25519" || bad "cannot copy the key"
+ssh_config 'IdentitiesOnly yes'
+runbook strict >f.yml
+SSH_AUTH_SOCK=$WRONG_SOCK rb run apply f.yml "${KH[@]}"
+expect_rc 0
+expect_lines log "did strict"
+rm -f "$HOME/.ssh/config" "$HOME/.ssh/id_ed25519" "$HOME/.ssh/id_ed25519.pub"
 end
 
 sshd_stop
