@@ -48,6 +48,8 @@ struct exec_ssh {
 	int sock;
 	LIBSSH2_SESSION *s;
 	bool dead;		/* the connection was lost */
+	/* ServerAliveInterval, ServerAliveCountMax set (not the defaults) */
+	bool interval_set, count_set;
 	LIBSSH2_CHANNEL *pre;	/* opened ahead for the next command */
 	long orphan;		/* group of a command cut off by a lost link */
 	char *orphan_guard;	/* its change id */
@@ -1103,16 +1105,17 @@ struct waiting {
 
 /*
  * Keepalive accounting while a command runs (libssh2 keeps none): a
- * keepalive after SSH_KEEPALIVE_S seconds without a byte from the host,
- * then one every SSH_KEEPALIVE_S; any byte from the host (output, the
- * answer sshd gives every keepalive) clears the count. True once
- * SSH_KEEPALIVE_MAX went unanswered for one more interval: the link is
- * dead, SSH_DEAD_AFTER_S after the host's last byte.
+ * keepalive after alive_interval_s seconds without a byte from the
+ * host, then one every alive_interval_s; any byte from the host
+ * (output, the answer sshd gives every keepalive) clears the count.
+ * True once alive_count_max went unanswered for one more interval: the
+ * link is dead, interval * (count + 1) after the host's last byte (with
+ * a count of 0 no keepalive is sent, as in ssh).
  */
 static bool link_dead(struct exec_ssh *x, struct waiting *wt,
 		      unsigned long long t)
 {
-	const unsigned long long every = SSH_KEEPALIVE_S * 1000ull;
+	const unsigned long long every = x->p.alive_interval_s * 1000ull;
 	int secs;
 
 	if (x->last_rx > wt->heard) {
@@ -1121,7 +1124,7 @@ static bool link_dead(struct exec_ssh *x, struct waiting *wt,
 	}
 	if (t < (wt->probes ? wt->probed : wt->heard) + every)
 		return false;
-	if (wt->probes >= SSH_KEEPALIVE_MAX)
+	if (wt->probes >= x->p.alive_count_max)
 		return true;
 	libssh2_keepalive_send(x->s, &secs);
 	wt->probes++;
@@ -1270,6 +1273,33 @@ static void command_end(struct exec_ssh *x, LIBSSH2_CHANNEL *ch,
 	buf_release(&w);
 }
 
+/* Why a link the keepalives found dead was given up, into out->why. */
+static void dead_why(const struct exec_ssh *x, struct exec_result *out)
+{
+	unsigned every = x->p.alive_interval_s;
+	int max = x->p.alive_count_max;
+	struct buf w = BUF_INIT, how = BUF_INIT;
+
+	if (max > 0)
+		buf_addf(&how, "no answer to %d keepalive%s sent %u s apart, ",
+			 max, max == 1 ? "" : "s", every);
+	buf_addf(&how, "nothing from the host for %llu s",
+		 every * ((unsigned long long)max + 1));
+	if (x->interval_set || x->count_set)
+		buf_adds(&how, ", with");
+	if (x->interval_set)
+		buf_addf(&how, " ServerAliveInterval %u", every);
+	if (x->interval_set && x->count_set)
+		buf_adds(&how, " and");
+	if (x->count_set)
+		buf_addf(&how, " ServerAliveCountMax %d", max);
+	snprintf(out->why, sizeof(out->why),
+		 "lost the connection to %s while the command ran: the link is dead (%s: it froze or the network broke); it may have done part of its work, so it is safe to run again only once it has been rolled back",
+		 where(x, &w), buf_str(&how));
+	buf_release(&w);
+	buf_release(&how);
+}
+
 /*
  * Runs one command: starts it (connecting again first if the link was
  * lost), waits for it, and says how it ended. A link lost while the
@@ -1321,10 +1351,7 @@ static int ssh_run(struct exec *ex, const struct exec_cmd *cmd,
 		out->exit_code = -1;
 		out->duration_ms = sys_now_ms() - start;
 		if (wt.dead)
-			snprintf(out->why, sizeof(out->why),
-				 "lost the connection to %s while the command ran: the link is dead (no answer to %d keepalives sent %d s apart, nothing from the host for %d s: it froze or the network broke); it may have done part of its work, so it is safe to run again only once it has been rolled back",
-				 where(x, &w), SSH_KEEPALIVE_MAX, SSH_KEEPALIVE_S,
-				 SSH_DEAD_AFTER_S);
+			dead_why(x, out);
 		else
 			snprintf(out->why, sizeof(out->why),
 				 "lost the connection to %s while the command ran (%s); it may have done part of its work",
@@ -1403,6 +1430,12 @@ static struct exec_ssh *alloc(const struct ssh_params *p)
 	x->p.user = xstrdup(p->user);
 	x->p.known_hosts = p->known_hosts ? xstrdup(p->known_hosts) : NULL;
 	x->p.port = p->port ? p->port : 22;
+	x->interval_set = p->alive_interval_s > 0;
+	x->count_set = p->alive_count_max >= 0;
+	if (!p->alive_interval_s)
+		x->p.alive_interval_s = SSH_KEEPALIVE_S;
+	if (p->alive_count_max < 0)
+		x->p.alive_count_max = SSH_KEEPALIVE_MAX;
 	for (char *const *i = p->identities; i && *i; i++)
 		strvec_push(&x->ids, *i);
 	for (char *const *i = p->default_identities; i && *i; i++)

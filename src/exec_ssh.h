@@ -37,11 +37,12 @@
  * A connection lost while a command runs ends that run with
  * EXEC_LOST (the command may have done part of its work). A link that
  * goes silent is taken for lost too: a keepalive goes out after
- * SSH_KEEPALIVE_S seconds without a byte from the host and every
- * SSH_KEEPALIVE_S seconds after, and when SSH_KEEPALIVE_MAX of them are
+ * alive_interval_s seconds without a byte from the host and every
+ * alive_interval_s seconds after, and when alive_count_max of them are
  * unanswered one more interval later the link is dead, within
- * SSH_DEAD_AFTER_S seconds of the host's last byte, whatever the
- * command's timeout. The next run
+ * alive_interval_s * (alive_count_max + 1) seconds of the host's last
+ * byte (SSH_DEAD_AFTER_S by default), whatever the command's timeout.
+ * The keepalives are never turned off. The next run
  * reconnects (the host key is checked again); if that fails, run
  * returns -1 with class RB_ERR_CONNECT.
  *
@@ -56,9 +57,13 @@
 struct exec;
 struct rb_error;
 
-/* While a command runs: a keepalive after this many seconds of silence. */
+/*
+ * The defaults of the keepalives (ServerAliveInterval and
+ * ServerAliveCountMax set them per host). While a command runs: a
+ * keepalive after this many seconds of silence...
+ */
 #define SSH_KEEPALIVE_S 5
-/* Unanswered keepalives that, one interval later, make the link dead. */
+/* ...and this many unanswered that, one interval later, make the link dead. */
 #define SSH_KEEPALIVE_MAX 3
 /* So a silent link is declared dead this long after the host's last byte. */
 #define SSH_DEAD_AFTER_S (SSH_KEEPALIVE_S * (SSH_KEEPALIVE_MAX + 1))
@@ -71,6 +76,8 @@ struct ssh_params {
 	char *const *identities;	/* configured key files: offered first */
 	char *const *default_identities;	/* after the agent's keys */
 	bool identities_only;	/* IdentitiesOnly: identities alone (if none, the defaults) */
+	unsigned alive_interval_s;	/* ServerAliveInterval; 0: SSH_KEEPALIVE_S */
+	int alive_count_max;	/* ServerAliveCountMax; < 0: SSH_KEEPALIVE_MAX (0 is a count) */
 	const char *known_hosts;	/* file; NULL: ~/.ssh/known_hosts */
 	bool accept_new;	/* append unknown (never changed) keys */
 	unsigned connect_timeout_ms;	/* 0: 10 s */

@@ -63,6 +63,10 @@ int hosts_open(const struct host *h, const struct host_access *a, bool lazy,
 	p.identities = ids.v;
 	p.default_identities = defs.v;
 	p.identities_only = cfg.identities_only;
+	/* ServerAliveInterval 0 (ssh: off) keeps the default: never off */
+	p.alive_interval_s = cfg.server_alive_interval > 0 ?
+			     (unsigned)cfg.server_alive_interval : 0;
+	p.alive_count_max = cfg.server_alive_count_max;
 	p.known_hosts = a->known_hosts;
 	p.accept_new = a->accept_new;
 	if (lazy)

@@ -6,6 +6,7 @@
  * (or its target's) and IdentityFile of the config; then the agent's
  * other keys; then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. IdentitiesOnly
  * yes in the config: the configured ones alone (none: the default files).
+ * ServerAliveInterval (but 0) and ServerAliveCountMax set the keepalives.
  */
 #ifndef RUNBOOK_HOSTS_H
 #define RUNBOOK_HOSTS_H

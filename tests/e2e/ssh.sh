@@ -16,7 +16,9 @@
 # step after a failure anywhere; remote timeouts; a killed sshd session; a host
 # that stays unreachable, then `runbook rollback ID`; a closed port; `local:
 # true`; hostile env, dir and vars; stdout/stderr, exit codes and signals; a
-# channel closed without an exit status (sshd ChannelTimeout). Beyond the list:
+# channel closed without an exit status (sshd ChannelTimeout); a frozen host
+# found by the keepalives, with the default bound and with ServerAliveInterval
+# and ServerAliveCountMax from ~/.ssh/config. Beyond the list:
 # ssh-agent auth, replay with a per-host identity, and no remote command left
 # running after a lost connection or a closed channel.
 #
@@ -1067,6 +1069,87 @@ else
 	bad "the step never started"
 	wait_bg "$BGPID" $((60 * SLOW)) || bad "runbook did not finish within $((60 * SLOW)) s"
 fi
+expect_no_leftovers "after the frozen host came back (sleep 60.$TAG)"
+end
+
+# ServerAliveInterval 1 and ServerAliveCountMax 2 for the host in ~/.ssh/config
+# set the bound: a keepalive after 1 s of silence, another 1 s later, and the
+# link is dead 1 s after that, about 3 s after the host's last byte instead of
+# the default 20 s (frozen-link-keepalive).
+begin frozen-link-server-alive
+cat >"$HOME/.ssh/config" <<EOF
+Host quick
+    HostName 127.0.0.1
+    Port $P
+    ServerAliveInterval 1
+    ServerAliveCountMax 2
+EOF
+chmod 600 "$HOME/.ssh/config"
+{
+	hdr e2e-frozen-quick
+	tgt quick
+	printf 'steps:\n  - name: hang\n    run: touch %s/started; sleep 60.%s\n    timeout: 300s\n    rollback: echo undo >> %s/log\n' "$D" "$TAG" "$D"
+} >f.yml
+start_bg run apply f.yml "${KH[@]}"
+if wait_files $((10 * SLOW)) "$D/started"; then
+	frozen=$(pgrep -P "$SSHD_PID" | paste -sd' ' -)
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -STOP $frozen
+	wait_bg "$BGPID" $((40 * SLOW)) || bad "runbook did not notice the dead link within $((40 * SLOW)) s"
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -CONT $frozen
+	expect_rc 1
+	check [ "$MS" -lt $((10000 * SLOW)) ] || bad "expected the dead link noticed within 10 s (about 3 s), took ${MS} ms"
+	has -i run.err 'the link is dead' "that the link is dead"
+	has -i run.err 'no answer to 2 keepalives sent 1 s apart' "the configured keepalives"
+	has -i run.err 'nothing from the host for 3 s' "the configured bound"
+	has run.err 'ServerAliveInterval 1 and ServerAliveCountMax 2' "where the bound came from"
+	has -i run.err 'safe to run again only once it has been rolled back' "whether retrying is safe"
+	expect_lines log 'undo'
+else
+	bad "the step never started"
+	wait_bg "$BGPID" $((60 * SLOW)) || bad "runbook did not finish within $((60 * SLOW)) s"
+fi
+rm -f "$HOME/.ssh/config"
+expect_no_leftovers "after the frozen host came back (sleep 60.$TAG)"
+end
+
+# ServerAliveInterval 0 turns ssh's keepalives off, not runbook's: the interval
+# stays 5 s. ServerAliveCountMax 0, as in ssh, sends none and gives up after
+# one silent interval: about 5 s, not 20 s, nor the step's 300 s timeout.
+begin frozen-link-server-alive-zero
+cat >"$HOME/.ssh/config" <<EOF
+Host zero
+    HostName 127.0.0.1
+    Port $P
+    ServerAliveInterval 0
+    ServerAliveCountMax 0
+EOF
+chmod 600 "$HOME/.ssh/config"
+{
+	hdr e2e-frozen-zero
+	tgt zero
+	printf 'steps:\n  - name: hang\n    run: touch %s/started; sleep 60.%s\n    timeout: 300s\n    rollback: echo undo >> %s/log\n' "$D" "$TAG" "$D"
+} >f.yml
+start_bg run apply f.yml "${KH[@]}"
+if wait_files $((10 * SLOW)) "$D/started"; then
+	frozen=$(pgrep -P "$SSHD_PID" | paste -sd' ' -)
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -STOP $frozen
+	wait_bg "$BGPID" $((40 * SLOW)) || bad "runbook did not notice the dead link within $((40 * SLOW)) s"
+	# shellcheck disable=SC2086
+	[ -n "$frozen" ] && kill -CONT $frozen
+	expect_rc 1
+	check [ "$MS" -ge 4000 ] && [ "$MS" -lt $((10000 * SLOW)) ] ||
+		bad "expected the dead link noticed after about 5 s, took ${MS} ms"
+	has -i run.err 'the link is dead \(nothing from the host for 5 s, with ServerAliveCountMax 0:' "the bound, without keepalives"
+	hasnt run.err 'ServerAliveInterval' "the interval of 0 as if in use"
+	expect_lines log 'undo'
+else
+	bad "the step never started"
+	wait_bg "$BGPID" $((60 * SLOW)) || bad "runbook did not finish within $((60 * SLOW)) s"
+fi
+rm -f "$HOME/.ssh/config"
 expect_no_leftovers "after the frozen host came back (sleep 60.$TAG)"
 end
 
