@@ -176,6 +176,10 @@ void change_free(struct change_rec *c)
 	free(c->identity);
 	free(c->baseline);
 	free(c->baseline_diff);
+	free(c->rolled_back_by);
+	free(c->rolled_back_at);
+	free(c->rollback_reason);
+	strvec_release(&c->rollback_forced);
 	strvec_release(&c->hosts);
 	varset_release(&c->vars);
 	varset_release(&c->secrets);
@@ -657,12 +661,21 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 					  RES_ROLLBACK_FAILED;
 		s->rb_exit_code = (int)num(r, "exit", -1);
 		s->rb_by_hand = str(r, "by_hand") && strcmp(str(r, "by_hand"), "true") == 0;
+	} else if (strcmp(t, "rollback-start") == 0) {
+		/* `runbook rollback`: who, when, why; the run keeps its times */
+		replace(&c->rolled_back_by, str(r, "by"));
+		replace(&c->rolled_back_at, str(r, "at"));
+		replace(&c->rollback_reason, str(r, "reason"));
+		strvec_release(&c->rollback_forced);
+		read_list(r, "forced", &c->rollback_forced);
 	} else if (strcmp(t, "close") == 0) {
 		int st = str(r, "status") ? change_status_parse(str(r, "status")) : -1;
 
 		c->closed = true;
 		c->status = st >= 0 ? (enum change_status)st : CHANGE_FAILED;
-		replace(&c->finished, str(r, "finished"));
+		/* a later rollback does not rewrite when the run finished */
+		if (!c->finished || !c->rolled_back_at)
+			replace(&c->finished, str(r, "finished"));
 	} else if (strcmp(t, "baseline") == 0) {
 		replace(&c->baseline, str(r, "baseline"));
 		replace(&c->baseline_diff, str(r, "diff"));

@@ -109,6 +109,9 @@ struct change_rec {
 	char *identity;		/* the target's SSH identity file, or NULL */
 	char *baseline;		/* rehearse: "same", "differs" or NULL */
 	char *baseline_diff;	/* rehearse: unified diff, redacted */
+	/* a rollback made later with `runbook rollback` (the last one) */
+	char *rolled_back_by, *rolled_back_at, *rollback_reason;
+	struct strvec rollback_forced;	/* later changes --force passed over */
 	enum change_status status;
 	bool closed;		/* the runner recorded its end */
 	struct strvec hosts;

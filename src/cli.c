@@ -46,7 +46,7 @@ static const struct cmd_info cmds[] = {
 
 enum opt_id {
 	O_HELP, O_TARGET, O_VAR, O_NOTES, O_JSON, O_NO_COLOR, O_QUIET,
-	O_VERBOSE, O_FORKS, O_KNOWN_HOSTS, O_ACCEPT_NEW, O_DRY_RUN, O_LAST, O_YES,
+	O_VERBOSE, O_FORKS, O_KNOWN_HOSTS, O_ACCEPT_NEW, O_DRY_RUN, O_LAST, O_YES, O_FORCE, O_REASON,
 	O_N, O_BY_HAND,
 };
 
@@ -86,6 +86,10 @@ static const struct opt_info opts[] = {
 	  "the most recent change" },
 	{ O_YES, "yes", 'y', NULL, C(CMD_ROLLBACK),
 	  "replay a change this machine did not record without asking" },
+	{ O_FORCE, "force", 0, NULL, C(CMD_ROLLBACK),
+	  "roll back although later changes on the target still stand on it (recorded)" },
+	{ O_REASON, "reason", 0, "TEXT", C(CMD_ROLLBACK),
+	  "why you roll back; recorded in the note" },
 	{ O_N, NULL, 'n', "N", C(CMD_LOG), "show at most N changes" },
 	{ O_BY_HAND, "by-hand", 0, "STEP[@HOST]", C(CMD_ROLLBACK),
 	  "record that you undid STEP by hand, then go on (repeatable)" },
@@ -254,6 +258,12 @@ static int apply_opt(struct cli *c, const struct opt_info *o,
 		break;
 	case O_YES:
 		c->yes = true;
+		break;
+	case O_FORCE:
+		c->force = true;
+		break;
+	case O_REASON:
+		c->reason = val;
 		break;
 	case O_BY_HAND:
 		c->by_hand = xgrow(c->by_hand, &c->cap_by_hand,

@@ -31,7 +31,8 @@ struct cli {
 	const char *notes;
 	const char *known_hosts;
 	bool json, no_color, quiet, verbose, accept_new, dry_run, last,
-	     yes;
+	     yes, force;
+	const char *reason;	/* rollback --reason */
 	unsigned forks;
 	unsigned log_n;
 	const char **by_hand;	/* rollback --by-hand STEP[@HOST] (borrowed) */

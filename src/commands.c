@@ -327,19 +327,53 @@ out:
 	return code;
 }
 
-/* The change CHANGE or --last names, read back from journal or note. */
+/*
+ * --last: the newest change with something left to undo, said before it
+ * runs. 1 when every change is undone already (said too).
+ */
+static int last_change(const struct cli *c, struct store *st, char **id,
+		       struct strvec *notices, struct rb_error *err)
+{
+	struct rb_error e2 = RB_ERROR_INIT;
+	char *newest = NULL;
+
+	if (history_last(st, c->target, true, id, notices, err) == 0)
+		return 0;
+	if (history_last(st, c->target, false, &newest, notices, &e2) < 0)
+		return -1;	/* no change at all: err says so */
+	if (!c->quiet)
+		fprintf(stderr, "runbook: nothing left to roll back: no change%s%s has anything left to undo (the newest is %s)\n",
+			c->target ? " on target " : "", c->target ? c->target : "",
+			newest);
+	free(newest);
+	rb_error_clear(err);
+	return 1;
+}
+
+/*
+ * The change CHANGE or --last names, read back from journal or note;
+ * 1 when --last finds nothing left to undo.
+ */
 static int find_change(const struct cli *c, struct store *st,
 		       struct change_rec **ch, bool *from_j,
 		       struct rb_error *err)
 {
 	struct strvec notices = STRVEC_INIT;
 	char *id = NULL;
-	int ret = -1;
+	int ret = -1, rc;
 
-	if ((c->last ? history_last(st, c->target, &id, &notices, err) :
-		       history_resolve(st, c->args[0], &id, err)) < 0 ||
-	    history_load(st, id, ch, from_j, &notices, err) < 0)
+	rc = c->last ? last_change(c, st, &id, &notices, err) :
+		       history_resolve(st, c->args[0], &id, err);
+	if (rc != 0 || history_load(st, id, ch, from_j, &notices, err) < 0) {
+		ret = rc > 0 ? 1 : -1;
 		goto out;
+	}
+	if (c->last && !c->quiet)
+		fprintf(stderr, "runbook: --last is change %s (%s on %s, started %s by %s)\n",
+			(*ch)->id, (*ch)->runbook ? (*ch)->runbook : "?",
+			(*ch)->target ? (*ch)->target : "?",
+			(*ch)->started ? (*ch)->started : "?",
+			(*ch)->operator_ ? (*ch)->operator_ : "?");
 	ret = 0;
 out:
 	/* warnings even when quiet: a cut journal is news */
@@ -347,6 +381,47 @@ out:
 		fprintf(stderr, "runbook: %s\n", notices.v[i]);
 	strvec_release(&notices);
 	free(id);
+	return ret;
+}
+
+/*
+ * Rollback order across changes: a later change on the same target that
+ * still stands (applied, partly applied, running) must be rolled back
+ * first. With --force, the later ones are named in forced (recorded).
+ */
+static int check_order(const struct cli *c, struct store *st,
+		       const struct change_rec *ch, struct strvec *forced,
+		       struct rb_error *err)
+{
+	struct strvec later = STRVEC_INIT, notices = STRVEC_INIT;
+	struct buf list = BUF_INIT;
+	int ret = -1;
+
+	if (history_later(st, ch, &later, &notices, err) < 0)
+		goto out;
+	for (size_t i = 0; i < notices.n; i++)
+		fprintf(stderr, "runbook: %s\n", notices.v[i]);
+	ret = 0;
+	if (!later.n)
+		goto out;
+	for (size_t i = 0; i < later.n; i++)
+		buf_addf(&list, "%s%s (runbook rollback %s)", i ? ", " : "",
+			 later.v[i], later.v[i]);
+	if (c->force) {
+		fprintf(stderr, "runbook: warning: --force: rolling back %s under later changes that still stand on it: %s; recorded in its note\n",
+			ch->id, buf_str(&list));
+		for (size_t i = 0; i < later.n; i++)
+			strvec_push(forced, later.v[i]);
+		goto out;
+	}
+	rb_error_set(err, RB_ERR_BUSY,
+		     "change %s is not the last one standing on target %s: later changes still applied there would lose what they stand on: %s; nothing was run; roll them back first, newest first, or pass --force (recorded in the note)",
+		     ch->id, ch->target ? ch->target : "local", buf_str(&list));
+	ret = -1;
+out:
+	strvec_release(&later);
+	strvec_release(&notices);
+	buf_release(&list);
 	return ret;
 }
 
@@ -512,18 +587,28 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 	struct lock *lk = NULL;
 	struct change_rec *ch = NULL;
 	struct recorder *rec = NULL;
-	struct strvec hand = STRVEC_INIT;
-	char *stale_info = NULL;
+	struct strvec hand = STRVEC_INIT, forced = STRVEC_INIT;
+	char *stale_info = NULL, *by = NULL;
 	bool stale, from_j;
-	int code;
+	int code, rc;
 
 	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
-	    find_change(c, st, &ch, &from_j, err) < 0 ||
-	    (!from_j && !c->dry_run && confirm_foreign(c, ch, err) < 0)) {
+	    (rc = find_change(c, st, &ch, &from_j, err)) < 0 ||
+	    (rc == 0 && !from_j && !c->dry_run &&
+	     confirm_foreign(c, ch, err) < 0)) {
 		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
 		goto out;
 	}
+	if (rc > 0) {
+		code = 0;	/* --last: nothing left to undo, said */
+		goto out;
+	}
 	if (c->dry_run) {
+		struct rb_error e2 = RB_ERROR_INIT;
+
+		if (!c->force && change_pending_total(ch) &&
+		    check_order(c, st, ch, &forced, &e2) < 0)
+			fprintf(stderr, "runbook: warning: %s\n", e2.msg);
 		code = replay_run(c, ch, NULL, err);
 		goto out;
 	}
@@ -540,6 +625,10 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 		goto out;
 	}
 	free(stale_info);
+	if (change_pending_total(ch) && check_order(c, st, ch, &forced, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
 	for (size_t i = 0; i < c->n_by_hand; i++) {
 		if (change_by_hand(ch, c->by_hand[i], &hand, err) < 0) {
 			code = err->cls;
@@ -556,7 +645,9 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 		code = 0;
 		goto out;
 	}
+	by = store_operator(st);
 	if (recorder_resume(st, ch, NULL, &rec, err) < 0 ||
+	    recorder_rollback_start(rec, by, c->reason, &forced, err) < 0 ||
 	    record_by_hand(c, ch, rec, &hand, err) < 0) {
 		code = err->cls == RB_ERR_BUSY ? RB_ERR_BUSY : RB_ERR_PARTIAL;
 		goto out;
@@ -583,6 +674,8 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 		json_done(ch->id, CHANGE_ROLLBACK_FAILED, code, err->msg);
 out:
 	strvec_release(&hand);
+	strvec_release(&forced);
+	free(by);
 	recorder_free(rec);
 	change_free(ch);
 	lock_release(lk);

@@ -264,17 +264,37 @@ int history_each(struct store *st, size_t limit,
 	return flush_second(&b) < 0 ? -1 : 0;
 }
 
+/* Whether change (id, started) started after (id2, started2). */
+static bool started_after(const char *id, const char *started,
+			  const char *id2, const char *started2)
+{
+	int c = strncmp(id, id2, ID_SECOND);
+
+	return c > 0 || (c == 0 && strcmp(started ? started : "",
+					  started2 ? started2 : "") > 0);
+}
+
+/* Whether a loaded change still has something to undo. */
+static bool undoable(struct change_rec *c)
+{
+	return change_pending_total(c) > 0;
+}
+
 struct newest {
-	char *id, *started;
+	struct store *st;
 	const char *target;	/* only changes of this target, or NULL */
+	bool undoable;		/* only changes with something to undo */
+	struct strvec *notices;
+	char *id, *started;
 };
 
+/* history_each(): the first note that qualifies, read back whole. */
 static int first_id(void *ctx, const char *id, const char *text, size_t len)
 {
 	struct newest *n = ctx;
-
 	struct change_rec *c = NULL;
 	struct rb_error err = RB_ERROR_INIT;
+	bool fj;
 
 	if (note_parse(text, len, id, &c, &err) < 0)
 		return 0;
@@ -282,27 +302,27 @@ static int first_id(void *ctx, const char *id, const char *text, size_t len)
 		change_free(c);
 		return 0;
 	}
+	if (n->undoable) {
+		/* the journal, when here, knows more than the note */
+		change_free(c);
+		c = NULL;
+		if (history_load(n->st, id, &c, &fj, n->notices, &err) < 0 ||
+		    !undoable(c)) {
+			change_free(c);
+			return 0;
+		}
+	}
 	n->id = xstrdup(id);
 	n->started = xstrdup(c->started ? c->started : "");
 	change_free(c);
 	return 1;
 }
 
-/* Newer: a later second, or the same second and a later start. */
-static bool newer(const char *id, const char *started, const struct newest *n)
+int history_last(struct store *st, const char *target, bool only_undoable,
+		 char **id, struct strvec *notices, struct rb_error *err)
 {
-	int c;
-
-	if (!n->id)
-		return true;
-	c = strncmp(id, n->id, ID_SECOND);
-	return c > 0 || (c == 0 && strcmp(started, n->started) > 0);
-}
-
-int history_last(struct store *st, const char *target, char **id,
-		 struct strvec *notices, struct rb_error *err)
-{
-	struct newest best = { NULL, NULL, target };
+	struct newest best = { st, target, only_undoable, notices, NULL,
+			       NULL };
 	char **ids = NULL;
 	size_t n = 0;
 
@@ -323,7 +343,9 @@ int history_last(struct store *st, const char *target, char **id,
 		if ((!best.id || strncmp(ids[i], best.id, ID_SECOND) >= 0) &&
 		    history_load(st, ids[i], &ch, &fj, notices, &e2) == 0 &&
 		    (!target || (ch->target && strcmp(ch->target, target) == 0)) &&
-		    newer(ids[i], ch->started ? ch->started : "", &best)) {
+		    (!only_undoable || undoable(ch)) &&
+		    (!best.id || started_after(ids[i], ch->started, best.id,
+					       best.started))) {
 			free(best.id);
 			free(best.started);
 			best.id = xstrdup(ids[i]);
@@ -337,12 +359,79 @@ int history_last(struct store *st, const char *target, char **id,
 	*id = best.id;
 	if (!*id) {
 		rb_error_set(err, RB_ERR_USAGE,
-			     "expected a recorded change%s%s, found none in %s",
+			     "expected a recorded change%s%s%s, found none in %s",
+			     only_undoable ? " with something left to undo" : "",
 			     target ? " on target " : "", target ? target : "",
 			     store_path(st));
 		return -1;
 	}
 	return 0;
+}
+
+struct later {
+	struct store *st;
+	const struct change_rec *c;
+	struct strvec *ids;
+};
+
+/* history_each(): the notes of c's target, newest first, down to c. */
+static int later_note(void *ctx, const char *id, const char *text,
+		      size_t len)
+{
+	struct later *l = ctx;
+	struct change_rec *n = NULL;
+	struct rb_error err = RB_ERROR_INIT;
+
+	if (strcmp(id, l->c->id) == 0)
+		return 1;
+	if (note_parse(text, len, id, &n, &err) == 0 && n->target &&
+	    l->c->target && strcmp(n->target, l->c->target) == 0)
+		strvec_push(l->ids, id);
+	change_free(n);
+	return 0;
+}
+
+int history_later(struct store *st, const struct change_rec *c,
+		  struct strvec *later, struct strvec *notices,
+		  struct rb_error *err)
+{
+	struct strvec cand = STRVEC_INIT;
+	struct later l = { st, c, &cand };
+	char **ids = NULL;
+	size_t n = 0;
+	int ret = -1;
+
+	if (history_each(st, 0, later_note, &l, err) < 0 ||
+	    journal_list(store_dir(st), &ids, &n, err) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		bool seen = strcmp(ids[i], c->id) == 0;
+
+		for (size_t k = 0; k < cand.n && !seen; k++)
+			seen = strcmp(cand.v[k], ids[i]) == 0;
+		if (!seen && strncmp(ids[i], c->id, ID_SECOND) >= 0)
+			strvec_push(&cand, ids[i]);
+	}
+	for (size_t i = 0; i < cand.n; i++) {
+		struct change_rec *x = NULL;
+		struct rb_error e2 = RB_ERROR_INIT;
+		bool fj;
+
+		if (journal_live(store_dir(st), cand.v[i]) ||
+		    (history_load(st, cand.v[i], &x, &fj, notices, &e2) == 0 &&
+		     x->target && c->target && strcmp(x->target, c->target) == 0 &&
+		     started_after(cand.v[i], x->started, c->id, c->started) &&
+		     undoable(x)))
+			strvec_push(later, cand.v[i]);
+		change_free(x);
+	}
+	ret = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	strvec_release(&cand);
+	return ret;
 }
 
 /* A change id from a prefix: notes first, then unfinished journals. */

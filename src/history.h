@@ -60,10 +60,21 @@ int history_each(struct store *st, size_t limit,
 
 /*
  * The newest change (of target, if given) among notes and journals;
- * warnings (a torn journal cut) are appended to notices.
+ * with only_undoable, the newest that still has something to undo.
+ * None: -1 with err (RB_ERR_USAGE). Warnings (a torn journal cut) are
+ * appended to notices.
  */
-int history_last(struct store *st, const char *target, char **id,
-		 struct strvec *notices, struct rb_error *err);
+int history_last(struct store *st, const char *target, bool only_undoable,
+		 char **id, struct strvec *notices, struct rb_error *err);
+
+/*
+ * The changes on c's target that started after c and still have
+ * something to undo (or are running), appended to later: rolling c back
+ * before them would undo what they stand on.
+ */
+int history_later(struct store *st, const struct change_rec *c,
+		  struct strvec *later, struct strvec *notices,
+		  struct rb_error *err);
 
 /* A change id from a prefix: notes first, then unfinished journals. */
 int history_resolve(struct store *st, const char *prefix, char **id,

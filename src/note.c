@@ -243,6 +243,19 @@ void note_front_matter(const struct change_rec *c, struct buf *b)
 		if (c->baseline_diff && *c->baseline_diff)
 			fm_str(b, "baseline_diff", c->baseline_diff);
 	}
+	if (c->rolled_back_at) {
+		fm_str(b, "rolled_back_by", c->rolled_back_by);
+		fm_str(b, "rolled_back_at", c->rolled_back_at);
+		fm_str(b, "rollback_reason", c->rollback_reason);
+		if (c->rollback_forced.n) {
+			buf_adds(b, "rollback_forced:");
+			for (size_t i = 0; i < c->rollback_forced.n; i++) {
+				buf_adds(b, "\n  - ");
+				q(b, c->rollback_forced.v[i]);
+			}
+			buf_addc(b, '\n');
+		}
+	}
 	buf_adds(b, "hosts:");
 	if (!c->hosts.n)
 		buf_adds(b, " []");
@@ -520,6 +533,9 @@ static void parse_head(struct reader *r, const struct ynode *root,
 		F("operator", operator_), F("started", started),
 		F("finished", finished), F("identity", identity),
 		F("baseline", baseline), F("baseline_diff", baseline_diff),
+		F("rolled_back_by", rolled_back_by),
+		F("rolled_back_at", rolled_back_at),
+		F("rollback_reason", rollback_reason),
 #undef F
 	};
 	const struct ynode *x;
@@ -539,6 +555,9 @@ static void parse_head(struct reader *r, const struct ynode *root,
 	if ((x = strings(r, root, "redact", YN_SEQ)))
 		for (size_t i = 0; i < x->n; i++)
 			strvec_push(&c->redact, x->items[i]->text);
+	if ((x = strings(r, root, "rollback_forced", YN_SEQ)))
+		for (size_t i = 0; i < x->n; i++)
+			strvec_push(&c->rollback_forced, x->items[i]->text);
 	if ((x = strings(r, root, "vars", YN_MAP)))
 		for (size_t i = 0; i < x->n; i++)
 			varset_set(&c->vars, x->keys[i]->text, x->items[i]->text);

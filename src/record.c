@@ -22,8 +22,8 @@
 #include "note.h"
 #include "redact.h"
 #include "store.h"
-#include "yamltree.h"
 #include "sys.h"
+#include "yamltree.h"
 
 struct recorder {
 	struct store *st;
@@ -501,6 +501,32 @@ struct listener recorder_listener(struct recorder *r)
 		 EV_BIT(EV_ROLLBACK_BEGIN) | EV_BIT(EV_ROLLBACK_END) |
 		 EV_BIT(EV_BASELINE) | EV_BIT(EV_CLOSE);
 	return l;
+}
+
+int recorder_rollback_start(struct recorder *r, const char *by,
+			    const char *reason, const struct strvec *forced,
+			    struct rb_error *err)
+{
+	struct buf rec = BUF_INIT;
+	char now[40];
+	int ret;
+
+	sys_now_utc(now);
+	buf_adds(&rec, "{");
+	json_kv(&rec, "t", "rollback-start", 1);
+	red_kv(r, &rec, "by", by);
+	json_kv(&rec, "at", now, 0);
+	red_kv(r, &rec, "reason", reason);
+	buf_adds(&rec, ",\"forced\":[");
+	for (size_t i = 0; i < forced->n; i++) {
+		if (i)
+			buf_addc(&rec, ',');
+		json_str(&rec, forced->v[i]);
+	}
+	buf_adds(&rec, "]}");
+	ret = put(r, &rec, err);
+	buf_release(&rec);
+	return ret;
 }
 
 int recorder_by_hand(struct recorder *r, const struct rec_step *s,

@@ -20,6 +20,7 @@ struct rec_step;
 struct store;
 struct redactor;
 struct rb_error;
+struct strvec;
 
 struct recorder;
 
@@ -35,6 +36,14 @@ struct change_rec *recorder_change(struct recorder *r);
 
 /* The recorder as an immediate listener of the engine's events. */
 struct listener recorder_listener(struct recorder *r);
+/*
+ * `runbook rollback` starts on a change: by whom, why (may be NULL) and
+ * which later changes --force passed over. The note shows them as
+ * rolled_back_by, rolled_back_at, rollback_reason, rollback_forced.
+ */
+int recorder_rollback_start(struct recorder *r, const char *by,
+			    const char *reason, const struct strvec *forced,
+			    struct rb_error *err);
 /* Records that the operator undid step s by hand (rollback --by-hand). */
 int recorder_by_hand(struct recorder *r, const struct rec_step *s,
 		     struct rb_error *err);

@@ -287,24 +287,88 @@ static void test_last_of_target_among_notes_and_journals(void **state)
 
 	commit_note(f, p1);
 	commit_note(f, s1);
-	assert_int_equal(history_last(f->st, "prod", &id, &notices, &err), 0);
+	assert_int_equal(history_last(f->st, "prod", false, &id, &notices, &err), 0);
 	assert_string_equal(id, p1->id);
 	free(id);
-	assert_int_equal(history_last(f->st, NULL, &id, &notices, &err), 0);
+	assert_int_equal(history_last(f->st, NULL, false, &id, &notices, &err), 0);
 	assert_string_equal(id, s1->id);
 	free(id);
 	/* an unfinished change, known only from its journal, is newer */
 	journal_close(journal_of(f, p2));
-	assert_int_equal(history_last(f->st, "prod", &id, &notices, &err), 0);
+	assert_int_equal(history_last(f->st, "prod", false, &id, &notices, &err), 0);
 	assert_string_equal(id, p2->id);
 	free(id);
 	id = NULL;
-	assert_int_equal(history_last(f->st, "nowhere", &id, &notices, &err), -1);
+	assert_int_equal(history_last(f->st, "nowhere", false, &id, &notices, &err), -1);
 	assert_int_equal(err.cls, RB_ERR_USAGE);
 	assert_null(id);
 	change_free(p1);
 	change_free(s1);
 	change_free(p2);
+}
+
+/* c with one step on local: applied, and undone when undone is set. */
+static struct change_rec *with_step(struct change_rec *c, bool undone)
+{
+	struct rec_step *s = change_add_step(c);
+
+	s->host = xstrdup("local");
+	s->phase = PHASE_STEPS;
+	s->name = xstrdup("s1");
+	s->command = xstrdup("true");
+	s->rollback = xstrdup("undo");
+	s->result = RES_OK;
+	s->rb_result = undone ? RES_ROLLED_BACK : RES_NOT_RUN;
+	return c;
+}
+
+/*
+ * Regression test (it used to fail; src/history.c): --last picked the
+ * newest change even when nothing was left to undo (an apply that had
+ * rolled itself back), and a change could be rolled back under a later
+ * one that still stood on it. history_last(only_undoable) skips what is
+ * undone; history_later() names the later changes still applied.
+ */
+static void test_last_undoable_and_later(void **state)
+{
+	struct fx *f = *state;
+	struct change_rec *a = with_step(rec("20261204T170000Z-deploy-00000001",
+		"prod", "2026-12-04T17:00:00.000Z", CHANGE_APPLIED), false);
+	struct change_rec *b = with_step(rec("20261204T170001Z-deploy-00000002",
+		"prod", "2026-12-04T17:00:01.000Z", CHANGE_FAILED), true);
+	struct change_rec *o = with_step(rec("20261204T170002Z-deploy-00000003",
+		"staging", "2026-12-04T17:00:02.000Z", CHANGE_APPLIED), false);
+	struct change_rec *c = with_step(rec("20261204T170003Z-deploy-00000004",
+		"prod", "2026-12-04T17:00:03.000Z", CHANGE_APPLIED), false);
+	struct rb_error err = RB_ERROR_INIT;
+	struct strvec notices = STRVEC_INIT, later = STRVEC_INIT;
+	char *id = NULL;
+
+	commit_note(f, a);
+	commit_note(f, b);
+	commit_note(f, o);
+	assert_int_equal(history_last(f->st, "prod", false, &id, &notices, &err), 0);
+	assert_string_equal(id, b->id);
+	free(id);
+	assert_int_equal(history_last(f->st, "prod", true, &id, &notices, &err), 0);
+	assert_string_equal(id, a->id);
+	free(id);
+	/* nothing later on prod still applied: b rolled itself back */
+	assert_int_equal(history_later(f->st, a, &later, &notices, &err), 0);
+	assert_int_equal(later.n, 0);
+	commit_note(f, c);
+	assert_int_equal(history_later(f->st, a, &later, &notices, &err), 0);
+	assert_int_equal(later.n, 1);
+	assert_string_equal(later.v[0], c->id);
+	strvec_release(&later);
+	/* nothing later than the newest */
+	assert_int_equal(history_later(f->st, c, &later, &notices, &err), 0);
+	assert_int_equal(later.n, 0);
+	assert_int_equal(notices.n, 0);
+	change_free(a);
+	change_free(b);
+	change_free(o);
+	change_free(c);
 }
 
 static void test_settle_commits_pending_note(void **state)
@@ -366,6 +430,7 @@ int main(void)
 		T(test_resolve_notes_then_journals),
 		T(test_each_orders_by_start),
 		T(test_last_of_target_among_notes_and_journals),
+		T(test_last_undoable_and_later),
 		T(test_settle_commits_pending_note),
 	};
 
