@@ -156,6 +156,7 @@ static void free_step(struct rec_step *s)
 	free(s->dir);
 	strvec_release(&s->env);
 	free(s->output);
+	free(s->message);
 }
 
 void change_free(struct change_rec *c)
@@ -164,6 +165,7 @@ void change_free(struct change_rec *c)
 		return;
 	free(c->id);
 	free(c->runbook);
+	free(c->mode);
 	free(c->file);
 	free(c->file_sha256);
 	free(c->target);
@@ -206,6 +208,7 @@ void change_free(struct change_rec *c)
 		free(c->events[i].host);
 		free(c->events[i].name);
 		free(c->events[i].result);
+		free(c->events[i].message);
 	}
 	free(c->events);
 	free(c);
@@ -226,19 +229,29 @@ struct rec_event *change_add_event(struct change_rec *c, const char *kind,
 	e->phase = phase;
 	e->name = xstrdup(name ? name : "?");
 	e->result = xstrdup(result ? result : "");
+	e->exit_code = -1;
 	return e;
 }
 
-size_t change_pending_total(struct change_rec *c)
+/* Whether s, a step of host, is left to roll back. */
+static bool pending(const struct rec_step *s, const char *host)
+{
+	if (s->phase != PHASE_STEPS || strcmp(s->host, host) != 0)
+		return false;
+	if (!s->running && (s->result == RES_SKIPPED ||
+			    s->result == RES_NOT_RUN))
+		return false;
+	/* rollback: none, or undone already: nothing left to do */
+	return s->rb_result != RES_ROLLED_BACK && !s->rollback_none;
+}
+
+size_t change_pending_total(const struct change_rec *c)
 {
 	size_t total = 0;
 
-	for (size_t h = 0; h < c->hosts.n; h++) {
-		struct rec_step **v;
-
-		total += change_pending(c, c->hosts.v[h], &v);
-		free(v);
-	}
+	for (size_t h = 0; h < c->hosts.n; h++)
+		for (size_t i = 0; i < c->n_steps; i++)
+			total += pending(&c->steps[i], c->hosts.v[h]);
 	return total;
 }
 
@@ -397,19 +410,9 @@ size_t change_pending(struct change_rec *c, const char *host,
 	size_t n = 0;
 
 	*v = xcalloc(c->n_steps + 1, sizeof(**v));
-	for (size_t i = c->n_steps; i-- > 0;) {
-		struct rec_step *s = &c->steps[i];
-
-		if (s->phase != PHASE_STEPS || strcmp(s->host, host) != 0)
-			continue;
-		if (!s->running && (s->result == RES_SKIPPED ||
-				    s->result == RES_NOT_RUN))
-			continue;
-		/* rollback: none, or undone already: nothing left to do */
-		if (s->rb_result == RES_ROLLED_BACK || s->rollback_none)
-			continue;
-		(*v)[n++] = s;
-	}
+	for (size_t i = c->n_steps; i-- > 0;)
+		if (pending(&c->steps[i], host))
+			(*v)[n++] = &c->steps[i];
 	return n;
 }
 
@@ -465,6 +468,8 @@ void change_rec_open(struct buf *out, const struct change_rec *c)
 	json_kv(out, "t", "open", 1);
 	kv(out, "change", c->id);
 	kv(out, "runbook", c->runbook);
+	if (c->mode)
+		kv(out, "mode", c->mode);
 	kv(out, "file", c->file);
 	kv(out, "file_sha256", c->file_sha256);
 	kv(out, "target", c->target);
@@ -567,6 +572,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 	if (strcmp(t, "open") == 0) {
 		replace(&c->id, str(r, "change"));
 		replace(&c->runbook, str(r, "runbook"));
+		replace(&c->mode, str(r, "mode"));
 		replace(&c->file, str(r, "file"));
 		replace(&c->file_sha256, str(r, "file_sha256"));
 		replace(&c->target, str(r, "target"));
@@ -607,8 +613,12 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 			str(r, "result"));
 
 		e->attempt = (unsigned)num(r, "attempts", 1);
+		e->exit_code = (int)num(r, "exit", -1);
+		e->duration_ms = (unsigned long long)num(r, "duration_ms", 0);
+		e->message = dup_or_null(str(r, "message"));
 		if (!s)
 			return;	/* nothing ran: it never began */
+		replace(&s->message, str(r, "message"));
 		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
 
 		s->running = false;
@@ -643,6 +653,9 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 			(enum phase)p, str(r, "name"), str(r, "result"));
 
 		e->attempt = (unsigned)num(r, "attempt", 1);
+		e->exit_code = (int)num(r, "exit", -1);
+		e->duration_ms = (unsigned long long)num(r, "duration_ms", 0);
+		e->message = dup_or_null(str(r, "message"));
 	} else if (strcmp(t, "rollback-end") == 0 && host && p >= 0 &&
 		   str(r, "none")) {
 		/* rollback: none: nothing to undo, nothing changes in the step */
@@ -651,9 +664,13 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 				 "none");
 	} else if (strcmp(t, "rollback-end") == 0 && s) {
 		bool hand = str(r, "by_hand") && strcmp(str(r, "by_hand"), "true") == 0;
+		struct rec_event *e = change_add_event(c, "rollback", host,
+			(enum phase)p, s->name, str(r, "result"));
 
-		change_add_event(c, "rollback", host, (enum phase)p, s->name,
-				 str(r, "result"))->by_hand = hand;
+		e->by_hand = hand;
+		e->exit_code = (int)num(r, "exit", -1);
+		e->duration_ms = (unsigned long long)num(r, "duration_ms", 0);
+		e->message = dup_or_null(str(r, "message"));
 		s->rb_running = false;
 		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
 

@@ -78,6 +78,7 @@ struct rec_step {
 	int rb_exit_code;
 	unsigned long long duration_ms;
 	char *output;		/* redacted head and tail, for the note body */
+	char *message;		/* why it failed (expected, found), redacted */
 };
 
 struct rec_metric {
@@ -100,10 +101,14 @@ struct rec_event {
 	char *result;		/* a result name, or "none" (rollback: none) */
 	unsigned attempt;	/* step: attempts run; attempt: which failed */
 	bool by_hand;		/* rollback: the operator undid it by hand */
+	int exit_code;		/* -1: none (not started, killed, by hand) */
+	unsigned long long duration_ms;
+	char *message;		/* why it failed, redacted; NULL when it did not */
 };
 
 struct change_rec {
 	char *id, *runbook, *file, *file_sha256, *target;
+	char *mode;		/* "apply" or "rehearse" */
 	char *owner, *reason, *expected, *operator_;
 	char *started, *finished;
 	char *identity;		/* the target's SSH identity file, or NULL */
@@ -157,7 +162,7 @@ size_t change_pending(struct change_rec *c, const char *host,
 		      struct rec_step ***v);
 
 /* Rollbacks still to run, over all hosts. */
-size_t change_pending_total(struct change_rec *c);
+size_t change_pending_total(const struct change_rec *c);
 /*
  * --by-hand STEP[@HOST]: pushes the index in c->steps of each pending
  * rollback spec names onto out; -1 with err (usage) listing what is

@@ -301,6 +301,7 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 		goto out;
 	}
 	ch = change_from_runbook(rb, o.target, &c->vars, store_operator(st));
+	ch->mode = xstrdup(c->cmd == CMD_REHEARSE ? "rehearse" : "apply");
 	rec = recorder_new(st, ch, NULL);
 	report_opts_of(c, &ro);
 	report_fit_runbook(&ro, rb, o.target);

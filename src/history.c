@@ -275,7 +275,7 @@ static bool started_after(const char *id, const char *started,
 }
 
 /* Whether a loaded change still has something to undo. */
-static bool undoable(struct change_rec *c)
+static bool undoable(const struct change_rec *c)
 {
 	return change_pending_total(c) > 0;
 }

@@ -193,6 +193,10 @@ static void fm_step(const struct rec_step *s, struct buf *b)
 		 s->running ? "not-run" : step_result_name(s->result));
 	if (s->running)
 		buf_adds(b, "\n    interrupted: true");
+	if (s->message) {
+		buf_adds(b, "\n    message: ");
+		q(b, s->message);
+	}
 	if (s->phase == PHASE_STEPS)
 		buf_addf(b, "\n    rollback_result: %s",
 			 step_result_name(s->rb_result));
@@ -217,6 +221,13 @@ static void fm_events(const struct change_rec *c, struct buf *b)
 			buf_addf(b, ", attempt: %u", e->attempt);
 		if (e->by_hand)
 			buf_adds(b, ", by_hand: true");
+		if (e->exit_code >= 0)
+			buf_addf(b, ", exit: %d", e->exit_code);
+		buf_addf(b, ", duration_ms: %llu", e->duration_ms);
+		if (e->message) {
+			buf_adds(b, ", message: ");
+			q(b, e->message);
+		}
 		buf_adds(b, " }");
 	}
 }
@@ -226,6 +237,8 @@ void note_front_matter(const struct change_rec *c, struct buf *b)
 	buf_adds(b, "---\n");
 	fm_str(b, "change", c->id);
 	fm_str(b, "runbook", c->runbook);
+	if (c->mode)
+		fm_str(b, "mode", c->mode);
 	fm_str(b, "file", c->file);
 	fm_str(b, "file_sha256", c->file_sha256);
 	fm_str(b, "target", c->target);
@@ -297,6 +310,83 @@ static void cell(struct buf *b, const char *s, size_t max)
 		buf_adds(b, "...");
 }
 
+/* The first failure of the run: a step that failed, timed out or was cut. */
+static const struct rec_step *first_failure(const struct change_rec *c)
+{
+	for (size_t i = 0; i < c->n_steps; i++) {
+		const struct rec_step *s = &c->steps[i];
+
+		if (s->running || s->result == RES_FAILED ||
+		    s->result == RES_TIMEOUT)
+			return s;
+	}
+	return NULL;
+}
+
+/*
+ * How the change ended and why, in the body's first lines: the failing
+ * step, where, and what was expected and found; whether the rollback
+ * was the run's own or made later, by whom and why.
+ */
+static void ending(const struct change_rec *c, struct buf *b)
+{
+	const struct rec_step *f = first_failure(c);
+
+	if (f && c->status != CHANGE_RUNNING) {
+		buf_addf(b, "**Why it stopped:** %s `%s` on %s %s",
+			 phase_name(f->phase), f->name ? f->name : "?", f->host,
+			 f->running ? "was cut off while running" :
+			 f->result == RES_TIMEOUT ? "timed out" : "failed");
+		if (f->message)
+			buf_addf(b, ": %s", f->message);
+		buf_adds(b, ".\n\n");
+	}
+	if (c->rolled_back_at) {
+		buf_addf(b, "**Rolled back later** by %s at %s",
+			 c->rolled_back_by ? c->rolled_back_by : "?",
+			 c->rolled_back_at);
+		buf_addf(b, c->rollback_reason ? ", because: %s" : "%s",
+			 c->rollback_reason ? c->rollback_reason : "");
+		if (c->rollback_forced.n) {
+			buf_adds(b, " (with --force, under later changes");
+			for (size_t i = 0; i < c->rollback_forced.n; i++)
+				buf_addf(b, "%s `%s`", i ? "," : "",
+					 c->rollback_forced.v[i]);
+			buf_adds(b, ")");
+		}
+		buf_adds(b, ".\n\n");
+	} else if (f && c->status != CHANGE_RUNNING &&
+		   c->status != CHANGE_APPLIED) {
+		buf_adds(b, "**Rollback:** automatic, by the run itself.\n\n");
+	}
+}
+
+/* Every rollback command, in the order it ran, with exit and time. */
+static void rollbacks(const struct change_rec *c, struct buf *b)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < c->n_events; i++) {
+		const struct rec_event *e = &c->events[i];
+		char dur[32];
+
+		if (strcmp(e->kind, "rollback") != 0)
+			continue;
+		if (!any)
+			buf_adds(b, "\n## Rollback\n\n| host | step | result | exit | time |\n|---|---|---|---|---|\n");
+		any = true;
+		format_duration((unsigned)e->duration_ms, dur);
+		buf_adds(b, "| ");
+		cell(b, e->host, 60);
+		buf_adds(b, " | ");
+		cell(b, e->name, 80);
+		buf_addf(b, " | %s%s | ", e->result, e->by_hand ? " (by hand)" : "");
+		if (e->exit_code >= 0)
+			buf_addf(b, "%d", e->exit_code);
+		buf_addf(b, " | %s |\n", dur);
+	}
+}
+
 static void body(const struct change_rec *c, struct buf *b)
 {
 	static const char *const say[] = {
@@ -309,6 +399,7 @@ static void body(const struct change_rec *c, struct buf *b)
 	buf_addf(b, "\n# %s on %s: %s\n\n", c->runbook ? c->runbook : "?",
 		 c->target ? c->target : "?", change_status_name(c->status));
 	buf_addf(b, "Change `%s` %s.\n\n", c->id, say[c->status]);
+	ending(c, b);
 	buf_addf(b, "- **Why:** %s\n- **Owner:** %s\n- **Operator:** %s\n",
 		 c->reason ? c->reason : "", c->owner ? c->owner : "",
 		 c->operator_ ? c->operator_ : "");
@@ -385,9 +476,14 @@ static void body(const struct change_rec *c, struct buf *b)
 			buf_addf(b, "After the rollback the preflight did **not** show the baseline again:\n\n```diff\n%s```\n",
 				 c->baseline_diff ? c->baseline_diff : "");
 	}
-	buf_adds(b, "\n## Undo\n\n```\n");
-	note_undo_command(c->id, b);
-	buf_adds(b, "\n```\n");
+	rollbacks(c, b);
+	if (change_pending_total(c)) {
+		buf_adds(b, "\n## Undo\n\n```\n");
+		note_undo_command(c->id, b);
+		buf_adds(b, "\n```\n");
+	} else {
+		buf_adds(b, "\n## Undo\n\nNothing is left to undo.\n");
+	}
 }
 
 void note_render(const struct change_rec *c, struct buf *out)
@@ -527,7 +623,8 @@ static void parse_head(struct reader *r, const struct ynode *root,
 		size_t off;
 	} f[] = {
 #define F(k, m) { k, offsetof(struct change_rec, m) }
-		F("change", id), F("runbook", runbook), F("file", file),
+		F("change", id), F("runbook", runbook), F("mode", mode),
+		F("file", file),
 		F("file_sha256", file_sha256), F("target", target),
 		F("owner", owner), F("reason", reason), F("expected", expected),
 		F("operator", operator_), F("started", started),
@@ -638,6 +735,7 @@ static void parse_step(struct reader *r, const struct ynode *n,
 	v = str(r, n, "result") ? step_result_parse(str(r, n, "result")) : -1;
 	s->result = v >= 0 ? (enum step_result)v : RES_NOT_RUN;
 	s->running = str(r, n, "interrupted") != NULL;
+	s->message = dup(str(r, n, "message"));
 	v = str(r, n, "rollback_result") ?
 		step_result_parse(str(r, n, "rollback_result")) : -1;
 	s->rb_result = v >= 0 ? (enum step_result)v : RES_NOT_RUN;
@@ -657,6 +755,9 @@ static void parse_event(struct reader *r, const struct ynode *e,
 			      str(r, e, "name"), str(r, e, "result"));
 	ev->attempt = (unsigned)num(r, e, "attempt", 0);
 	ev->by_hand = flag(r, e, "by_hand");
+	ev->exit_code = str(r, e, "exit") ? atoi(str(r, e, "exit")) : -1;
+	ev->duration_ms = num(r, e, "duration_ms", 0);
+	ev->message = dup(str(r, e, "message"));
 }
 
 /* The names the record uses as file names and lock names. */

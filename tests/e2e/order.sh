@@ -140,6 +140,16 @@ rb a apply repo/release.yml -e version=A -e port="$PORT"
 A=$(cid a.err)
 rb bad apply repo/release.yml -e version=C -e port=1
 expect_rc 1 "apply C whose verify fails"
+C=$(cid bad.err)
+# the note of C says how it ended and why, first, and lists its rollbacks
+git --git-dir="$G" show "runbook-notes:$(note_path "${C:-x}")" >c.md 2>/dev/null
+has c.md '^mode: "apply"$' "the mode"
+has c.md '^\*\*Why it stopped:\*\* verify `serves the version` on local failed: expected exit 0, found exit 1' "why it stopped, first"
+has c.md '^\*\*Rollback:\*\* automatic, by the run itself' "that the rollback was automatic"
+has c.md '^  - \{ event: rollback, host: "local", phase: step, name: "switch", result: "rolled-back", exit: 0, duration_ms: [0-9]+ \}$' "the rollback's exit and duration"
+has c.md '^\| local \| switch \| rolled-back \| 0 \|' "the rollback table"
+has c.md '^Nothing is left to undo\.$' "that nothing is left to undo"
+hasnt c.md '^runbook rollback ' "an undo command for an undone change"
 check [ "$(served)" = A ] || bad "expected A served after C rolled itself back, found '$(served)'"
 rb last rollback --last --notes "$G"
 expect_rc 0 "rollback --last"
