@@ -303,6 +303,10 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	ch = change_from_runbook(rb, o.target, &c->vars, store_operator(st));
 	ch->mode = xstrdup(c->cmd == CMD_REHEARSE ? "rehearse" : "apply");
 	rec = recorder_new(st, ch, NULL);
+	if (recorder_keep_file(rec, rb->file, err) < 0 && !c->quiet)
+		fprintf(stderr, "runbook: warning: %s; the note is committed without it\n",
+			err->msg);
+	rb_error_clear(err);
 	report_opts_of(c, &ro);
 	report_fit_runbook(&ro, rb, o.target);
 	rep = report_new(&ro);

@@ -37,6 +37,8 @@ struct recorder {
 	 */
 	bool broken;
 	struct redactor *own;	/* built-in patterns, when no engine's is known */
+	struct buf file;	/* the runbook file as applied (has_file) */
+	bool has_file;
 };
 
 struct recorder *recorder_new(struct store *st, struct change_rec *c,
@@ -103,6 +105,7 @@ void recorder_free(struct recorder *r)
 		return;
 	journal_close(r->j);
 	redactor_free(r->own);
+	buf_release(&r->file);
 	free(r);
 }
 
@@ -205,10 +208,11 @@ int recorder_commit(struct recorder *r, struct rb_error *err)
 		 r->c->reason ? r->c->reason : "");
 	/* The record is durable; a crash here leaves a note behind it. */
 	failpoint_kill("kill-before-note");
-	if (store_commit_note(r->st, r->c->id, buf_str(&text),
-			      r->c->owner ? r->c->owner : "unknown",
-			      r->c->operator_ ? r->c->operator_ : "unknown",
-			      buf_str(&msg), oid, err) < 0)
+	if (store_commit_change(r->st, r->c->id, buf_str(&text),
+				r->has_file ? &r->file : NULL,
+				r->c->owner ? r->c->owner : "unknown",
+				r->c->operator_ ? r->c->operator_ : "unknown",
+				buf_str(&msg), oid, err) < 0)
 		goto out;
 	buf_adds(&rec, "{");
 	json_kv(&rec, "t", "note", 1);
@@ -501,6 +505,32 @@ struct listener recorder_listener(struct recorder *r)
 		 EV_BIT(EV_ROLLBACK_BEGIN) | EV_BIT(EV_ROLLBACK_END) |
 		 EV_BIT(EV_BASELINE) | EV_BIT(EV_CLOSE);
 	return l;
+}
+
+int recorder_keep_file(struct recorder *r, const char *path,
+		       struct rb_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	char chunk[8192];
+	size_t n;
+
+	buf_reset(&r->file);
+	if (!f) {
+		rb_error_errno(err, RB_ERR_INVALID, "cannot read '%s' to keep it beside the note",
+			       path);
+		return -1;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_add(&r->file, chunk, n);
+	if (ferror(f)) {
+		rb_error_errno(err, RB_ERR_INVALID, "cannot read '%s' to keep it beside the note",
+			       path);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	r->has_file = true;
+	return 0;
 }
 
 int recorder_rollback_start(struct recorder *r, const char *by,

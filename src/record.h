@@ -37,6 +37,12 @@ struct change_rec *recorder_change(struct recorder *r);
 /* The recorder as an immediate listener of the engine's events. */
 struct listener recorder_listener(struct recorder *r);
 /*
+ * Keeps the runbook file at path (read now, as it is applied) to commit
+ * it beside the note, as changes/YYYY/MM/<id>.yml.
+ */
+int recorder_keep_file(struct recorder *r, const char *path,
+		       struct rb_error *err);
+/*
  * `runbook rollback` starts on a change: by whom, why (may be NULL) and
  * which later changes --force passed over. The note shows them as
  * rolled_back_by, rolled_back_at, rollback_reason, rollback_forced.

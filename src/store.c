@@ -241,6 +241,20 @@ out:
 	return ret;
 }
 
+/* Adds a blob to the tree *id (replacing its id with the new tree's). */
+static int add_to(git_repository *repo, git_oid *id, const char *name,
+		  const git_oid *blob)
+{
+	git_tree *t = NULL;
+	int ret = -1;
+
+	if (git_tree_lookup(&t, repo, id) == 0 &&
+	    insert(repo, t, name, blob, GIT_FILEMODE_BLOB, id) == 0)
+		ret = 0;
+	git_tree_free(t);
+	return ret;
+}
+
 /* Splits "Name <email>" (either may be missing). */
 static int signature(git_signature **out, const char *who)
 {
@@ -301,9 +315,18 @@ int store_commit_note(struct store *s, const char *id, const char *text,
 		      const char *message, char oid_hex[41],
 		      struct rb_error *err)
 {
+	return store_commit_change(s, id, text, NULL, author, committer,
+				   message, oid_hex, err);
+}
+
+int store_commit_change(struct store *s, const char *id, const char *text,
+			const struct buf *runbook, const char *author,
+			const char *committer, const char *message,
+			char oid_hex[41], struct rb_error *err)
+{
 	git_signature *as = NULL, *cs = NULL;
-	char year[5], month[3], file[256];
-	git_oid blob;
+	char year[5], month[3], file[256], yml[256];
+	git_oid blob, yblob;
 	int ret = -1;
 
 	if (id_dirs(id, year, month) < 0) {
@@ -315,7 +338,11 @@ int store_commit_note(struct store *s, const char *id, const char *text,
 		git_fail(err, RB_ERR_PARTIAL, "cannot make commit signatures");
 		goto out;
 	}
-	if (git_blob_create_from_buffer(&blob, s->repo, text, strlen(text)) < 0) {
+	snprintf(yml, sizeof(yml), "%s.yml", id);
+	if (git_blob_create_from_buffer(&blob, s->repo, text, strlen(text)) < 0 ||
+	    (runbook && git_blob_create_from_buffer(&yblob, s->repo,
+						    runbook->data,
+						    runbook->len) < 0)) {
 		git_fail(err, RB_ERR_PARTIAL, "cannot write the note");
 		goto out;
 	}
@@ -345,6 +372,7 @@ int store_commit_note(struct store *s, const char *id, const char *text,
 		yr = subtree(s->repo, ch, year);
 		mo = subtree(s->repo, yr, month);
 		if (insert(s->repo, mo, file, &blob, GIT_FILEMODE_BLOB, &month_id) < 0 ||
+		    (runbook && add_to(s->repo, &month_id, yml, &yblob) < 0) ||
 		    insert(s->repo, yr, month, &month_id, GIT_FILEMODE_TREE, &year_id) < 0 ||
 		    insert(s->repo, ch, year, &year_id, GIT_FILEMODE_TREE, &changes_id) < 0 ||
 		    insert(s->repo, root, "changes", &changes_id, GIT_FILEMODE_TREE, &root_id) < 0 ||

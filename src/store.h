@@ -46,6 +46,16 @@ int store_commit_note(struct store *s, const char *id, const char *text,
 		      const char *message, char oid_hex[41],
 		      struct rb_error *err);
 
+/*
+ * The same, with the runbook file as applied (runbook, unless NULL)
+ * committed beside the note as changes/YYYY/MM/<id>.yml in the same
+ * commit.
+ */
+int store_commit_change(struct store *s, const char *id, const char *text,
+			const struct buf *runbook, const char *author,
+			const char *committer, const char *message,
+			char oid_hex[41], struct rb_error *err);
+
 /* Reads the note of id into out; -1 with err (RB_ERR_INVALID) if absent. */
 int store_read_note(struct store *s, const char *id, struct buf *out,
 		    struct rb_error *err);

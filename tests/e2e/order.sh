@@ -150,6 +150,9 @@ has c.md '^  - \{ event: rollback, host: "local", phase: step, name: "switch", r
 has c.md '^\| local \| switch \| rolled-back \| 0 \|' "the rollback table"
 has c.md '^Nothing is left to undo\.$' "that nothing is left to undo"
 hasnt c.md '^runbook rollback ' "an undo command for an undone change"
+# the runbook file as applied, beside the note, in the same commit
+git --git-dir="$G" show "runbook-notes:$(note_path "${C:-x}" | sed 's/\.md$/.yml/')" >c.yml 2>/dev/null
+check cmp -s c.yml repo/release.yml || bad "expected the runbook file as applied beside the note"
 check [ "$(served)" = A ] || bad "expected A served after C rolled itself back, found '$(served)'"
 rb last rollback --last --notes "$G"
 expect_rc 0 "rollback --last"
