@@ -139,6 +139,18 @@ bool change_id_check(const char *id, time_t now, char why[160])
 	return true;
 }
 
+bool change_id_matches(const char *id, const char *what)
+{
+	size_t n = strlen(what);
+	const char *hex = strrchr(id, '-');
+
+	if (strncmp(id, what, n) == 0)
+		return true;
+	if (n < 4 || !hex || strspn(what, "0123456789abcdef") != n)
+		return false;
+	return strncmp(hex + 1, what, n) == 0;
+}
+
 struct change_rec *change_new(void)
 {
 	struct change_rec *c = xcalloc(1, sizeof(*c));

@@ -53,6 +53,11 @@ void change_id_new(const char *name, char out[128]);
  */
 #define CHANGE_ID_SKEW 3600
 bool change_id_check(const char *id, time_t now, char why[160]);
+/*
+ * Whether what (as typed) names change id: a prefix of the id, or four
+ * or more hex digits that start its hex part (what `log` shows last).
+ */
+bool change_id_matches(const char *id, const char *what);
 
 struct rec_step {
 	char *host;

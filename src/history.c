@@ -446,7 +446,7 @@ int history_resolve(struct store *st, const char *prefix, char **id,
 	if (journal_list(store_dir(st), &ids, &n, err) < 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		if (strncmp(ids[i], prefix, strlen(prefix)) == 0 && !hits++)
+		if (change_id_matches(ids[i], prefix) && !hits++)
 			*id = xstrdup(ids[i]);
 		free(ids[i]);
 	}

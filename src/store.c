@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "change.h"
 #include "error.h"
 #include "statedir.h"
 
@@ -583,7 +584,6 @@ int store_each(struct store *s, size_t limit,
 
 struct prefix_ctx {
 	const char *prefix;
-	size_t plen;
 	struct strvec matches;
 };
 
@@ -594,7 +594,7 @@ static int match_prefix(void *ctx, const char *id, const char *text,
 
 	(void)text;
 	(void)len;
-	if (strncmp(id, p->prefix, p->plen) == 0) {
+	if (change_id_matches(id, p->prefix)) {
 		strvec_push(&p->matches, id);
 		if (p->matches.n > 20)
 			return 1;
@@ -605,7 +605,7 @@ static int match_prefix(void *ctx, const char *id, const char *text,
 int store_resolve(struct store *s, const char *prefix, char **id,
 		  struct rb_error *err)
 {
-	struct prefix_ctx p = { prefix, strlen(prefix), STRVEC_INIT };
+	struct prefix_ctx p = { prefix, STRVEC_INIT };
 	struct walk w = { s, 0, 0, true, match_prefix, &p };
 	int ret = -1;
 
@@ -620,7 +620,7 @@ int store_resolve(struct store *s, const char *prefix, char **id,
 		ret = 0;
 	} else if (p.matches.n == 0) {
 		rb_error_set(err, RB_ERR_USAGE,
-			     "expected a change id or a unique prefix of one, found \"%s\", which matches no change in %s (see runbook log)",
+			     "expected a change id, a unique prefix of one or 4+ digits of its hex part, found \"%s\", which matches no change in %s (see runbook log)",
 			     prefix, s->path);
 	} else {
 		struct buf b = BUF_INIT;

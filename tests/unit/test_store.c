@@ -468,9 +468,20 @@ static void test_store_resolve(void **state)
 	assert_non_null(strstr(err.msg, "\"2025\""));
 	assert_non_null(strstr(err.msg, "matches no change"));
 	assert_non_null(strstr(err.msg, store_path(s)));
-	/* a prefix matches from the start only */
+	/*
+	 * Regression test (it used to fail): the hex part, as `log` shows it
+	 * last, names a change too (4 digits or more, from its start)
+	 */
 	rb_error_clear(&err);
-	assert_int_equal(store_resolve(s, "cccc0003", &id, &err), -1);
+	assert_int_equal(store_resolve(s, "cccc0003", &id, &err), 0);
+	assert_string_equal(id, "20240212T090000Z-web-cccc0003");
+	free(id);
+	id = NULL;
+	assert_int_equal(store_resolve(s, "cccc", &id, &err), 0);
+	free(id);
+	id = NULL;
+	assert_int_equal(store_resolve(s, "ccc", &id, &err), -1);
+	assert_int_equal(store_resolve(s, "0003", &id, &err), -1);
 	assert_int_equal(err.cls, RB_ERR_USAGE);
 	rb_error_clear(&err);
 	assert_int_equal(store_resolve(s, "", &id, &err), -1);
