@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -445,6 +446,45 @@ static bool ambiguous_word(const struct ynode *n)
 	return false;
 }
 
+/* The word none, whatever its case and blanks around it. */
+static bool none_word(const char *s, size_t *len)
+{
+	size_t n;
+
+	s += strspn(s, " \t\r\n");
+	n = strlen(s);
+	while (n && strchr(" \t\r\n", s[n - 1]))
+		n--;
+	*len = n;
+	return n == 4 && strncasecmp(s, "none", 4) == 0;
+}
+
+/*
+ * run: None and rollback: NONE (or "none ") would run a command named
+ * so: a rollback's none means nothing to undo only as the exact word,
+ * and a run is never none.
+ */
+static void check_none_word(struct loader *L, const struct ynode *x,
+			    const char *path, const char *s, bool rollback)
+{
+	struct buf f = BUF_INIT;
+	const char *w = s + strspn(s, " \t\r\n");
+	size_t n;
+
+	if (!none_word(s, &n) || (rollback && strcmp(s, "none") == 0))
+		return;
+	found_text(&f, x);
+	if (rollback)
+		diag_at(L->d, &x->pos,
+			"%s: expected none in lowercase (nothing to undo) or the command that undoes the step, found %s; write none, or shell-quote a command of that name ('%.*s')",
+			path, buf_str(&f), (int)n, w);
+	else
+		diag_at(L->d, &x->pos,
+			"%s: expected a command, found %s; none is a rollback's word for nothing to undo, never a command to run (shell-quote a command of that name: '%.*s')",
+			path, buf_str(&f), (int)n, w);
+	buf_release(&f);
+}
+
 static void load_step(struct loader *L, const struct ynode *n,
 		      enum phase ph, size_t idx, struct step *s)
 {
@@ -508,16 +548,20 @@ static void load_step(struct loader *L, const struct ynode *n,
 				bad(L, x, sub, "a name of at most 200 characters on one line");
 		}
 	}
-	if ((x = ynode_get(n, "run")))
-		get_nonempty(L, x, join(&p, s->path, "run"), &s->run);
+	if ((x = ynode_get(n, "run")) &&
+	    get_nonempty(L, x, join(&p, s->path, "run"), &s->run))
+		check_none_word(L, x, join(&p, s->path, "run"), s->run.s,
+				false);
 	if (ph == PHASE_STEPS && (x = ynode_get(n, "rollback"))) {
 		const char *sub = join(&p, s->path, "rollback");
 
 		if (x->type == YN_SCALAR && (ynode_is_null(x) ||
 					     ambiguous_word(x)))
 			bad(L, x, sub, "a command, or none to say nothing needs undoing");
-		else if (get_nonempty(L, x, sub, &s->rollback))
+		else if (get_nonempty(L, x, sub, &s->rollback)) {
 			s->rollback_none = strcmp(s->rollback.s, "none") == 0;
+			check_none_word(L, x, sub, s->rollback.s, true);
+		}
 	}
 	if (ph == PHASE_METRICS && (x = ynode_get(n, "pattern")))
 		get_nonempty(L, x, join(&p, s->path, "pattern"), &s->pattern);

@@ -465,6 +465,49 @@ static void test_rollback_no_is_an_error(void **state)
 	}
 }
 
+/* rollback: None would run a command named None (issue 12). */
+static void test_none_in_another_case(void **state)
+{
+	static const char *const rollbacks[] = { "None", "NONE", "nOnE",
+						 "\"none \"", "\" none\"",
+						 "|\n      none" };
+	struct loaded L;
+	char text[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rollbacks) / sizeof(rollbacks[0]); i++) {
+		snprintf(text, sizeof(text),
+			 HEAD "steps:\n  - name: a\n    run: echo a\n    rollback: %s\n",
+			 rollbacks[i]);
+		load(&L, text);
+		if (L.rc != -1 || L.d.n != 1)
+			fail_msg("rollback: %s gave rc %d:%s", rollbacks[i],
+				 L.rc, diags(&L));
+		assert_problem(&L, 9, 15, "steps[0].rollback: expected none in lowercase",
+			       "shell-quote a command of that name");
+		assert_false(L.rb->phases[PHASE_STEPS][0].rollback_none);
+		release(&L);
+	}
+	/* a run is never none, in any case */
+	load(&L, HEAD "verify:\n  - name: a\n    run: None\n"
+	     "steps:\n  - name: b\n    run: none\n    rollback: none\n");
+	assert_int_equal(L.rc, -1);
+	assert_problem(&L, 8, 10, "verify[0].run: expected a command, found \"None\"",
+		       NULL);
+	assert_problem(&L, 11, 10, "steps[0].run: expected a command, found \"none\"",
+		       NULL);
+	assert_int_equal(L.d.n, 2);
+	release(&L);
+	/* the word itself, and a shell-quoted command of that name */
+	load(&L, HEAD "steps:\n  - name: a\n    run: \"'None'\"\n"
+	     "    rollback: \"'None'\"\n  - name: b\n    run: echo\n"
+	     "    rollback: \"none\"\n");
+	assert_clean(&L);
+	assert_false(L.rb->phases[PHASE_STEPS][0].rollback_none);
+	assert_true(L.rb->phases[PHASE_STEPS][1].rollback_none);
+	release(&L);
+}
+
 static void test_local_must_be_true_or_false(void **state)
 {
 	static const char *const words[] = { "yes", "no", "on", "True", "1",
@@ -929,6 +972,7 @@ int main(void)
 		cmocka_unit_test(test_null_var_rejected),
 		cmocka_unit_test(test_rollback_none),
 		cmocka_unit_test(test_rollback_no_is_an_error),
+		cmocka_unit_test(test_none_in_another_case),
 		cmocka_unit_test(test_local_must_be_true_or_false),
 		cmocka_unit_test(test_zero_durations),
 		cmocka_unit_test(test_all_problems_in_one_pass),
