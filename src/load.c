@@ -640,14 +640,19 @@ static void load_host(struct loader *L, const struct ynode *n,
 		path = join(&p, path, "host");
 		if (!spec)
 			goto out;
+		h->pos = spec->pos;
 	}
 	if (!is_text(spec)) {
 		bad(L, spec, path, "a host such as local, host, user@host or user@host:2222");
 		goto out;
 	}
 	h->spec = xstrndup(spec->text, spec->len);
-	if (!host_parse(h))
+	if (!host_parse(h)) {
 		bad(L, spec, path, "a host such as local, host, user@host or user@host:2222");
+		/* no address: not compared with the other hosts */
+		free(h->address);
+		h->address = NULL;
+	}
 out:
 	buf_release(&p);
 }

@@ -74,7 +74,7 @@ struct step {
 
 struct host {
 	char *spec;		/* as written: local, [user@]host[:port] */
-	struct src_pos pos;
+	struct src_pos pos;	/* of spec */
 	char *identity;		/* NULL: the target's, then defaults */
 	bool local;
 	char *user;		/* NULL: from ssh config or $USER */

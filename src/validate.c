@@ -255,6 +255,70 @@ static void check_unique_names(struct vctx *V)
 	free(all);
 }
 
+/* A host as the sshd it reaches: user@address:port, address lower case. */
+struct host_key {
+	char *key;
+	size_t idx;
+};
+
+static int cmp_host_key(const void *a, const void *b)
+{
+	const struct host_key *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static char *host_key_of(const struct host *h)
+{
+	struct buf b = BUF_INIT;
+
+	if (h->local)
+		return xstrdup("local");
+	if (!h->address)
+		return NULL;	/* not a host: load said so */
+	/* no user: ssh config or $USER decide, so only equal to no user */
+	buf_addf(&b, "%s@", h->user ? h->user : "");
+	for (const char *c = h->address; *c; c++)
+		buf_addc(&b, (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c);
+	/* no port is 22, as ssh without a Port in its config */
+	buf_addf(&b, ":%u", h->port ? h->port : 22);
+	return buf_detach(&b);
+}
+
+/*
+ * The same host twice in a target would run every command twice at
+ * once on it: exact repeats, and the same user, address (in any case)
+ * and port written two ways (web1 and web1:22).
+ */
+static void check_hosts(struct vctx *V, const struct target *t)
+{
+	struct host_key *k = xcalloc(t->n_hosts + 1, sizeof(*k));
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->n_hosts; i++)
+		if ((k[n].key = host_key_of(&t->hosts[i])))
+			k[n++].idx = i;
+	qsort(k, n, sizeof(*k), cmp_host_key);
+	for (size_t i = 1, first = 0; i < n; i++) {
+		const struct host *h, *f;
+
+		if (strcmp(k[i].key, k[first].key) != 0) {
+			first = i;
+			continue;
+		}
+		h = &t->hosts[k[i].idx];
+		f = &t->hosts[k[first].idx];
+		problem_at(V, h->pos,
+			   "targets.%s.hosts[%zu]: expected each host once in a target, found \"%s\", the same host as hosts[%zu] \"%s\" (line %u); it would run every command twice at once there",
+			   t->name, k[i].idx, h->spec, k[first].idx, f->spec,
+			   f->pos.line);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(k[i].key);
+	free(k);
+}
+
 size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 			size_t n_extra, struct diag *d)
 {
@@ -275,6 +339,8 @@ size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 		check_pattern(&V, &rb->redact[i], buf_str(&p), NULL, -1);
 	}
 	check_unique_names(&V);
+	for (size_t i = 0; i < rb->n_targets; i++)
+		check_hosts(&V, &rb->targets[i]);
 
 	for (size_t i = 0; i < rb->n_phase[PHASE_PREFLIGHT]; i++)
 		check_step(&V, &rb->phases[PHASE_PREFLIGHT][i]);
