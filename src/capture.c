@@ -10,37 +10,125 @@
 
 #include "match.h"
 #include "redact.h"
+#include "render.h"
 #include "runbook.h"
 
 #define EXCERPT 4096u
 #define BLOCK_MAX (8u << 20)
 
-int capture_compile(const struct runbook *rb,
-		    struct step_pats *pats[PHASE_COUNT], struct rb_error *err)
+static bool step_templated(const struct step *s)
+{
+	const struct strval *v[] = { &s->expect.out, &s->expect.err,
+				     &s->expect.not_out, &s->expect.not_err,
+				     &s->pattern };
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (v[i]->s && strstr(v[i]->s, "{{"))
+			return true;
+	for (size_t k = 0; k < s->n_capture; k++)
+		if (strstr(s->capture[k].val, "{{"))
+			return true;
+	return false;
+}
+
+struct pat_src {
+	tpl_lookup_fn lookup;	/* NULL: the pattern as written */
+	void *ctx;
+	struct buf text;
+};
+
+/* Compiles src (rendered through ps) into *dst; -1 with err. */
+static int compile_one(struct pat_src *ps, const char *src,
+		       struct pattern **dst, struct rb_error *err)
 {
 	char msg[256];
 	size_t off;
 
-#define COMPILE(dst, src) do { if ((src) && !((dst) = pattern_compile((src), msg, sizeof(msg), &off))) { \
-		rb_error_set(err, RB_ERR_INVALID, "pattern '%s': %s; nothing was run", (src), msg); return -1; } } while (0)
+	if (!src)
+		return 0;
+	if (ps->lookup) {
+		buf_reset(&ps->text);
+		if (render_pattern(src, ps->lookup, ps->ctx, &ps->text, err) < 0)
+			return -1;
+		src = buf_str(&ps->text);
+	}
+	if (!(*dst = pattern_compile(src, msg, sizeof(msg), &off))) {
+		rb_error_set(err, RB_ERR_INVALID,
+			     "pattern '%s': %s; nothing was run", src, msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int compile_step(const struct step *s, struct pat_src *ps,
+			struct step_pats *p, struct rb_error *err)
+{
+	p->cap = xcalloc(s->n_capture + 1, sizeof(*p->cap));
+	if (compile_one(ps, s->expect.out.s, &p->out, err) < 0 ||
+	    compile_one(ps, s->expect.err.s, &p->err, err) < 0 ||
+	    compile_one(ps, s->expect.not_out.s, &p->not_out, err) < 0 ||
+	    compile_one(ps, s->expect.not_err.s, &p->not_err, err) < 0 ||
+	    compile_one(ps, s->pattern.s, &p->metric, err) < 0)
+		return -1;
+	for (size_t k = 0; k < s->n_capture; k++)
+		if (compile_one(ps, s->capture[k].val, &p->cap[k], err) < 0)
+			return -1;
+	return 0;
+}
+
+int capture_compile(const struct runbook *rb,
+		    struct step_pats *pats[PHASE_COUNT], struct rb_error *err)
+{
+	struct pat_src ps = { NULL, NULL, BUF_INIT };
+
 	for (int ph = 0; ph < PHASE_COUNT; ph++) {
 		pats[ph] = xcalloc(rb->n_phase[ph] + 1, sizeof(struct step_pats));
 		for (size_t i = 0; i < rb->n_phase[ph]; i++) {
 			const struct step *s = &rb->phases[ph][i];
 			struct step_pats *p = &pats[ph][i];
 
-			COMPILE(p->out, s->expect.out.s);
-			COMPILE(p->err, s->expect.err.s);
-			COMPILE(p->not_out, s->expect.not_out.s);
-			COMPILE(p->not_err, s->expect.not_err.s);
-			COMPILE(p->metric, s->pattern.s);
-			p->cap = xcalloc(s->n_capture + 1, sizeof(*p->cap));
-			for (size_t k = 0; k < s->n_capture; k++)
-				COMPILE(p->cap[k], s->capture[k].val);
+			if (step_templated(s)) {
+				/* compiled on each host as it runs */
+				p->templated = true;
+				p->cap = xcalloc(s->n_capture + 1,
+						 sizeof(*p->cap));
+				continue;
+			}
+			if (compile_step(s, &ps, p, err) < 0)
+				return -1;
 		}
 	}
-#undef COMPILE
 	return 0;
+}
+
+int capture_compile_step(const struct step *s, tpl_lookup_fn lookup,
+			 void *ctx, struct step_pats *out,
+			 struct rb_error *err)
+{
+	struct pat_src ps = { lookup, ctx, BUF_INIT };
+	struct step_pats p = { 0 };
+	int ret = compile_step(s, &ps, &p, err);
+
+	buf_release(&ps.text);
+	if (ret < 0) {
+		capture_release_step(s, &p);
+		return -1;
+	}
+	*out = p;
+	return 0;
+}
+
+void capture_release_step(const struct step *s, struct step_pats *p)
+{
+	pattern_free(p->out);
+	pattern_free(p->err);
+	pattern_free(p->not_out);
+	pattern_free(p->not_err);
+	pattern_free(p->metric);
+	for (size_t k = 0; p->cap && k < s->n_capture; k++)
+		pattern_free(p->cap[k]);
+	free(p->cap);
+	memset(p, 0, sizeof(*p));
 }
 
 void capture_free_pats(const struct runbook *rb,
@@ -49,18 +137,8 @@ void capture_free_pats(const struct runbook *rb,
 	for (int ph = 0; ph < PHASE_COUNT; ph++) {
 		if (!pats[ph])
 			continue;
-		for (size_t i = 0; i < rb->n_phase[ph]; i++) {
-			struct step_pats *p = &pats[ph][i];
-
-			pattern_free(p->out);
-			pattern_free(p->err);
-			pattern_free(p->not_out);
-			pattern_free(p->not_err);
-			pattern_free(p->metric);
-			for (size_t k = 0; p->cap && k < rb->phases[ph][i].n_capture; k++)
-				pattern_free(p->cap[k]);
-			free(p->cap);
-		}
+		for (size_t i = 0; i < rb->n_phase[ph]; i++)
+			capture_release_step(&rb->phases[ph][i], &pats[ph][i]);
 		free(pats[ph]);
 		pats[ph] = NULL;
 	}
@@ -168,6 +246,13 @@ void capture_init(struct capture *c, const struct redactor *red,
 	c->tee_ctx = tee_ctx;
 	c->n_cap = p && s ? s->n_capture : 0;
 	c->cap_vals = xcalloc(c->n_cap + 1, sizeof(char *));
+	if (p && p->templated) {
+		/* fail closed: never match a {{ }} as text */
+		c->pattern_failed = true;
+		rb_error_set(&c->perr, RB_ERR_INVALID,
+			     "expected the patterns of %s rendered for this host (capture_compile_step()), found them with {{ }} as written; nothing was matched",
+			     s ? s->path : "this step");
+	}
 	c->st[0].rs = redact_stream_new(red, emit_out, c);
 	c->st[1].rs = redact_stream_new(red, emit_err, c);
 }

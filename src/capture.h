@@ -23,6 +23,7 @@
 #include "change.h"
 #include "error.h"
 #include "exec.h"
+#include "template.h"
 
 struct pattern;
 struct redactor;
@@ -34,13 +35,35 @@ struct step;
 struct step_pats {
 	struct pattern *out, *err, *not_out, *not_err, *metric;
 	struct pattern **cap;
+	bool templated;		/* left empty: a pattern has {{ }} */
 };
 
-/* Compiles every pattern of rb into pats[phase][index]; -1 with err (invalid). */
+/*
+ * Compiles every pattern of rb into pats[phase][index]; -1 with err
+ * (invalid). A step with {{ }} in a pattern (expect, capture, metric)
+ * is left empty with templated set: its values are known on its host
+ * only when it runs, so capture_compile_step() compiles it then. A
+ * capture given a templated entry fails its command closed ("not
+ * rendered"), never matching the braces as text.
+ */
 int capture_compile(const struct runbook *rb,
 		    struct step_pats *pats[PHASE_COUNT], struct rb_error *err);
 void capture_free_pats(const struct runbook *rb,
 		       struct step_pats *pats[PHASE_COUNT]);
+
+/*
+ * Compiles the patterns of s for one host, right before s runs there:
+ * each {{ name }} is lookup's value matched literally (render.h), with
+ * the host's variables (engine_lookup: vars, captures so far, --var,
+ * built-ins). Returns 0 with out filled (release it with
+ * capture_release_step()), or -1 with err set (RB_ERR_INVALID) when a
+ * value is unknown or the pattern does not compile with it: s must not
+ * run. Validation has refused secrets and unknown names before.
+ */
+int capture_compile_step(const struct step *s, tpl_lookup_fn lookup,
+			 void *ctx, struct step_pats *out,
+			 struct rb_error *err);
+void capture_release_step(const struct step *s, struct step_pats *p);
 
 /* Redacted output as it arrives, for whoever watches. */
 typedef void capture_tee_fn(void *ctx, enum exec_stream s, const char *data,

@@ -14,7 +14,9 @@
 
 #include "buf.h"
 #include "diag.h"
+#include "error.h"
 #include "match.h"
+#include "render.h"
 #include "runbook.h"
 #include "template.h"
 
@@ -76,24 +78,127 @@ static void problem_at(struct vctx *V, struct src_pos pos, const char *fmt,
 #define PATH_FMT "%s%s%s"
 #define PATH_ARGS(base, key) (base), (key) ? "." : "", (key) ? (key) : ""
 
-static void check_pattern(struct vctx *V, const struct strval *v,
-			  const char *base, const char *key, int want_groups)
+/* Where a template is: what it may name and how values go in. */
+enum place {
+	IN_COMMAND,	/* run, rollback, skip_if, env, dir */
+	IN_TEXT,	/* reason, expected: once for the whole change */
+	IN_PATTERN,	/* expect, capture, a metric's pattern */
+};
+
+static bool is_capture(const struct runbook *rb, const char *name)
 {
+	for (int ph = 0; ph < PHASE_COUNT; ph++)
+		for (size_t i = 0; i < rb->n_phase[ph]; i++)
+			if (kv_find(rb->phases[ph][i].capture,
+				    rb->phases[ph][i].n_capture, name))
+				return true;
+	return false;
+}
+
+/* Validation renders a pattern with this value for every name. */
+static const char *stand_in(void *ctx, const char *name)
+{
+	(void)ctx;
+	(void)name;
+	return "x";
+}
+
+/* A name refused where it is, or NULL; the message is about name. */
+static bool refuse_ref(struct vctx *V, const struct strval *v,
+		       const struct tpl_ref *r, const char *base,
+		       const char *key, enum place place)
+{
+	struct src_pos pos = strval_pos_at(v, r->off);
+	const char *name = r->name;
+
+	if (place == IN_TEXT && strncmp(name, "secrets.", 8) == 0) {
+		problem_at(V, pos,
+			   PATH_FMT ": expected no secret here (it is written in the note and the commit message), found {{ %s }}",
+			   PATH_ARGS(base, key), name);
+		return true;
+	}
+	if (place == IN_TEXT && (strcmp(name, "host") == 0 ||
+				 is_capture(V->rb, name))) {
+		problem_at(V, pos,
+			   PATH_FMT ": expected a name that is one for the whole change (vars, --var, target, runbook.name, change.id), found {{ %s }}, %s",
+			   PATH_ARGS(base, key), name,
+			   strcmp(name, "host") == 0 ? "which differs per host" :
+			   "a capture, known only once its step has run");
+		return true;
+	}
+	if (place == IN_PATTERN) {
+		char *before = xstrndup(v->s, r->off);
+		struct rb_error err = RB_ERROR_INIT;
+		struct buf b = BUF_INIT;
+		const char *why = NULL;
+
+		if (strncmp(name, "secrets.", 8) == 0)
+			why = "is a secret; a pattern is shown in messages and plans, so no secret goes in one";
+		else if (render_pattern(before, stand_in, NULL, &b, &err) == 0)
+			why = render_pattern_refuse(buf_str(&b));
+		if (why)
+			problem_at(V, pos,
+				   PATH_FMT ": expected a value matched literally, found {{ %s }}, which %s",
+				   PATH_ARGS(base, key), name, why);
+		free(before);
+		buf_release(&b);
+		return why != NULL;
+	}
+	return false;
+}
+
+static void check_template(struct vctx *V, const struct strval *v,
+			   const char *base, const char *key, enum tpl_mode mode,
+			   enum place place);
+
+/*
+ * A pattern with {{ }}: its names like a command's, then the pattern
+ * with a stand-in value in place of each must compile.
+ */
+static bool check_pattern_template(struct vctx *V, const struct strval *v,
+				   const char *base, const char *key,
+				   struct buf *rendered)
+{
+	struct rb_error err = RB_ERROR_INIT;
+	size_t before = V->problems;
+
+	check_template(V, v, base, key, TPL_RAW, IN_PATTERN);
+	if (V->problems != before)
+		return false;
+	return render_pattern(v->s, stand_in, NULL, rendered, &err) == 0;
+}
+
+static void check_pattern(struct vctx *V, const struct strval *v,
+			  const char *base, const char *key, int want_groups,
+			  bool templated)
+{
+	struct buf rendered = BUF_INIT;
+	const char *src = v->s;
 	unsigned groups = 0;
 	char msg[256];
 	size_t off = 0;
 
 	if (!v->s)
 		return;
-	if (pattern_check(v->s, msg, sizeof(msg), &off, &groups) < 0) {
+	if (templated && strstr(v->s, "{{")) {
+		if (!check_pattern_template(V, v, base, key, &rendered))
+			goto out;
+		src = buf_str(&rendered);
+	}
+	if (pattern_check(src, msg, sizeof(msg), &off, &groups) < 0) {
 		struct buf q = BUF_INIT;
 
 		diag_quote(&q, v->s, strlen(v->s), 80);
-		problem_at(V, strval_pos_at(v, off),
-			   PATH_FMT ": expected a PCRE2 pattern, found \"%s\" which does not compile: %s at offset %zu",
-			   PATH_ARGS(base, key), buf_str(&q), msg, off);
+		if (src != v->s)
+			problem_at(V, v->pos,
+				   PATH_FMT ": expected a PCRE2 pattern, found \"%s\" which does not compile with a value in place of each {{ }}: %s",
+				   PATH_ARGS(base, key), buf_str(&q), msg);
+		else
+			problem_at(V, strval_pos_at(v, off),
+				   PATH_FMT ": expected a PCRE2 pattern, found \"%s\" which does not compile: %s at offset %zu",
+				   PATH_ARGS(base, key), buf_str(&q), msg, off);
 		buf_release(&q);
-		return;
+		goto out;
 	}
 	if (want_groups >= 0 && groups != (unsigned)want_groups) {
 		struct buf q = BUF_INIT;
@@ -104,10 +209,13 @@ static void check_pattern(struct vctx *V, const struct strval *v,
 			   PATH_ARGS(base, key), groups, buf_str(&q));
 		buf_release(&q);
 	}
+out:
+	buf_release(&rendered);
 }
 
 static void check_template(struct vctx *V, const struct strval *v,
-			   const char *base, const char *key, enum tpl_mode mode)
+			   const char *base, const char *key, enum tpl_mode mode,
+			   enum place place)
 {
 	struct tpl_refs refs = { 0 };
 	char problem[512];
@@ -124,6 +232,8 @@ static void check_template(struct vctx *V, const struct strval *v,
 		const char *name = refs.v[i].name;
 		struct src_pos pos = strval_pos_at(v, refs.v[i].off);
 
+		if (refuse_ref(V, v, &refs.v[i], base, key, place))
+			continue;
 		if (strncmp(name, "secrets.", 8) == 0) {
 			if (!runbook_secret(V->rb, name + 8))
 				problem_at(V, pos,
@@ -133,9 +243,14 @@ static void check_template(struct vctx *V, const struct strval *v,
 		}
 		if (is_builtin_var(name) || scope_has(&V->names, name))
 			continue;
-		problem_at(V, pos,
-			   PATH_FMT ": expected a variable defined before this point (vars, an earlier capture, a built-in, or --var), found unknown \"{{ %s }}\"",
-			   PATH_ARGS(base, key), name);
+		if (place == IN_TEXT)
+			problem_at(V, pos,
+				   PATH_FMT ": expected a variable of vars or --var, or target, runbook.name or change.id, found unknown \"{{ %s }}\"",
+				   PATH_ARGS(base, key), name);
+		else
+			problem_at(V, pos,
+				   PATH_FMT ": expected a variable defined before this point (vars, an earlier capture, a built-in, or --var), found unknown \"{{ %s }}\"",
+				   PATH_ARGS(base, key), name);
 	}
 out:
 	tpl_refs_release(&refs);
@@ -156,7 +271,7 @@ static void check_kv_templates(struct vctx *V, const struct kv *kvs,
 		buf_adds(&p, base);
 		buf_addc(&p, '.');
 		buf_adds(&p, kvs[i].key);
-		check_template(V, &sv, buf_str(&p), NULL, TPL_RAW);
+		check_template(V, &sv, buf_str(&p), NULL, TPL_RAW, IN_COMMAND);
 	}
 	buf_release(&p);
 }
@@ -178,9 +293,9 @@ static void check_step(struct vctx *V, const struct step *s)
 {
 	const char *sp = s->path;
 
-	check_template(V, &s->run, sp, "run", TPL_SHELL);
-	check_template(V, &s->skip_if, sp, "skip_if", TPL_SHELL);
-	check_template(V, &s->dir, sp, "dir", TPL_RAW);
+	check_template(V, &s->run, sp, "run", TPL_SHELL, IN_COMMAND);
+	check_template(V, &s->skip_if, sp, "skip_if", TPL_SHELL, IN_COMMAND);
+	check_template(V, &s->dir, sp, "dir", TPL_RAW, IN_COMMAND);
 	if (s->n_env) {
 		struct buf p = BUF_INIT;
 
@@ -189,11 +304,11 @@ static void check_step(struct vctx *V, const struct step *s)
 		check_kv_templates(V, s->env, s->n_env, buf_str(&p));
 		buf_release(&p);
 	}
-	check_pattern(V, &s->expect.out, sp, "expect.stdout", -1);
-	check_pattern(V, &s->expect.err, sp, "expect.stderr", -1);
-	check_pattern(V, &s->expect.not_out, sp, "expect.not_stdout", -1);
-	check_pattern(V, &s->expect.not_err, sp, "expect.not_stderr", -1);
-	check_pattern(V, &s->pattern, sp, "pattern", 1);
+	check_pattern(V, &s->expect.out, sp, "expect.stdout", -1, true);
+	check_pattern(V, &s->expect.err, sp, "expect.stderr", -1, true);
+	check_pattern(V, &s->expect.not_out, sp, "expect.not_stdout", -1, true);
+	check_pattern(V, &s->expect.not_err, sp, "expect.not_stderr", -1, true);
+	check_pattern(V, &s->pattern, sp, "pattern", 1, true);
 	for (size_t i = 0; i < s->n_capture; i++) {
 		struct strval sv = { s->capture[i].val, s->capture[i].pos,
 				     s->capture[i].col0, s->capture[i].line0 };
@@ -204,14 +319,15 @@ static void check_step(struct vctx *V, const struct step *s)
 		buf_adds(&p, s->capture[i].key);
 		check_name_clash(V, s->capture[i].key, s->capture[i].key_pos,
 				 buf_str(&p));
-		check_pattern(V, &sv, buf_str(&p), NULL, 1);
+		check_pattern(V, &sv, buf_str(&p), NULL, 1, true);
 		buf_release(&p);
 	}
 	/* the step's captures exist for its own rollback and later */
 	for (size_t i = 0; i < s->n_capture; i++)
 		scope_add(&V->names, s->capture[i].key);
 	if (!s->rollback_none)
-		check_template(V, &s->rollback, sp, "rollback", TPL_SHELL);
+		check_template(V, &s->rollback, sp, "rollback", TPL_SHELL,
+			       IN_COMMAND);
 }
 
 static int cmp_step_name(const void *a, const void *b)
@@ -336,8 +452,11 @@ size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 	for (size_t i = 0; i < rb->n_redact; i++) {
 		buf_reset(&p);
 		buf_addf(&p, "redact[%zu]", i);
-		check_pattern(&V, &rb->redact[i], buf_str(&p), NULL, -1);
+		/* redact patterns are compiled once, before any value */
+		check_pattern(&V, &rb->redact[i], buf_str(&p), NULL, -1, false);
 	}
+	check_template(&V, &rb->reason, "reason", NULL, TPL_RAW, IN_TEXT);
+	check_template(&V, &rb->expected, "expected", NULL, TPL_RAW, IN_TEXT);
 	check_unique_names(&V);
 	for (size_t i = 0; i < rb->n_targets; i++)
 		check_hosts(&V, &rb->targets[i]);
