@@ -5,11 +5,13 @@
  */
 #include "plan.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "error.h"
 #include "json.h"
+#include "render.h"
 #include "runbook.h"
 #include "template.h"
 #include "vars.h"
@@ -45,77 +47,225 @@ static void text_field(FILE *out, const char *label, const char *value)
 	fprintf(out, "%s%s", value, strchr(value, '\n') ? "" : "\n");
 }
 
+/* What plan shows of one command, rendered for one host. */
+struct shown {
+	struct buf run, rb, skip, dir;
+	struct strvec env;		/* NAME=value */
+	char *pats[5];			/* out, err, not_out, not_err, metric */
+	char **caps;			/* one per capture */
+	size_t n_caps;
+};
+
+static const char *const pat_keys[] = { "stdout", "stderr", "not_stdout",
+					"not_stderr", "pattern" };
+
+static void shown_release(struct shown *w)
+{
+	buf_release(&w->run);
+	buf_release(&w->rb);
+	buf_release(&w->skip);
+	buf_release(&w->dir);
+	strvec_release(&w->env);
+	for (size_t i = 0; i < 5; i++)
+		free(w->pats[i]);
+	for (size_t i = 0; i < w->n_caps; i++)
+		free(w->caps[i]);
+	free(w->caps);
+}
+
+/* A pattern as apply will match it: values literal, captures as {{ }}. */
+static int pattern_of(const char *src, struct varset *vs, char **out,
+		      struct rb_error *err)
+{
+	struct buf b = BUF_INIT;
+
+	if (!src)
+		return 0;
+	if (render_pattern(src, plan_lookup, vs, &b, err) < 0) {
+		buf_release(&b);
+		return -1;
+	}
+	*out = buf_detach(&b);
+	return 0;
+}
+
+static int render_step(const struct step *s, struct varset *vs,
+		       struct shown *w, struct rb_error *err)
+{
+	const struct strval *pats[] = { &s->expect.out, &s->expect.err,
+					&s->expect.not_out,
+					&s->expect.not_err, &s->pattern };
+	struct buf b = BUF_INIT;
+
+	if (render(s->run.s, TPL_SHELL, vs, &w->run, err) < 0 ||
+	    (!s->rollback_none &&
+	     render(s->rollback.s, TPL_SHELL, vs, &w->rb, err) < 0) ||
+	    render(s->skip_if.s, TPL_SHELL, vs, &w->skip, err) < 0 ||
+	    render(s->dir.s, TPL_RAW, vs, &w->dir, err) < 0)
+		return -1;
+	for (size_t i = 0; i < s->n_env; i++) {
+		buf_reset(&b);
+		buf_addf(&b, "%s=", s->env[i].key);
+		if (tpl_render(s->env[i].val, TPL_RAW, TPL_SECRET_MASK,
+			       plan_lookup, vs, &b, err) < 0) {
+			buf_release(&b);
+			return -1;
+		}
+		strvec_push(&w->env, buf_str(&b));
+	}
+	buf_release(&b);
+	for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
+		if (pattern_of(pats[i]->s, vs, &w->pats[i], err) < 0)
+			return -1;
+	w->caps = xcalloc(s->n_capture + 1, sizeof(*w->caps));
+	for (; w->n_caps < s->n_capture; w->n_caps++)
+		if (pattern_of(s->capture[w->n_caps].val, vs,
+			       &w->caps[w->n_caps], err) < 0)
+			return -1;
+	return 0;
+}
+
+static void exit_codes(struct buf *b, const struct expect *e)
+{
+	for (size_t i = 0; i < e->n_exit; i++)
+		buf_addf(b, "%s%d", i ? (i + 1 == e->n_exit ? " or " : ", ") : "",
+			 e->exit_codes[i]);
+}
+
+static void json_step(const struct step *s, const struct shown *w,
+		      const char *host, struct buf *line)
+{
+	char tmo[32], delay[32];
+	bool first = true;
+
+	format_duration(s->timeout_ms, tmo);
+	format_duration(s->retry_delay_ms, delay);
+	buf_adds(line, "{");
+	json_kv(line, "event", "plan-command", 1);
+	json_kv(line, "host", host, 0);
+	json_kv(line, "phase", phase_name(s->phase), 0);
+	json_kv(line, "name", s->name.s, 0);
+	json_kv(line, "run", buf_str(&w->run), 0);
+	if (s->phase == PHASE_STEPS)
+		json_kv(line, "rollback",
+			s->rollback_none ? "none" : buf_str(&w->rb), 0);
+	if (s->skip_if.s)
+		json_kv(line, "skip_if", buf_str(&w->skip), 0);
+	if (s->dir.s)
+		json_kv(line, "dir", buf_str(&w->dir), 0);
+	if (s->n_env) {
+		buf_adds(line, ",\"env\":{");
+		for (size_t i = 0; i < s->n_env; i++) {
+			const char *nv = w->env.v[i];
+			size_t k = strlen(s->env[i].key);
+
+			json_kv(line, s->env[i].key, nv + k + 1, i == 0);
+		}
+		buf_addc(line, '}');
+	}
+	if (s->phase != PHASE_METRICS) {
+		buf_adds(line, ",\"expect\":{\"exit\":[");
+		for (size_t i = 0; i < s->expect.n_exit; i++)
+			buf_addf(line, "%s%d", i ? "," : "",
+				 s->expect.exit_codes[i]);
+		buf_addc(line, ']');
+		for (size_t i = 0; i < 4; i++)
+			if (w->pats[i])
+				json_kv(line, pat_keys[i], w->pats[i], 0);
+		buf_addc(line, '}');
+	} else if (w->pats[4]) {
+		json_kv(line, "pattern", w->pats[4], 0);
+	}
+	if (s->n_capture) {
+		buf_adds(line, ",\"capture\":{");
+		for (size_t i = 0; i < s->n_capture; i++, first = false)
+			json_kv(line, s->capture[i].key, w->caps[i], first);
+		buf_addc(line, '}');
+	}
+	json_kv(line, "timeout", tmo, 0);
+	buf_addf(line, ",\"retries\":%u", s->retries);
+	if (s->phase != PHASE_METRICS)
+		json_kv(line, "retry_delay", delay, 0);
+	buf_addf(line, ",\"local\":%s}\n", s->local ? "true" : "false");
+}
+
+static void text_step(const struct step *s, const struct shown *w,
+		      FILE *out)
+{
+	static const char *const says[] = {
+		"stdout matches", "stderr matches", "stdout must not match",
+		"stderr must not match",
+	};
+	struct buf b = BUF_INIT;
+	char tmo[32];
+
+	format_duration(s->timeout_ms, tmo);
+	fprintf(out, "    %-9s %s  (timeout %s", phase_name(s->phase),
+		s->name.s, tmo);
+	if (s->retries) {
+		char delay[32];
+
+		format_duration(s->retry_delay_ms, delay);
+		fprintf(out, ", %u retr%s %s apart", s->retries,
+			s->retries == 1 ? "y" : "ies", delay);
+	}
+	fputs(")\n", out);
+	if (s->skip_if.s)
+		text_field(out, "skip if", buf_str(&w->skip));
+	if (s->dir.s)
+		text_field(out, "dir", buf_str(&w->dir));
+	for (size_t i = 0; i < w->env.n; i++)
+		text_field(out, i ? "" : "env", w->env.v[i]);
+	if (s->local)
+		text_field(out, "where", "on this machine (local: true)");
+	text_field(out, "run", buf_str(&w->run));
+	if (s->phase != PHASE_METRICS) {
+		buf_adds(&b, "exit ");
+		exit_codes(&b, &s->expect);
+		text_field(out, "expect", buf_str(&b));
+		for (size_t i = 0; i < 4; i++) {
+			if (!w->pats[i])
+				continue;
+			buf_reset(&b);
+			buf_addf(&b, "%s '%s'", says[i], w->pats[i]);
+			text_field(out, "", buf_str(&b));
+		}
+	} else if (w->pats[4]) {
+		buf_reset(&b);
+		buf_addf(&b, "'%s'", w->pats[4]);
+		text_field(out, "pattern", buf_str(&b));
+	}
+	if (s->phase == PHASE_STEPS)
+		text_field(out, "rollback",
+			   s->rollback_none ? "none (nothing to undo)" :
+					      buf_str(&w->rb));
+	for (size_t i = 0; i < s->n_capture; i++) {
+		buf_reset(&b);
+		buf_addf(&b, "%s from '%s'", s->capture[i].key, w->caps[i]);
+		text_field(out, i ? "" : "captures", buf_str(&b));
+	}
+	buf_release(&b);
+}
+
 static int plan_step(const struct step *s, struct varset *vs, bool json,
 		     const char *host, FILE *out, struct rb_error *err)
 {
-	struct buf run = BUF_INIT, rb = BUF_INIT, skip = BUF_INIT;
-	struct buf dir = BUF_INIT, line = BUF_INIT;
-	char tmo[32];
+	struct shown w = { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, STRVEC_INIT,
+			   { NULL }, NULL, 0 };
+	struct buf line = BUF_INIT;
 	int ret = -1;
 
-	if (render(s->run.s, TPL_SHELL, vs, &run, err) < 0 ||
-	    (!s->rollback_none &&
-	     render(s->rollback.s, TPL_SHELL, vs, &rb, err) < 0) ||
-	    render(s->skip_if.s, TPL_SHELL, vs, &skip, err) < 0 ||
-	    render(s->dir.s, TPL_RAW, vs, &dir, err) < 0)
+	if (render_step(s, vs, &w, err) < 0)
 		goto out;
-	format_duration(s->timeout_ms, tmo);
 	if (json) {
-		buf_adds(&line, "{");
-		json_kv(&line, "event", "plan-command", 1);
-		json_kv(&line, "host", host, 0);
-		json_kv(&line, "phase", phase_name(s->phase), 0);
-		json_kv(&line, "name", s->name.s, 0);
-		json_kv(&line, "run", buf_str(&run), 0);
-		if (s->phase == PHASE_STEPS)
-			json_kv(&line, "rollback",
-				s->rollback_none ? "none" : buf_str(&rb), 0);
-		if (s->skip_if.s)
-			json_kv(&line, "skip_if", buf_str(&skip), 0);
-		if (s->dir.s)
-			json_kv(&line, "dir", buf_str(&dir), 0);
-		json_kv(&line, "timeout", tmo, 0);
-		buf_addf(&line, ",\"retries\":%u,\"local\":%s}\n", s->retries,
-			 s->local ? "true" : "false");
+		json_step(s, &w, host, &line);
 		fputs(buf_str(&line), out);
 	} else {
-		fprintf(out, "    %-9s %s  (timeout %s", phase_name(s->phase),
-			s->name.s, tmo);
-		if (s->retries) {
-			char delay[32];
-
-			format_duration(s->retry_delay_ms, delay);
-			fprintf(out, ", %u retr%s %s apart", s->retries,
-				s->retries == 1 ? "y" : "ies", delay);
-		}
-		fputs(")\n", out);
-		if (s->skip_if.s)
-			text_field(out, "skip if", buf_str(&skip));
-		if (s->dir.s)
-			text_field(out, "dir", buf_str(&dir));
-		if (s->local)
-			text_field(out, "where", "on this machine (local: true)");
-		text_field(out, "run", buf_str(&run));
-		if (s->phase == PHASE_STEPS)
-			text_field(out, "rollback",
-				   s->rollback_none ? "none (nothing to undo)" :
-						      buf_str(&rb));
-		if (s->n_capture) {
-			struct buf c = BUF_INIT;
-
-			for (size_t i = 0; i < s->n_capture; i++)
-				buf_addf(&c, "%s%s", i ? ", " : "",
-					 s->capture[i].key);
-			text_field(out, "captures", buf_str(&c));
-			buf_release(&c);
-		}
+		text_step(s, &w, out);
 	}
 	ret = 0;
 out:
-	buf_release(&run);
-	buf_release(&rb);
-	buf_release(&skip);
-	buf_release(&dir);
+	shown_release(&w);
 	buf_release(&line);
 	return ret;
 }
@@ -129,13 +279,22 @@ int plan_write(const struct runbook *rb, const struct target *t,
 	static const enum phase order[] = { PHASE_PREFLIGHT, PHASE_METRICS,
 					    PHASE_STEPS, PHASE_VERIFY };
 	struct buf line = BUF_INIT;
+	char *reason = NULL, *expected = NULL;
 	int ret = -1;
 
+	/* as the note will say it; the change id is not known yet */
+	if (render_change_text(rb, rb->reason.s, t->name, cli_vars, NULL,
+			       &reason, err) < 0 ||
+	    render_change_text(rb, rb->expected.s, t->name, cli_vars, NULL,
+			       &expected, err) < 0)
+		goto out;
 	if (json) {
 		buf_adds(&line, "{");
 		json_kv(&line, "event", "plan", 1);
 		json_kv(&line, "runbook", rb->name.s, 0);
 		json_kv(&line, "target", t->name, 0);
+		json_kv(&line, "reason", reason, 0);
+		json_kv(&line, "expected", expected, 0);
 		buf_adds(&line, ",\"batches\":[");
 		for (size_t b = 0; b < nb; b++) {
 			buf_adds(&line, b ? ",[" : "[");
@@ -154,7 +313,7 @@ int plan_write(const struct runbook *rb, const struct target *t,
 			rb->name.s, t->name, t->n_hosts,
 			t->n_hosts == 1 ? "" : "s", nb, nb == 1 ? "" : "es");
 		fprintf(out, "  owner:    %s\n  reason:   %s\n  expected: %s\n",
-			rb->owner.s, rb->reason.s, rb->expected.s);
+			rb->owner.s, reason, expected);
 		for (size_t b = 0; b < nb; b++) {
 			fprintf(out, "  batch %zu:", b + 1);
 			for (size_t h = b * per; h < t->n_hosts &&
@@ -196,6 +355,8 @@ int plan_write(const struct runbook *rb, const struct target *t,
 	}
 	ret = 0;
 out:
+	free(reason);
+	free(expected);
 	buf_release(&line);
 	return ret;
 }

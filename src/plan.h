@@ -1,7 +1,11 @@
 /*
  * `runbook plan`: what apply would run, per host and phase, with every
  * command rendered as it would run (secrets as [secret:NAME], captures
- * that exist only at run time as {{ name }}). Runs nothing.
+ * that exist only at run time as {{ name }}), and what each runs with:
+ * its env, dir, expect (exit codes and patterns, values in place as
+ * they will be matched), captures, timeout and retries. reason and
+ * expected are rendered as the note will say them ({{ change.id }}
+ * left as written). Runs nothing.
  */
 #ifndef RUNBOOK_PLAN_H
 #define RUNBOOK_PLAN_H

@@ -271,6 +271,106 @@ else
 	not_ok "--json escaping" "exit $RC: $(tail -n 1 "$tmp/py")"
 fi
 
+# ------------------------------------------------------------ env, dir, expect
+
+# A reviewer must see what a command runs with: its env, dir, expect,
+# timeout and retries (issue 12), and reason, expected and patterns with
+# their {{ }} rendered as apply will.
+cat >"$tmp/review.yml" <<'EOF'
+version: 1
+name: plan-review
+owner: Ops <ops@example.com>
+reason: Roll out {{ version }} to {{ target }}
+expected: "{{ runbook.name }} serves {{ version }} ({{ change.id }})"
+vars:
+  version: "1.3.0"
+  srv: /srv/app
+secrets:
+  token: { env: DEPLOY_TOKEN }
+preflight:
+  - name: current
+    run: cat VERSION
+    capture: { previous: '^(\S+)$' }
+steps:
+  - name: install
+    run: $SRV/run/install
+    env: { SRV: "{{ srv }}", MODE: blue green, TOKEN: "{{ secrets.token }}" }
+    dir: "{{ srv }}/releases"
+    expect:
+      exit: [0, 3]
+      stdout: 'installed {{ version }}'
+      stderr: '^ok'
+      not_stdout: 'over {{ previous }}'
+      not_stderr: (?i)error
+    capture: { build: 'build (\d+)', seen: '{{ version }}-(\w+)' }
+    timeout: 2m
+    retries: 2
+    retry_delay: 5s
+    rollback: $SRV/run/uninstall
+metrics:
+  - name: latency
+    run: echo p95=1
+    pattern: 'p95 {{ version }}=(\d+)'
+EOF
+run_clean plan "$tmp/review.yml"
+cp "$out" "$tmp/review.txt"
+if [ "$RC" -eq 0 ] && [ ! -s "$err" ]; then
+	ok "plan of a runbook with env, dir and expect: exit 0"
+else
+	not_ok "plan review" "exit $RC"
+	show "$err"
+fi
+stdout_has "reason rendered" "reason:   Roll out 1.3.0 to local"
+stdout_has "expected rendered, change.id left for run time" "expected: plan-review serves 1.3.0 ({{ change.id }})"
+stdout_has "timeout and retries" "step      install  (timeout 2m, 2 retries 5s apart)"
+stdout_has "dir rendered" "dir       /srv/app/releases"
+stdout_has "env shown" "env       SRV=/srv/app"
+stdout_has "every env variable shown" "                MODE=blue green"
+stdout_has "a secret in env masked" "                TOKEN=[secret:token]"
+stdout_has "exit codes shown" "expect    exit 0 or 3"
+stdout_has "stdout pattern, value matched literally" "                stdout matches 'installed 1\.3\.0'"
+stdout_has "stderr pattern" "                stderr matches '^ok'"
+stdout_has "not_stdout pattern, capture left for run time" "                stdout must not match 'over {{ previous }}'"
+stdout_has "not_stderr pattern" "                stderr must not match '(?i)error'"
+stdout_has "capture patterns" "captures  build from 'build (\d+)'"
+stdout_has "capture pattern with a value" "                seen from '1\.3\.0-(\w+)'"
+stdout_has "metric pattern" "pattern   'p95 1\.3\.0=(\d+)'"
+stdout_has "default expect shown for a check" "expect    exit 0"
+if grep -qF "$SECRET_VALUE" "$out"; then
+	not_ok "secret value in env" "the plan shows the secret's value"
+else
+	ok "the secret's value is nowhere in the plan"
+fi
+
+run_clean plan "$tmp/review.yml" -e version=2.0 --json
+if [ "$RC" -eq 0 ] && "$PY" - "$out" 2>"$tmp/py" <<'EOF'
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1], "rb").read().decode("utf-8").splitlines()]
+head = objs[0]
+assert head["reason"] == "Roll out 2.0 to local", head
+assert head["expected"] == "plan-review serves 2.0 ({{ change.id }})", head
+by = {o["name"]: o for o in objs if o["event"] == "plan-command"}
+i = by["install"]
+assert i["env"] == {"SRV": "/srv/app", "MODE": "blue green", "TOKEN": "[secret:token]"}, i["env"]
+assert i["dir"] == "/srv/app/releases", i
+assert i["expect"] == {"exit": [0, 3], "stdout": "installed 2\\.0", "stderr": "^ok",
+                       "not_stdout": "over {{ previous }}", "not_stderr": "(?i)error"}, i["expect"]
+assert i["capture"] == {"build": "build (\\d+)", "seen": "2\\.0-(\\w+)"}, i["capture"]
+assert i["timeout"] == "2m" and i["retries"] == 2 and i["retry_delay"] == "5s", i
+c = by["current"]
+assert c["expect"] == {"exit": [0]}, c
+assert "env" not in c and "dir" not in c, c
+m = by["latency"]
+assert m["pattern"] == "p95 2\\.0=(\\d+)", m
+assert "expect" not in m, m
+EOF
+then
+	ok "--json: env, dir, expect, captures, pattern, timeout, retries and rendered reason"
+else
+	not_ok "--json review" "exit $RC: $(tail -n 1 "$tmp/py")"
+	show "$out" 3
+fi
+
 # ------------------------------------------------------------ runs nothing
 
 if [ -z "$(find "$tmp" -maxdepth 1 -name 'ran*')" ]; then
