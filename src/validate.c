@@ -8,6 +8,7 @@
 #include "validate.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ struct vctx {
 	const struct runbook *rb;
 	struct diag *d;
 	struct scope names;
+	struct strvec used;	/* every name a template names */
 	size_t problems;
 };
 
@@ -232,6 +234,7 @@ static void check_template(struct vctx *V, const struct strval *v,
 		const char *name = refs.v[i].name;
 		struct src_pos pos = strval_pos_at(v, refs.v[i].off);
 
+		strvec_push(&V->used, name);
 		if (refuse_ref(V, v, &refs.v[i], base, key, place))
 			continue;
 		if (strncmp(name, "secrets.", 8) == 0) {
@@ -276,17 +279,24 @@ static void check_kv_templates(struct vctx *V, const struct kv *kvs,
 	buf_release(&p);
 }
 
-static void check_name_clash(struct vctx *V, const char *name,
-			     struct src_pos pos, const char *path)
+static bool is_reserved(const char *name)
 {
 	static const char *const reserved[] = { "target", "host", "change",
 						"runbook", "secrets" };
 
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 		if (strcmp(name, reserved[i]) == 0)
-			problem_at(V, pos,
-				   "%s: expected a name of your own, found \"%s\", which is built in",
-				   path, name);
+			return true;
+	return false;
+}
+
+static void check_name_clash(struct vctx *V, const char *name,
+			     struct src_pos pos, const char *path)
+{
+	if (is_reserved(name))
+		problem_at(V, pos,
+			   "%s: expected a name of your own, found \"%s\", which is built in",
+			   path, name);
 }
 
 static void check_step(struct vctx *V, const struct step *s)
@@ -435,10 +445,151 @@ static void check_hosts(struct vctx *V, const struct target *t)
 	free(k);
 }
 
+static char lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/*
+ * Damerau-Levenshtein distance (optimal string alignment) ignoring
+ * case; SIZE_MAX when the lengths alone differ by more than 2.
+ */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t n = strlen(a), m = strlen(b), w = m + 1, r;
+	size_t *d;
+
+	if ((n > m ? n - m : m - n) > 2)
+		return SIZE_MAX;
+	d = xcalloc((n + 1) * w, sizeof(*d));
+	for (size_t i = 0; i <= n; i++)
+		d[i * w] = i;
+	for (size_t j = 0; j <= m; j++)
+		d[j] = j;
+	for (size_t i = 1; i <= n; i++) {
+		for (size_t j = 1; j <= m; j++) {
+			size_t cost = lower(a[i - 1]) != lower(b[j - 1]);
+			size_t v = d[(i - 1) * w + j] + 1;
+
+			if (d[i * w + j - 1] + 1 < v)
+				v = d[i * w + j - 1] + 1;
+			if (d[(i - 1) * w + j - 1] + cost < v)
+				v = d[(i - 1) * w + j - 1] + cost;
+			if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+			    lower(a[i - 2]) == lower(b[j - 1]) &&
+			    d[(i - 2) * w + j - 2] + 1 < v)
+				v = d[(i - 2) * w + j - 2] + 1;
+			d[i * w + j] = v;
+		}
+	}
+	r = d[n * w + m];
+	free(d);
+	return r;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The names a --var may set: vars, captures, and names templates use. */
+static void known_names(struct vctx *V, struct strvec *out)
+{
+	const struct runbook *rb = V->rb;
+	size_t n = 0;
+
+	for (size_t i = 0; i < rb->n_vars; i++)
+		strvec_push(out, rb->vars[i].key);
+	for (int ph = 0; ph < PHASE_COUNT; ph++)
+		for (size_t i = 0; i < rb->n_phase[ph]; i++)
+			for (size_t k = 0; k < rb->phases[ph][i].n_capture; k++)
+				strvec_push(out, rb->phases[ph][i].capture[k].key);
+	for (size_t i = 0; i < V->used.n; i++)
+		if (!is_builtin_var(V->used.v[i]))
+			strvec_push(out, V->used.v[i]);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), cmp_str);
+	for (size_t i = 0; i < out->n; i++) {	/* unique */
+		if (n && strcmp(out->v[n - 1], out->v[i]) == 0) {
+			free(out->v[i]);
+			continue;
+		}
+		out->v[n++] = out->v[i];
+	}
+	out->n = n;
+	if (out->v)
+		out->v[n] = NULL;
+}
+
+/* The closest known name to name, if close enough to be a typo. */
+static const char *closest(const struct strvec *known, const char *name)
+{
+	size_t best = SIZE_MAX, len = strlen(name);
+	const char *pick = NULL;
+
+	for (size_t i = 0; i < known->n; i++) {
+		size_t d = edit_distance(name, known->v[i]);
+
+		if (d < best && (d == 0 || (d <= 2 && d < len &&
+					    d < strlen(known->v[i])))) {
+			best = d;
+			pick = known->v[i];
+		}
+	}
+	return pick;
+}
+
+/*
+ * A --var name the runbook neither declares nor uses would be recorded
+ * and change nothing: -e verison=1.3.0 applies the default version.
+ */
+static void check_var_names(struct vctx *V, char *const *names, size_t n)
+{
+	struct strvec known = STRVEC_INIT;
+	struct src_pos file = { 0, 0 };
+
+	known_names(V, &known);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = names[i], *near;
+		struct buf b = BUF_INIT;
+		bool seen = false;
+
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(names[j], name) == 0;
+		if (seen)
+			continue;
+		buf_addf(&b, "--var %s: expected a name this runbook declares or uses, found ",
+			 name);
+		if (is_reserved(name)) {
+			buf_addf(&b, "\"%s\", which is built in: runbook sets it",
+				 name);
+		} else if (known.n && bsearch(&name, known.v, known.n,
+					      sizeof(*known.v), cmp_str)) {
+			buf_release(&b);
+			continue;
+		} else if ((near = closest(&known, name))) {
+			buf_addf(&b, "unknown \"%s\"; did you mean %s?", name,
+				 near);
+		} else if (known.n) {
+			buf_addf(&b, "unknown \"%s\"; known names: ", name);
+			for (size_t k = 0; k < known.n && k < 12; k++)
+				buf_addf(&b, "%s%s", k ? ", " : "", known.v[k]);
+			if (known.n > 12)
+				buf_addf(&b, " and %zu more", known.n - 12);
+		} else {
+			buf_addf(&b, "unknown \"%s\"; this runbook declares and uses no variable",
+				 name);
+		}
+		problem_at(V, file, "%s", buf_str(&b));
+		buf_release(&b);
+	}
+	strvec_release(&known);
+}
+
 size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 			size_t n_extra, struct diag *d)
 {
-	struct vctx V = { rb, d, { 0 }, 0 };
+	struct vctx V = { rb, d, { 0 }, STRVEC_INIT, 0 };
 	size_t after_preflight;
 	struct buf p = BUF_INIT;
 
@@ -471,8 +622,10 @@ size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 	V.names.n = after_preflight;
 	for (size_t i = 0; i < rb->n_phase[PHASE_METRICS]; i++)
 		check_step(&V, &rb->phases[PHASE_METRICS][i]);
+	check_var_names(&V, extra_names, n_extra);
 
 	buf_release(&p);
 	free(V.names.v);
+	strvec_release(&V.used);
 	return V.problems;
 }

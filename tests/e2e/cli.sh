@@ -39,6 +39,8 @@ name: cli
 owner: Ops <ops@example.com>
 reason: A valid runbook for the command line tests
 expected: it validates
+vars:
+  x: "0"
 steps:
   - name: one
     run: echo one

@@ -748,6 +748,76 @@ static void test_extra_names_are_defined(void **state)
 	release(&L);
 }
 
+/*
+ * A --var name the runbook neither declares nor uses is an input error
+ * naming the closest known name (issue 12: -e verison=1.3.0 applied the
+ * default release).
+ */
+static void test_var_names_must_be_known(void **state)
+{
+	static const char text[] = HEAD
+		"vars: { version: 1.2.0, release_dir: /srv }\n"
+		"preflight:\n  - name: p\n    run: echo\n"
+		"    capture: { previous: '(x)' }\n"
+		"steps:\n  - name: a\n    run: deploy {{ only_here }}\n"
+		"    env: { X: \"{{ in_env }}\" }\n"
+		"    expect: { stdout: '{{ in_expect }}' }\n"
+		"    rollback: none\n";
+	static const char reason_text[] =
+		"version: 1\nname: t\nowner: o\n"
+		"reason: \"{{ in_reason }}\"\nexpected: e\n"
+		"steps:\n  - name: a\n    run: echo\n    rollback: none\n";
+	static const char *const known_[] = { "version", "release_dir",
+					      "previous", "only_here",
+					      "in_env", "in_expect" };
+	static const char *const typos_[] = { "verison", "VERSION",
+					      "releasedir", "prevous", "zzz",
+					      "target", "host", "verison" };
+	char *known[6], *typos[8], *all[14], *one[1];
+	struct loaded L;
+
+	(void)state;
+	for (size_t i = 0; i < 6; i++)
+		all[i] = known[i] = strdup(known_[i]);
+	for (size_t i = 0; i < 8; i++)
+		all[6 + i] = typos[i] = strdup(typos_[i]);
+	one[0] = strdup("in_reason");
+	load_v(&L, text, known, 6);
+	assert_clean(&L);
+	release(&L);
+	load_v(&L, reason_text, one, 1);
+	assert_clean(&L);
+	release(&L);
+
+	load_v(&L, text, all, 14);
+	assert_int_equal(L.rc, 0);
+	/* verison twice on the command line: reported once */
+	assert_int_equal(L.problems, 7);
+	assert_problem(&L, 0, 0, "--var verison: expected a name this runbook declares or uses",
+		       "found unknown \"verison\"; did you mean version?");
+	assert_problem(&L, 0, 0, "--var VERSION:", "did you mean version?");
+	assert_problem(&L, 0, 0, "--var releasedir:", "did you mean release_dir?");
+	assert_problem(&L, 0, 0, "--var prevous:", "did you mean previous?");
+	assert_problem(&L, 0, 0, "--var zzz:",
+		       "known names: in_env, in_expect, only_here, previous, release_dir, version");
+	assert_problem(&L, 0, 0, "--var target:", "built in");
+	assert_problem(&L, 0, 0, "--var host:", "built in");
+	release(&L);
+
+	/* a runbook that names no variable at all */
+	load_v(&L, HEAD "steps:\n  - name: a\n    run: echo\n    rollback: none\n",
+	       known, 1);
+	assert_int_equal(L.problems, 1);
+	assert_problem(&L, 0, 0, "--var version:",
+		       "this runbook declares and uses no variable");
+	release(&L);
+	for (size_t i = 0; i < 6; i++)
+		free(known[i]);
+	for (size_t i = 0; i < 8; i++)
+		free(typos[i]);
+	free(one[0]);
+}
+
 static void test_builtins_are_defined(void **state)
 {
 	struct loaded L;
@@ -982,6 +1052,7 @@ int main(void)
 		cmocka_unit_test(test_capture_needs_one_group),
 		cmocka_unit_test(test_unknown_names),
 		cmocka_unit_test(test_extra_names_are_defined),
+		cmocka_unit_test(test_var_names_must_be_known),
 		cmocka_unit_test(test_builtins_are_defined),
 		cmocka_unit_test(test_builtin_names_not_redefined),
 		cmocka_unit_test(test_capture_scope),
