@@ -114,6 +114,7 @@ check [ "$(cat installed.txt 2>/dev/null)" = 1.3.0 ] || bad "expected installed.
 id=$(cid ok.err)
 check [ -n "$id" ] || bad "no change id in ok.err"
 # the value is matched literally: 1x3y0 does not match 1.3.0
+# shellcheck disable=SC2016 # the $(...) is the runbook's text
 sed 's/echo "installed $(cat {{ out }})"/echo "installed 1x3y0"/' hello.yml >lit.yml
 rb lit apply lit.yml --notes notes.git -e version=1.3.0 -e out=lit.txt
 expect_rc 1 "apply whose output matches only if . were any character"
