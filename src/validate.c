@@ -105,7 +105,7 @@ static const char *stand_in(void *ctx, const char *name)
 	return "x";
 }
 
-/* A name refused where it is, or NULL; the message is about name. */
+/* True when r's name is refused where it is; the problem is reported. */
 static bool refuse_ref(struct vctx *V, const struct strval *v,
 		       const struct tpl_ref *r, const char *base,
 		       const char *key, enum place place)
@@ -381,6 +381,11 @@ static void check_unique_names(struct vctx *V)
 	free(all);
 }
 
+static char lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
 /* A host as the sshd it reaches: user@address:port, address lower case. */
 struct host_key {
 	char *key;
@@ -406,7 +411,7 @@ static char *host_key_of(const struct host *h)
 	/* no user: ssh config or $USER decide, so only equal to no user */
 	buf_addf(&b, "%s@", h->user ? h->user : "");
 	for (const char *c = h->address; *c; c++)
-		buf_addc(&b, (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c);
+		buf_addc(&b, lower(*c));
 	/* no port is 22, as ssh without a Port in its config */
 	buf_addf(&b, ":%u", h->port ? h->port : 22);
 	return buf_detach(&b);
@@ -445,21 +450,17 @@ static void check_hosts(struct vctx *V, const struct target *t)
 	free(k);
 }
 
-static char lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
 /*
  * Damerau-Levenshtein distance (optimal string alignment) ignoring
- * case; SIZE_MAX when the lengths alone differ by more than 2.
+ * case; SIZE_MAX when the lengths alone differ by more than 2, or a
+ * name is too long to be a typo worth naming.
  */
 static size_t edit_distance(const char *a, const char *b)
 {
 	size_t n = strlen(a), m = strlen(b), w = m + 1, r;
 	size_t *d;
 
-	if ((n > m ? n - m : m - n) > 2)
+	if ((n > m ? n - m : m - n) > 2 || n > 128 || m > 128)
 		return SIZE_MAX;
 	d = xcalloc((n + 1) * w, sizeof(*d));
 	for (size_t i = 0; i <= n; i++)
