@@ -275,6 +275,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	struct rollback_item *it = NULL;
 	struct strvec rec_env = STRVEC_INIT, env = STRVEC_INIT;
 	struct run_spec r = { 0 };
+	struct step_pats hp = { 0 };
 	struct buf bad = BUF_INIT;
 	char *cmd = NULL, *disp = NULL, *rec = NULL, *rec_dir = NULL, *dir = NULL;
 	unsigned attempts = 0;
@@ -300,6 +301,17 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	}
 	r.s = s;
 	r.p = &E->pats[s->phase][s->index];
+	if (r.p->templated) {
+		/* patterns with {{ }}: this host's values, matched literally */
+		if (capture_compile_step(s, engine_lookup, &lc, &hp, &err) < 0) {
+			char *why = redact_str(E->red, err.msg);
+
+			step_not_run(E, H, s, "", why);
+			free(why);
+			goto out;
+		}
+		r.p = &hp;
+	}
 	r.exec = cmd;
 	r.env = env.v;
 	r.dir = dir;
@@ -379,6 +391,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 			    buf_str(&o.why));
 	}
 out:
+	capture_release_step(s, &hp);
 	outcome_release(&o);
 	engine_free_exec(cmd);
 	free(disp);

@@ -27,6 +27,7 @@
 #include "note.h"
 #include "plan.h"
 #include "record.h"
+#include "render.h"
 #include "replay.h"
 #include "report.h"
 #include "rollback.h"
@@ -272,6 +273,27 @@ static void warn_unnoted(const struct change_rec *ch, const struct store *st,
 			ch->id, store_dir(st));
 }
 
+/* reason and expected as the note says them: {{ }} rendered */
+static int render_reason(const struct runbook *rb, const struct target *t,
+			 const struct varset *vars, const char *id,
+			 struct change_rec *ch, struct rb_error *err)
+{
+	char *reason = NULL, *expected = NULL;
+
+	if (render_change_text(rb, rb->reason.s, t->name, vars, id, &reason,
+			       err) < 0 ||
+	    render_change_text(rb, rb->expected.s, t->name, vars, id,
+			       &expected, err) < 0) {
+		free(reason);
+		return -1;
+	}
+	free(ch->reason);
+	ch->reason = reason;
+	free(ch->expected);
+	ch->expected = expected;
+	return 0;
+}
+
 /* apply and rehearse: one change, locked, journaled and noted. */
 int cmd_apply(const struct cli *c, struct rb_error *err)
 {
@@ -302,6 +324,10 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	}
 	ch = change_from_runbook(rb, o.target, &c->vars, store_operator(st));
 	ch->mode = xstrdup(c->cmd == CMD_REHEARSE ? "rehearse" : "apply");
+	if (render_reason(rb, o.target, &c->vars, id, ch, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
 	rec = recorder_new(st, ch, NULL);
 	if (recorder_keep_file(rec, rb->file, err) < 0 && !c->quiet)
 		fprintf(stderr, "runbook: warning: %s; the note is committed without it\n",

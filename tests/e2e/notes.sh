@@ -254,9 +254,11 @@ expect_commits "$D/repo/.git" 2
 check [ ! -e .runbook-notes ] || bad "a .runbook-notes was created in the working directory"
 check [ ! -e "$D/repo/ops/.runbook-notes" ] || bad "a .runbook-notes was created next to the runbook"
 check [ "$(git -C "$D/repo" rev-parse --abbrev-ref HEAD)" = main ] || bad "HEAD no longer on main"
-# the note branch holds only notes, never the project's files
-files=$(git -C "$D/repo" ls-tree -r --name-only runbook-notes 2>/dev/null)
-check [ "$files" = "$(note_path "$id")" ] || bad "expected runbook-notes to hold only $(note_path "$id"), found '$(echo "$files" | paste -sd' ' -)'"
+# the note branch holds only the note and the runbook as applied, never
+# the project's other files
+files=$(git -C "$D/repo" ls-tree -r --name-only runbook-notes 2>/dev/null | paste -sd' ' -)
+want="$(note_path "$id") $(note_path "$id" | sed 's/\.md$/.yml/')"
+check [ "$files" = "$want" ] || bad "expected runbook-notes to hold only $want, found '$files'"
 # log from inside the repository finds the notes
 cd "$D/repo/ops" || exit 1
 rb log log
