@@ -194,6 +194,7 @@ void change_free(struct change_rec *c)
 	free(c->rolled_back_at);
 	free(c->rollback_reason);
 	strvec_release(&c->rollback_forced);
+	free(c->note_oid);
 	strvec_release(&c->hosts);
 	varset_release(&c->vars);
 	varset_release(&c->secrets);
@@ -713,5 +714,6 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 
 		c->has_note = true;
 		c->noted = st >= 0 ? (enum change_status)st : CHANGE_RUNNING;
+		replace(&c->note_oid, str(r, "oid"));
 	}
 }

@@ -122,6 +122,7 @@ struct change_rec {
 	/* a rollback made later with `runbook rollback` (the last one) */
 	char *rolled_back_by, *rolled_back_at, *rollback_reason;
 	struct strvec rollback_forced;	/* later changes --force passed over */
+	char *note_oid;		/* commit of the last note (journal only) */
 	enum change_status status;
 	bool closed;		/* the runner recorded its end */
 	struct strvec hosts;

@@ -262,10 +262,14 @@ static void report_opts_of(const struct cli *c, struct report_opts *o)
 }
 
 /* A warning when the change's last note did not make it into git. */
+/* Where the note went, or that it did not. */
 static void warn_unnoted(const struct change_rec *ch, const struct store *st,
 			 bool quiet)
 {
-	if (ch->id && !ch->has_note && !quiet)
+	if (ch->id && ch->has_note && ch->noted == ch->status && !quiet)
+		fprintf(stderr, "runbook: note of %s committed to %s (branch runbook-notes, commit %.12s)\n",
+			ch->id, store_path(st), ch->note_oid ? ch->note_oid : "?");
+	else if (ch->id && !ch->has_note && !quiet)
 		fprintf(stderr, "runbook: warning: the change note of %s was not committed; its journal under %s/journal keeps the record; run 'runbook status' to commit it\n",
 			ch->id, store_dir(st));
 	else if (ch->id && ch->noted != ch->status)

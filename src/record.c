@@ -225,6 +225,8 @@ int recorder_commit(struct recorder *r, struct rb_error *err)
 
 		r->c->has_note = true;
 		r->c->noted = r->c->status;
+		free(r->c->note_oid);
+		r->c->note_oid = xstrdup(oid);
 		/* the note is the record now: a stale journal must not win */
 		if (r->c->closed && change_status_final(r->c->status) &&
 		    journal_set_aside(store_dir(r->st), r->c->id, &e2) < 0) {

@@ -128,6 +128,34 @@ static int open_or_create(struct store *s, const char *path, bool create,
 	return 0;
 }
 
+static bool has_notes(git_repository *repo)
+{
+	git_reference *ref = NULL;
+	bool yes = git_reference_lookup(&ref, repo, NOTES_REF) == 0;
+
+	git_reference_free(ref);
+	return yes;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* No notes repository from here: where it looked, and what to do. */
+static void not_found(struct rb_error *err)
+{
+	char cwd[4096];
+
+	if (!getcwd(cwd, sizeof(cwd)))
+		snprintf(cwd, sizeof(cwd), ".");
+	rb_error_set(err, RB_ERR_USAGE,
+		     "no notes repository found: looked for a git repository around %s (none) and for %s/.runbook-notes (none). apply keeps notes in the git repository that holds the runbook file: run this from inside it, or pass --notes PATH (or set RUNBOOK_NOTES)",
+		     cwd, cwd);
+}
+
 int store_open(const char *explicit, const char *near, bool create,
 	       struct store **out, struct rb_error *err)
 {
@@ -161,6 +189,20 @@ int store_open(const char *explicit, const char *near, bool create,
 				      "cannot open the git repository around the runbook",
 				      err) < 0)
 				goto out;
+			/*
+			 * Without a runbook file, the notes apply wrote from
+			 * here: this repository if it has them, else
+			 * ./.runbook-notes if that exists.
+			 */
+			if (!near && !has_notes(s->repo) && is_dir(".runbook-notes")) {
+				git_repository_free(s->repo);
+				s->repo = NULL;
+				if (open_or_create(s, ".runbook-notes", false, err) < 0)
+					goto out;
+			}
+		} else if (!near && !create && !is_dir(".runbook-notes")) {
+			not_found(err);
+			goto out;
 		} else if (open_or_create(s, ".runbook-notes", create, err) < 0) {
 			goto out;
 		}

@@ -163,4 +163,33 @@ expect_rc 0 "rollback --last with nothing left"
 has again.err "nothing left to roll back: no change has anything left to undo" "that nothing is left"
 end
 
+# ---------------------------------------------------------------- where
+# From the parent of the runbook's repository: apply writes its note into
+# that repository and says so (path and commit); log from the same place
+# says where it looked and what to pass; the hex part of an id names it.
+begin where
+mkdir -p ops && git -C ops init -q && git -C ops commit -q --allow-empty -m init
+cat >ops/quick.yml <<EOF
+version: 1
+name: quick
+owner: Ops <ops@example.com>
+reason: a quick change
+expected: it is quick
+steps:
+  - name: one
+    run: "true"
+    rollback: "true"
+EOF
+rb a apply ops/quick.yml
+expect_rc 0 "apply ops/quick.yml from the parent directory"
+id=$(cid a.err)
+has a.err "^runbook: note of ${id:-x} committed to $D/ops/ \(branch runbook-notes, commit [0-9a-f]{12}\)" "where the note went"
+rb log log
+expect_rc 2 "log from the parent directory"
+has log.err "no notes repository found: looked for a git repository around $D \(none\) and for $D/.runbook-notes \(none\).*--notes PATH" "where it looked and what to pass"
+rb show show "${id##*-}" --notes ops
+expect_rc 0 "show by the hex part of the id"
+has show.out "^change: \"${id:-x}\"$" "the change named by its hex part"
+end
+
 finish
