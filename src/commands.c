@@ -515,6 +515,13 @@ static void print_plan(FILE *f, const struct change_rec *ch,
 				buf_addf(&b, "  runs on this machine (local: true)\n");
 			if (it->dir_shown)
 				buf_addf(&b, "  dir: %s\n", it->dir_shown);
+			if (!it->none && it->display) {
+				char t[32];
+
+				format_duration(it->timeout_ms, t);
+				buf_addf(&b, "  timeout: %s (rollbacks are not retried)\n",
+					 t);
+			}
 			for (size_t k = 0; k < it->env_shown.n; k++)
 				buf_addf(&b, "  env: %s\n", it->env_shown.v[k]);
 		}

@@ -155,6 +155,7 @@ check [ ! -e rblog ] || bad "a rollback ran without a yes"
 RB_E2E_TOK=tok-3b1e rb dry rollback "$ID" --notes "$G" --dry-run
 expect_rc 0 "--dry-run"
 has dry.out "^  env: MODE=fast" "the env in the dry run"
+has dry.out "^  timeout: 10m \(rollbacks are not retried\)" "the timeout in the dry run"
 has dry.out "^# secret tok is read from env:RB_E2E_TOK" "the secret source in the dry run"
 RB_E2E_TOK=tok-3b1e rb yes rollback "$ID" --notes "$G" --yes
 expect_rc 0 "rollback --yes"
