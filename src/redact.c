@@ -853,13 +853,15 @@ static void emit_chunk(struct redact_stream *st, size_t cut, size_t upto,
  */
 static void stage2(struct redact_stream *st, bool final)
 {
-	const char *s = st->mid.data + st->moff;
 	size_t avail = st->mid.len - st->moff;
+	const char *s;
 	struct pem_scan t;
 	size_t cut;
 
+	/* nothing yet: mid.data may still be NULL, and NULL + 0 is UB */
 	if (avail == 0)
 		return;
+	s = st->mid.data + st->moff;
 	if (final) {
 		emit_chunk(st, avail, avail, true, false);
 		return;

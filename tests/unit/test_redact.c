@@ -567,6 +567,41 @@ static void test_stream_emits_complete_lines(void **state)
 	redactor_free(r);
 }
 
+/*
+ * Every command's stderr stream is flushed at its end, most often
+ * without having been fed: with nothing held, flushing (and feeding
+ * nothing) must emit nothing and never do pointer arithmetic on the
+ * stream's still unallocated buffers (clang's UBSan, build-clang in
+ * .ci/run, stops at "applying zero offset to null pointer").
+ */
+static void test_stream_flush_unfed(void **state)
+{
+	struct redactor *with = mixed_redactor();
+	struct redactor *without = redactor_new();
+	struct redactor *rs[] = { with, without };
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct sink k = { BUF_INIT, 0, 0 };
+		struct redact_stream *s = redact_stream_new(rs[i], sink_emit,
+							    &k);
+
+		redact_stream_flush(s);
+		redact_stream_feed(s, "", 0);
+		redact_stream_flush(s);
+		assert_int_equal(k.pieces, 0);
+		/* and it still works afterwards */
+		redact_stream_feed(s, "ok\n", 3);
+		redact_stream_flush(s);
+		redact_stream_flush(s);
+		assert_string_equal(buf_str(&k.out), "ok\n");
+		redact_stream_free(s);
+		buf_release(&k.out);
+	}
+	redactor_free(with);
+	redactor_free(without);
+}
+
 static void test_stream_random_splits(void **state)
 {
 	struct redactor *r = mixed_redactor();
@@ -757,6 +792,7 @@ int main(void)
 		cmocka_unit_test(test_stream_bytewise_equals_whole),
 		cmocka_unit_test(test_stream_secret_split_across_feeds),
 		cmocka_unit_test(test_stream_emits_complete_lines),
+		cmocka_unit_test(test_stream_flush_unfed),
 		cmocka_unit_test(test_stream_random_splits),
 		cmocka_unit_test(test_stream_overlap_chain),
 		cmocka_unit_test(test_pattern_error_fails_closed),
