@@ -1005,9 +1005,14 @@ static int read_config(struct lookup *L, const char *path, int depth,
 	L->nfiles++;
 	if (read_text(L, path, check_perm, &missing, &text) < 0)
 		goto out;
+	/* missing or a directory: no text at all (and NULL + 0 is UB) */
+	if (!text.data) {
+		ret = 0;
+		goto out;
+	}
 	p = text.data;
 	end = p + text.len;
-	while (p && p < end) {
+	while (p < end) {
 		char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
 

@@ -708,6 +708,44 @@ static void test_missing_file_is_empty(void **state)
 	assert_null(c.hostname);
 }
 
+/*
+ * An included file that is missing, a directory or empty adds nothing
+ * and is no error, nor is such a file as the config itself. For the
+ * first two no text buffer was ever allocated: clang's UBSan
+ * (build-clang in .ci/run) stopped at the NULL + 0 of the line loop.
+ */
+static void test_include_missing_dir_or_empty(void **state)
+{
+	struct tdir *t = *state;
+	const char *rel[] = { "missing.conf", "incdir", "empty.conf" };
+	char *empty = put(t, "empty.conf", "");
+
+	sub(t, "incdir");
+	for (size_t i = 0; i < 3; i++) {
+		struct ssh_host_config c = SSH_HOST_CONFIG_INIT;
+		char text[512], *cfg;
+		char inc[256];
+
+		snprintf(inc, sizeof(inc), "%s/%s", t->dir, rel[i]);
+		snprintf(text, sizeof(text),
+			 "Include %s\nHost a\n  HostName a.example\n"
+			 "Include %s\n  Port 2222\n", inc, inc);
+		cfg = put(t, "config", text);
+		ok(cfg, "a", &c);
+		assert_string_equal(c.hostname, "a.example");
+		assert_int_equal(c.port, 2222);
+		sshconfig_release(&c);
+		free(cfg);
+
+		ok(inc, "a", &c);
+		assert_null(c.hostname);
+		assert_int_equal(c.port, 0);
+		no_ids(&c);
+		sshconfig_release(&c);
+	}
+	free(empty);
+}
+
 static void test_default_path_is_home_ssh_config(void **state)
 {
 	struct ssh_host_config c = SSH_HOST_CONFIG_INIT;
@@ -874,6 +912,7 @@ int main(void)
 		T(test_identities_only),
 		T(test_server_alive),
 		T(test_option_values_checked_everywhere),
+		T(test_include_missing_dir_or_empty),
 		T(test_missing_file_is_empty),
 		T(test_default_path_is_home_ssh_config),
 		T(test_malformed_lines),
