@@ -723,14 +723,14 @@ static void test_include_missing_dir_or_empty(void **state)
 	sub(t, "incdir");
 	for (size_t i = 0; i < 3; i++) {
 		struct ssh_host_config c = SSH_HOST_CONFIG_INIT;
-		char text[512], *cfg;
-		char inc[256];
+		struct buf text = BUF_INIT;
+		char *cfg, inc[256];
 
 		snprintf(inc, sizeof(inc), "%s/%s", t->dir, rel[i]);
-		snprintf(text, sizeof(text),
-			 "Include %s\nHost a\n  HostName a.example\n"
+		buf_addf(&text, "Include %s\nHost a\n  HostName a.example\n"
 			 "Include %s\n  Port 2222\n", inc, inc);
-		cfg = put(t, "config", text);
+		cfg = put(t, "config", buf_str(&text));
+		buf_release(&text);
 		ok(cfg, "a", &c);
 		assert_string_equal(c.hostname, "a.example");
 		assert_int_equal(c.port, 2222);
