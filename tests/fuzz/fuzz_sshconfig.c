@@ -1,8 +1,9 @@
 /*
  * The ssh_config reader. The first line of the input is the alias to
- * look up, the rest is ~/.ssh/config ($HOME is the fuzzer's temp dir,
- * so ~, relative Includes and the ownership checks of the default file
- * are all exercised; an Include may name the config itself).
+ * look up, the rest is ~/.ssh/config; an input without a newline has
+ * no config file. $HOME is the fuzzer's temp dir, so ~, relative
+ * Includes and the ownership checks of the default file are all
+ * exercised; an Include may name the config itself.
  *
  * Checks (sshconfig.h): a failed lookup leaves the result untouched
  * and says RB_ERR_INVALID; a port is 1-65535; at most 100 identities.
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fuzz.h"
@@ -33,8 +35,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(dir);
 		config = fuzz_path(".ssh/config");
 	}
-	fuzz_write(config, nl ? nl + 1 : data + size,
-		   nl ? size - alias_len - 1 : 0);
+	/* an input without a newline: no config file at all */
+	if (nl)
+		fuzz_write(config, nl + 1, size - alias_len - 1);
+	else
+		unlink(config);
 	hc.port = 12345;
 	if (sshconfig_lookup(NULL, alias, &hc, &err) < 0) {
 		if (hc.hostname || hc.user || hc.port != 12345 ||
