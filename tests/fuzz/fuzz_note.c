@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rb_error err = RB_ERROR_INIT;
 	struct change_rec *c = NULL;
 
-	if (note_parse((const char *)data, size, &c, &err) == 0) {
+	if (note_parse((const char *)data, size, NULL, &c, &err) == 0) {
 		change_pending_total(c);
 		fuzz_note_roundtrip(c);
 	}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -83,10 +84,16 @@ void fuzz_note_roundtrip(const struct change_rec *c)
 	struct buf fm = BUF_INIT, again = BUF_INIT, note = BUF_INIT;
 	struct rb_error err = RB_ERROR_INIT;
 	struct change_rec *back = NULL;
+	char why[160];
 
+	/* notes refuse records whose names could not name files */
+	if (!c->id || !change_id_check(c->id, time(NULL), why) ||
+	    (c->target && !is_runbook_name(c->target)) ||
+	    (c->runbook && !is_runbook_name(c->runbook)))
+		return;
 	note_render(c, &note);
 	note_front_matter(c, &fm);
-	if (note_parse(note.data, note.len, &back, &err) < 0)
+	if (note_parse(note.data, note.len, c->id, &back, &err) < 0)
 		fuzz_fail("a rendered note does not parse: %s\n%s", err.msg,
 			  buf_str(&note));
 	note_front_matter(back, &again);
