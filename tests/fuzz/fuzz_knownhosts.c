@@ -26,6 +26,26 @@
 
 #define SSHD "/usr/sbin/sshd"
 
+/*
+ * libssh2 1.10 (Debian 12) leaks an HMAC context each time it checks a
+ * hashed line whose hash is not 20 bytes (knownhost_check() breaks out
+ * without freeing it; libssh2 fixed it upstream, PR #2245): not
+ * runbook's, a few bytes per hashed line per connection. The stack is
+ * unwound slowly at malloc so the suppression sees through libcrypto.
+ */
+const char *__asan_default_options(void);
+const char *__lsan_default_suppressions(void);
+
+const char *__asan_default_options(void)
+{
+	return "fast_unwind_on_malloc=0";
+}
+
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:HMAC_CTX_new\n";
+}
+
 static LIBSSH2_SESSION *session;
 static struct buf hostkey = BUF_INIT;	/* base64, as known_hosts has it */
 
