@@ -38,18 +38,24 @@ static void rm_tmpdir(void)
 		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * Under $TMPDIR (else /tmp). A crash, and libFuzzer's own exit, skip
+ * the removal: .ci/run points TMPDIR into build-fuzz for that.
+ */
 const char *fuzz_tmpdir(void)
 {
-	char tpl[] = "/tmp/runbook-fuzz.XXXXXX";
+	const char *base = getenv("TMPDIR");
+	struct buf tpl = BUF_INIT;
 
 	if (tmpdir)
 		return tmpdir;
-	if (!mkdtemp(tpl)) {
-		fprintf(stderr, "fuzz: cannot create a temp dir: %s\n",
-			strerror(errno));
+	buf_addf(&tpl, "%s/runbook-fuzz.XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(tpl.data)) {
+		fprintf(stderr, "fuzz: cannot create a temp dir in '%s': %s\n",
+			base && *base ? base : "/tmp", strerror(errno));
 		exit(2);
 	}
-	tmpdir = xstrdup(tpl);
+	tmpdir = buf_detach(&tpl);
 	tmpdir_owner = getpid();
 	atexit(rm_tmpdir);
 	return tmpdir;
