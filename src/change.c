@@ -649,7 +649,8 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 				if (x->items[i]->type == YN_SCALAR)
 					change_set_capture(c, host, x->keys[i]->text,
 							   x->items[i]->text);
-		if (str(r, "metric"))
+		/* a metric is known by its step's name: none, no metric */
+		if (str(r, "metric") && s->name)
 			change_set_metric(c, host, s->name,
 					  num(r, "after", 0) != 0,
 					  str(r, "metric"));
