@@ -203,7 +203,7 @@ static void run_attempts(struct engine *E, struct host_run *H,
 static void step_end(struct engine *E, struct host_run *H,
 		     const struct step *s, struct rollback_item *it,
 		     struct outcome *o, unsigned attempts, const char *rec,
-		     const char *disp)
+		     const char *disp, const struct snap *kept)
 {
 	struct event ev;
 	char **red_caps = NULL, *metric = NULL;
@@ -232,6 +232,14 @@ static void step_end(struct engine *E, struct host_run *H,
 	ev.rollback_masked = it && it->masked;
 	ev.output = o->output;
 	ev.why = ok ? NULL : buf_str(&o->why);
+	if (kept && E->snap_pass == 0) {
+		/* the baseline a rollback is proved against, on record */
+		ev.snap_out = kept->out.data ? kept->out.data : "";
+		ev.snap_len = kept->out.len < BASELINE_KEEP ? kept->out.len :
+							      BASELINE_KEEP;
+		ev.snap_total = kept->total;
+		ev.snap_crc = kept->crc;
+	}
 	if (ok && s->n_capture) {
 		red_caps = xcalloc(s->n_capture + 1, sizeof(char *));
 		for (size_t k = 0; k < s->n_capture; k++)
@@ -243,7 +251,7 @@ static void step_end(struct engine *E, struct host_run *H,
 	if (s->phase == PHASE_METRICS && o->metric_val) {
 		metric = redact_str(E->red, o->metric_val);
 		ev.metric = metric;
-		ev.metric_after = E->metrics_after;
+		ev.metric_when = E->metrics_when;
 	}
 	{
 		char **names = ev.n_caps ? xcalloc(s->n_capture + 1, sizeof(char *)) : NULL;
@@ -273,6 +281,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	struct outcome o = { 0 };
 	struct event ev;
 	struct rollback_item *it = NULL;
+	struct snap *kept = NULL;
 	struct strvec rec_env = STRVEC_INIT, env = STRVEC_INIT;
 	struct run_spec r = { 0 };
 	struct step_pats hp = { 0 };
@@ -369,13 +378,13 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	if (engine_emit(E, &ev) < 0)
 		goto out;
 
-	if (E->o->rehearse && s->phase == PHASE_PREFLIGHT)
-		H->keep = &H->snap[E->snap_pass][s->index];
+	if (s->phase == PHASE_PREFLIGHT && !s->no_baseline)
+		kept = H->keep = &H->snap[E->snap_pass][s->index];
 	run_attempts(E, H, s, &r, &o, &attempts);
 	if (H->keep)
 		keep_snap(E, H, s, &o);
 	ok = o.result == RES_OK;
-	step_end(E, H, s, it, &o, attempts, rec, disp);
+	step_end(E, H, s, it, &o, attempts, rec, disp, kept);
 	if (!ok && E->checking) {
 		pthread_mutex_lock(&E->mu);
 		buf_addf(&E->mismatch, "%s%s '%s' on %s: %s",
@@ -429,7 +438,7 @@ static void run_phase(struct engine *E, size_t from, size_t to, enum phase ph)
 	memset(&ev, 0, sizeof(ev));
 	ev.type = EV_PHASE;
 	ev.phase = ph;
-	ev.metrics_after = ph == PHASE_METRICS && E->metrics_after;
+	ev.metrics_when = ph == PHASE_METRICS ? E->metrics_when : METRIC_BEFORE;
 	engine_emit(E, &ev);
 	idx = xcalloc(to - from + 1, sizeof(*idx));
 	for (size_t h = from; h < to; h++)
@@ -498,10 +507,9 @@ static void setup_hosts(struct engine *E)
 
 		H->h = &t->hosts[h];
 		H->spec = H->h->spec;
-		if (E->o->rehearse)
-			for (int k = 0; k < 2; k++)
-				H->snap[k] = xcalloc(E->rb->n_phase[PHASE_PREFLIGHT] + 1,
-						     sizeof(struct snap));
+		for (int k = 0; k < 2; k++)
+			H->snap[k] = xcalloc(E->rb->n_phase[PHASE_PREFLIGHT] + 1,
+					     sizeof(struct snap));
 		for (size_t i = 0; i < E->rb->n_vars; i++)
 			varset_set(&H->vars, E->rb->vars[i].key, E->rb->vars[i].val);
 		varset_copy(&H->vars, E->o->cli_vars);
@@ -546,6 +554,87 @@ static void stage(struct engine *E, const char *what)
 	engine_emit(E, &ev);
 }
 
+/*
+ * After a rollback: preflight again on the hosts it ran on (every host
+ * for rehearse, the changed ones otherwise), compared with the baseline
+ * taken when the change began, then the metrics measured again. The
+ * failure that started the rollback is put aside while it runs: these
+ * checks read, they change nothing. Returns 1 when the baseline came
+ * back, 0 when it differs (diff says how), -1 when it was not compared
+ * (no preflight ran, or a signal).
+ */
+static int recheck(struct engine *E, bool every_host, struct buf *diff)
+{
+	const struct runbook *rb = E->rb;
+	struct phase_arg pre = { PHASE_PREFLIGHT }, met = { PHASE_METRICS };
+	size_t *idx = xcalloc(E->n_hosts + 1, sizeof(*idx)), n = 0;
+	bool was_failed, stopped, same = true;
+	struct event ev;
+
+	for (size_t h = 0; h < E->n_hosts; h++) {
+		bool ran = false;
+
+		for (size_t i = 0; i < rb->n_phase[PHASE_PREFLIGHT]; i++)
+			ran |= E->hosts[h].snap[0][i].taken;
+		if ((ran || !rb->n_phase[PHASE_PREFLIGHT]) &&
+		    (every_host || E->hosts[h].changed_order))
+			idx[n++] = h;
+	}
+	if (!n || engine_signals()) {
+		free(idx);
+		return -1;
+	}
+	pthread_mutex_lock(&E->mu);
+	was_failed = E->failed;
+	E->failed = false;
+	pthread_mutex_unlock(&E->mu);
+	if (rb->n_phase[PHASE_PREFLIGHT]) {
+		stage(E, "rolled back; running preflight again to compare with the baseline");
+		E->snap_pass = 1;
+		E->checking = true;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = EV_PHASE;
+		ev.phase = PHASE_PREFLIGHT;
+		engine_emit(E, &ev);
+		engine_for_hosts(E, idx, n, phase_host, &pre);
+		E->checking = false;
+	}
+	if (rb->n_phase[PHASE_METRICS] && !engine_stopped(E)) {
+		memset(&ev, 0, sizeof(ev));
+		ev.type = EV_PHASE;
+		ev.phase = PHASE_METRICS;
+		ev.metrics_when = E->metrics_when = METRIC_AFTER_ROLLBACK;
+		engine_emit(E, &ev);
+		engine_for_hosts(E, idx, n, phase_host, &met);
+		E->metrics_when = METRIC_BEFORE;
+	}
+	pthread_mutex_lock(&E->mu);
+	stopped = E->failed;
+	E->failed |= was_failed;
+	pthread_mutex_unlock(&E->mu);
+	if (stopped || engine_signals() || !rb->n_phase[PHASE_PREFLIGHT]) {
+		free(idx);
+		return -1;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct host_run *H = &E->hosts[idx[k]];
+
+		for (size_t i = 0; i < rb->n_phase[PHASE_PREFLIGHT]; i++)
+			if (!rb->phases[PHASE_PREFLIGHT][i].no_baseline)
+				same &= baseline_compare(&H->snap[0][i],
+							 &H->snap[1][i],
+							 rb->phases[PHASE_PREFLIGHT][i].name.s,
+							 H->spec, diff);
+	}
+	free(idx);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_BASELINE;
+	ev.baseline_same = same;
+	ev.diff = buf_str(diff);
+	engine_emit(E, &ev);
+	return same;
+}
+
 /* Rehearse after a successful apply: roll back, run preflight again, compare. */
 static int rehearse_rest(struct engine *E, enum change_status *status,
 			 struct rb_error *err)
@@ -553,35 +642,14 @@ static int rehearse_rest(struct engine *E, enum change_status *status,
 	const struct runbook *rb = E->rb;
 	const char *tname = E->target;
 	struct buf diff = BUF_INIT, pend = BUF_INIT;
-	bool same = false, rolled;
-	int code = 0;
+	bool rolled;
+	int same = -1, code = 0;
 
 	stage(E, "rehearse: applied; rolling back to prove the baseline comes back");
 	/* every host was changed by a successful apply */
 	rolled = engine_rollback_all(E);
-	if (rolled && !engine_signals()) {
-		stage(E, "rehearse: running preflight again to compare with the baseline");
-		E->snap_pass = 1;
-		E->checking = true;
-		run_phase(E, 0, E->n_hosts, PHASE_PREFLIGHT);
-		E->checking = false;
-		same = !engine_stopped(E);
-		for (size_t h = 0; !engine_stopped(E) && h < E->n_hosts; h++)
-			for (size_t i = 0; i < rb->n_phase[PHASE_PREFLIGHT]; i++)
-				same &= baseline_compare(&E->hosts[h].snap[0][i],
-							 &E->hosts[h].snap[1][i],
-							 rb->phases[PHASE_PREFLIGHT][i].name.s,
-							 E->hosts[h].spec, &diff);
-		if (!engine_signals()) {
-			struct event ev;
-
-			memset(&ev, 0, sizeof(ev));
-			ev.type = EV_BASELINE;
-			ev.baseline_same = same;
-			ev.diff = buf_str(&diff);
-			engine_emit(E, &ev);
-		}
-	}
+	if (rolled && !engine_signals())
+		same = recheck(E, true, &diff);
 	if (!rolled) {
 		engine_pending(E, &pend);
 		*status = CHANGE_ROLLBACK_FAILED;
@@ -597,7 +665,7 @@ static int rehearse_rest(struct engine *E, enum change_status *status,
 		rb_error_set(err, code,
 			     "rehearse of %s: interrupted by a signal; everything was rolled back but the baseline was not compared; safe to run again",
 			     rb->name.s);
-	} else if (!same) {
+	} else if (same != 1) {
 		*status = CHANGE_FAILED;
 		code = RB_ERR_PARTIAL;
 		rb_error_set(err, code,
@@ -613,7 +681,7 @@ static int rehearse_rest(struct engine *E, enum change_status *status,
 	return code;
 }
 
-/* After a failure: roll back, and say what happened. */
+/* After a failure: roll back, prove the baseline came back, and say what happened. */
 static int fail_rest(struct engine *E, enum change_status *status,
 		     struct rb_error *err)
 {
@@ -621,11 +689,27 @@ static int fail_rest(struct engine *E, enum change_status *status,
 	int code;
 
 	if (engine_rollback_all(E)) {
+		struct buf diff = BUF_INIT;
+		int same = E->interrupted || !E->n_changed ? -1 :
+			   recheck(E, false, &diff);
+
 		*status = E->interrupted ? CHANGE_INTERRUPTED : CHANGE_ROLLED_BACK;
 		code = E->interrupted ? RB_ERR_INTERRUPTED : RB_ERR_FAILED;
-		rb_error_set(err, code,
-			     "%s failed: %s; every change was rolled back; safe to run again after fixing the cause",
-			     name, buf_str(&E->fail_msg));
+		if (same == 0) {
+			code = RB_ERR_PARTIAL;
+			rb_error_set(err, code,
+				     "%s failed: %s; every step was rolled back, but the preflight does not show the baseline again%s%s%s, so %s is not as it was before (baseline: differs, diff in the note); check it before running again",
+				     name, buf_str(&E->fail_msg),
+				     diff.len ? " (diff above)" : "",
+				     E->mismatch.len ? ": " : "",
+				     buf_str(&E->mismatch), E->target);
+		} else {
+			rb_error_set(err, code,
+				     "%s failed: %s; every change was rolled back%s; safe to run again after fixing the cause",
+				     name, buf_str(&E->fail_msg),
+				     same == 1 ? " and the preflight shows the baseline again" : "");
+		}
+		buf_release(&diff);
 	} else {
 		struct buf pend = BUF_INIT;
 
@@ -661,9 +745,9 @@ static void run_batches(struct engine *E)
 		run_phase(E, b, end, PHASE_METRICS);
 		run_phase(E, b, end, PHASE_STEPS);
 		run_phase(E, b, end, PHASE_VERIFY);
-		E->metrics_after = true;
+		E->metrics_when = METRIC_AFTER;
 		run_phase(E, b, end, PHASE_METRICS);
-		E->metrics_after = false;
+		E->metrics_when = METRIC_BEFORE;
 	}
 	if (engine_signals() && !E->failed)
 		engine_fail(E, true, "interrupted by a signal between steps");

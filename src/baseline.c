@@ -7,6 +7,8 @@
 #include "diff.h"
 #include "hash.h"
 
+#include <string.h>
+
 void snap_reset(struct snap *k)
 {
 	buf_reset(&k->out);
@@ -66,4 +68,51 @@ bool baseline_compare(const struct snap *before, const struct snap *after,
 	buf_release(&la);
 	buf_release(&lb);
 	return same;
+}
+
+/* A recorded baseline as text: exit, size and CRC, the first bytes. */
+static void rec_text(struct buf *b, int exit_code, const char *out, size_t len,
+		     unsigned long long bytes, unsigned crc)
+{
+	if (exit_code >= 0)
+		buf_addf(b, "[exit] %d\n", exit_code);
+	else
+		buf_adds(b, "[exit] none (did not run to the end)\n");
+	buf_addf(b, "[stdout: %llu bytes, crc32c %08x]\n", bytes, crc);
+	buf_add(b, out ? out : "", len);
+	if (len && out[len - 1] != '\n')
+		buf_adds(b, "\n[stdout ends without a newline]\n");
+	if (bytes > len)
+		buf_addf(b, "[... the rest of the %llu bytes is known by its size and crc only]\n",
+			 bytes);
+}
+
+bool baseline_compare_recorded(int exit_before, const char *out_before,
+			       unsigned long long bytes_before,
+			       unsigned crc_before, int exit_after,
+			       const struct snap *after, const char *name,
+			       const char *host, struct buf *diff)
+{
+	struct buf a = BUF_INIT, b = BUF_INIT, la = BUF_INIT, lb = BUF_INIT;
+	size_t len_b = after->out.len < BASELINE_KEEP ? after->out.len :
+							 BASELINE_KEEP;
+	bool same = exit_before == exit_after && bytes_before == after->total &&
+		    crc_before == after->crc;
+
+	if (same)
+		return true;
+	rec_text(&a, exit_before, out_before,
+		 out_before ? strlen(out_before) : 0, bytes_before, crc_before);
+	rec_text(&b, exit_after, after->out.data, len_b, after->total,
+		 after->crc);
+	buf_addf(&la, "baseline: preflight '%s' on %s (recorded when the change began)",
+		 name, host);
+	buf_addf(&lb, "after rollback: preflight '%s' on %s", name, host);
+	diff_unified(diff, buf_str(&la), buf_str(&lb), buf_str(&a), a.len,
+		     buf_str(&b), b.len, 3);
+	buf_release(&a);
+	buf_release(&b);
+	buf_release(&la);
+	buf_release(&lb);
+	return false;
 }

@@ -14,6 +14,8 @@
 #include "change.h"
 
 #define BASELINE_MAX (1u << 20)
+/* What the record keeps of a baseline's stdout (journal, note). */
+#define BASELINE_KEEP (64u << 10)
 
 /* What one preflight command showed. */
 struct snap {
@@ -38,5 +40,17 @@ void snap_release(struct snap *k);
  */
 bool baseline_compare(const struct snap *before, const struct snap *after,
 		      const char *name, const char *host, struct buf *diff);
+
+/*
+ * The same after `runbook rollback`, against a baseline read back from
+ * the record (exit code, the first BASELINE_KEEP bytes of stdout, the
+ * size and CRC-32C of all of it): the same when exit, size and CRC
+ * agree; the diff shows the recorded text against the new one.
+ */
+bool baseline_compare_recorded(int exit_before, const char *out_before,
+			       unsigned long long bytes_before,
+			       unsigned crc_before, int exit_after,
+			       const struct snap *after, const char *name,
+			       const char *host, struct buf *diff);
 
 #endif

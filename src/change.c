@@ -169,6 +169,8 @@ static void free_step(struct rec_step *s)
 	strvec_release(&s->env);
 	free(s->output);
 	free(s->message);
+	free(s->rb_output);
+	free(s->snap_out);
 }
 
 void change_free(struct change_rec *c)
@@ -211,6 +213,7 @@ void change_free(struct change_rec *c)
 		free(c->metrics[i].name);
 		free(c->metrics[i].before);
 		free(c->metrics[i].after);
+		free(c->metrics[i].after_rollback);
 	}
 	free(c->metrics);
 	for (size_t i = 0; i < c->n_steps; i++)
@@ -392,7 +395,8 @@ void change_set_capture(struct change_rec *c, const char *host,
 }
 
 void change_set_metric(struct change_rec *c, const char *host,
-		       const char *name, bool after, const char *value)
+		       const char *name, enum metric_when when,
+		       const char *value)
 {
 	struct rec_metric *m = NULL;
 
@@ -408,12 +412,19 @@ void change_set_metric(struct change_rec *c, const char *host,
 		m->host = xstrdup(host);
 		m->name = xstrdup(name);
 	}
-	if (after) {
-		free(m->after);
-		m->after = xstrdup(value);
-	} else {
+	switch (when) {
+	case METRIC_BEFORE:
 		free(m->before);
 		m->before = xstrdup(value);
+		break;
+	case METRIC_AFTER:
+		free(m->after);
+		m->after = xstrdup(value);
+		break;
+	case METRIC_AFTER_ROLLBACK:
+		free(m->after_rollback);
+		m->after_rollback = xstrdup(value);
+		break;
 	}
 }
 
@@ -652,8 +663,16 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		/* a metric is known by its step's name: none, no metric */
 		if (str(r, "metric") && s->name)
 			change_set_metric(c, host, s->name,
-					  num(r, "after", 0) != 0,
+					  num(r, "after", 0) == 2 ? METRIC_AFTER_ROLLBACK :
+					  num(r, "after", 0) ? METRIC_AFTER :
+					  METRIC_BEFORE,
 					  str(r, "metric"));
+		if (str(r, "baseline_stdout")) {
+			s->has_snap = true;
+			replace(&s->snap_out, str(r, "baseline_stdout"));
+			s->snap_bytes = num(r, "baseline_bytes", 0);
+			s->snap_crc = (unsigned)num(r, "baseline_crc32c", 0);
+		}
 	} else if (strcmp(t, "pid") == 0 && s) {
 		s->pid = num(r, "pid", 0);
 		s->start_time = str(r, "start") ?
@@ -691,6 +710,8 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		s->rb_result = res >= 0 ? (enum step_result)res :
 					  RES_ROLLBACK_FAILED;
 		s->rb_exit_code = (int)num(r, "exit", -1);
+		s->rb_duration_ms = (unsigned long long)num(r, "duration_ms", 0);
+		replace(&s->rb_output, str(r, "output"));
 		s->rb_by_hand = str(r, "by_hand") && strcmp(str(r, "by_hand"), "true") == 0;
 	} else if (strcmp(t, "rollback-start") == 0) {
 		/* `runbook rollback`: who, when, why; the run keeps its times */
@@ -708,7 +729,10 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		if (!c->finished || !c->rolled_back_at)
 			replace(&c->finished, str(r, "finished"));
 	} else if (strcmp(t, "baseline") == 0) {
-		replace(&c->baseline, str(r, "baseline"));
+		/* "same" is how rehearse said "restored" before 0.12 */
+		replace(&c->baseline, str(r, "baseline") &&
+			strcmp(str(r, "baseline"), "same") == 0 ? "restored" :
+			str(r, "baseline"));
 		replace(&c->baseline_diff, str(r, "diff"));
 	} else if (strcmp(t, "note") == 0) {
 		int st = str(r, "status") ? change_status_parse(str(r, "status")) : -1;

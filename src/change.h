@@ -84,10 +84,24 @@ struct rec_step {
 	unsigned long long duration_ms;
 	char *output;		/* redacted head and tail, for the note body */
 	char *message;		/* why it failed (expected, found), redacted */
+	char *rb_output;	/* its rollback's redacted head and tail */
+	unsigned long long rb_duration_ms;
+	/*
+	 * A preflight check's stdout when the change began (the baseline a
+	 * rollback is proved against): redacted, the first BASELINE_KEEP
+	 * bytes, with the size and CRC-32C of all of it.
+	 */
+	bool has_snap;
+	char *snap_out;
+	unsigned long long snap_bytes;
+	unsigned snap_crc;
 };
 
+/* When a metric was measured. */
+enum metric_when { METRIC_BEFORE, METRIC_AFTER, METRIC_AFTER_ROLLBACK };
+
 struct rec_metric {
-	char *host, *name, *before, *after;
+	char *host, *name, *before, *after, *after_rollback;
 };
 
 struct rec_capture {
@@ -117,8 +131,12 @@ struct change_rec {
 	char *owner, *reason, *expected, *operator_;
 	char *started, *finished;
 	char *identity;		/* the target's SSH identity file, or NULL */
-	char *baseline;		/* rehearse: "same", "differs" or NULL */
-	char *baseline_diff;	/* rehearse: unified diff, redacted */
+	/*
+	 * Preflight again after a rollback (rehearse, apply's own, or a
+	 * later one): "restored", "differs", or NULL when not compared.
+	 */
+	char *baseline;
+	char *baseline_diff;	/* unified diff, redacted */
 	/* a rollback made later with `runbook rollback` (the last one) */
 	char *rolled_back_by, *rolled_back_at, *rollback_reason;
 	struct strvec rollback_forced;	/* later changes --force passed over */
@@ -153,7 +171,8 @@ struct rec_step *change_find_step(struct change_rec *c, const char *host,
 void change_set_capture(struct change_rec *c, const char *host,
 			const char *name, const char *value);
 void change_set_metric(struct change_rec *c, const char *host,
-		       const char *name, bool after, const char *value);
+		       const char *name, enum metric_when when,
+		       const char *value);
 /* Appends to the timeline; strings are copied, name may be NULL. */
 struct rec_event *change_add_event(struct change_rec *c, const char *kind,
 				   const char *host, enum phase phase,

@@ -11,7 +11,7 @@
  * or a command runs and never taken twice. The bus has its own lock
  * (event.h); nothing takes E->mu while holding it. Everything else a
  * worker touches is its own host's; what the calling thread sets
- * between phases (metrics_after, snap_pass, checking) is read only by
+ * between phases (metrics_when, snap_pass, checking) is read only by
  * workers started after it was set.
  */
 #ifndef RUNBOOK_ENGINE_H
@@ -35,7 +35,7 @@ struct rollback_item;
 struct host_run {
 	const char *spec;
 	const struct host *h;	/* apply: the runbook's host; replay: NULL */
-	struct snap *snap[2];	/* rehearse: baseline, after the rollback */
+	struct snap *snap[2];	/* preflight: the baseline, after a rollback */
 	struct snap *keep;	/* where the running command's stdout goes */
 	struct exec *ex;	/* the host's executor (SSH or local) */
 	struct exec *local_ex;	/* for `local: true` steps on a remote host */
@@ -61,15 +61,15 @@ struct engine {
 	unsigned forks;
 	struct bus bus;
 	/* set by the calling thread while no worker runs */
-	bool metrics_after;	/* the metrics phase now running is "after" */
-	int snap_pass;		/* rehearse: 0 baseline, 1 after the rollback */
-	bool checking;		/* rehearse: failures are mismatches */
+	enum metric_when metrics_when;	/* of the metrics phase now running */
+	int snap_pass;		/* preflight: 0 baseline, 1 after a rollback */
+	bool checking;		/* after a rollback: failures are mismatches */
 	/* guarded by mu */
 	pthread_mutex_t mu;
 	size_t n_changed;
 	bool failed;
 	bool interrupted;
-	struct buf mismatch;	/* rehearse: preflights that failed on the check */
+	struct buf mismatch;	/* preflights that failed after a rollback */
 	struct buf fail_msg;	/* what failed first, redacted */
 };
 

@@ -72,6 +72,8 @@ static struct queued *copy(const struct event *ev)
 	e->diff = keep(sv, ev->diff);
 	e->message = keep(sv, ev->message);
 	e->env = NULL;	/* record-only fields stay with the recorder */
+	e->snap_out = NULL;
+	e->snap_len = 0;
 	q->caps[0] = keep_vec(ev->cap_names, ev->n_caps);
 	q->caps[1] = keep_vec(ev->cap_values, ev->n_caps);
 	e->cap_names = q->caps[0];

@@ -54,8 +54,8 @@ enum event_type {
 	EV_ROLLBACK_ALL,	/* rolling back n_hosts changed hosts */
 	EV_ROLLBACK_BEGIN,	/* a rollback command is about to run */
 	EV_ROLLBACK_END,	/* also for `rollback: none` and one that cannot run */
-	EV_STAGE,		/* rehearse: a stage starts (message says which) */
-	EV_BASELINE,		/* rehearse compared the preflight with its baseline */
+	EV_STAGE,		/* a stage after a rollback starts (message says which) */
+	EV_BASELINE,		/* the preflight after a rollback, against the baseline */
 	EV_ORPHAN,		/* a command left by a dead runner was stopped */
 	EV_CLOSE,		/* the change's final status, exit code and message */
 	EV_OUTPUT,		/* a piece of a command's output (--verbose) */
@@ -90,8 +90,14 @@ struct event {
 	char *const *cap_values;	/* redacted */
 	size_t n_caps;
 	const char *metric;	/* a metric's value, redacted */
-	bool metric_after;	/* measured after verify */
+	enum metric_when metric_when;
 	const char *output;	/* redacted head and tail of the output */
+	/* STEP_END of a preflight check when the change began: its stdout,
+	 * redacted, the first snap_len bytes; size and CRC-32C of all */
+	const char *snap_out;
+	size_t snap_len;
+	unsigned long long snap_total;
+	unsigned snap_crc;
 	unsigned attempt;	/* ATTEMPT: which failed; STEP_END: how many ran */
 	unsigned attempts;	/* ATTEMPT: how many may run in all */
 	const char *why;	/* what failed: expected ..., found ... (redacted) */
@@ -112,7 +118,7 @@ struct event {
 	bool replay;		/* OPEN: a recorded rollback, not an apply */
 	/* BATCH */
 	size_t batch, n_batches;
-	bool metrics_after;	/* PHASE: the metrics phase after verify */
+	enum metric_when metrics_when;	/* PHASE: which metrics phase */
 	/* BASELINE */
 	bool baseline_same;
 	const char *diff;

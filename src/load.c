@@ -498,7 +498,7 @@ static void load_step(struct loader *L, const struct ynode *n,
 		{ "name", true }, { "run", true }, { "expect", false },
 		{ "capture", false }, { "timeout", false }, { "retries", false },
 		{ "retry_delay", false }, { "env", false }, { "dir", false },
-		{ "skip_if", false }, { "local", false },
+		{ "skip_if", false }, { "local", false }, { "baseline", false },
 	};
 	static const struct keyspec metric_keys[] = {
 		{ "name", true }, { "run", true }, { "pattern", true },
@@ -600,6 +600,16 @@ static void load_step(struct loader *L, const struct ynode *n,
 		get_nonempty(L, x, join(&p, s->path, "dir"), &s->dir);
 	if ((x = ynode_get(n, "local")))
 		get_bool(L, x, join(&p, s->path, "local"), &s->local);
+	if ((x = ynode_get(n, "baseline"))) {
+		bool on = true;
+
+		if (ph != PHASE_PREFLIGHT)
+			diag_at(L->d, &x->pos,
+				"%s.baseline: expected no baseline in %s (only preflight output is compared with the baseline after a rollback), found one; remove it",
+				s->path, phase_key(ph));
+		else if (get_bool(L, x, join(&p, s->path, "baseline"), &on))
+			s->no_baseline = !on;
+	}
 out:
 	buf_release(&p);
 }

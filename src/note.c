@@ -144,6 +144,10 @@ static void fm_metrics(const struct change_rec *c, struct buf *b)
 		q(b, m->before);
 		buf_adds(b, ", after: ");
 		q(b, m->after);
+		if (m->after_rollback) {
+			buf_adds(b, ", after_rollback: ");
+			q(b, m->after_rollback);
+		}
 		if (!by_key) {
 			buf_adds(b, ", host: ");
 			q(b, m->host);
@@ -200,6 +204,17 @@ static void fm_step(const struct rec_step *s, struct buf *b)
 	if (s->phase == PHASE_STEPS)
 		buf_addf(b, "\n    rollback_result: %s",
 			 step_result_name(s->rb_result));
+	if (s->phase == PHASE_STEPS && s->rb_result != RES_NOT_RUN &&
+	    !s->rb_by_hand && !s->rollback_none) {
+		if (s->rb_exit_code >= 0)
+			buf_addf(b, "\n    rollback_exit: %d", s->rb_exit_code);
+		buf_addf(b, "\n    rollback_duration_ms: %llu", s->rb_duration_ms);
+	}
+	if (s->has_snap) {
+		buf_addf(b, "\n    baseline_bytes: %llu\n    baseline_crc32c: %u\n    baseline_stdout: ",
+			 s->snap_bytes, s->snap_crc);
+		q(b, s->snap_out ? s->snap_out : "");
+	}
 }
 
 /* The timeline: what ended, in the order it was recorded. */
@@ -385,6 +400,17 @@ static void rollbacks(const struct change_rec *c, struct buf *b)
 			buf_addf(b, "%d", e->exit_code);
 		buf_addf(b, " | %s |\n", dur);
 	}
+	/* what each rollback command printed (its last run) */
+	for (size_t i = 0; any && i < c->n_steps; i++) {
+		const struct rec_step *s = &c->steps[i];
+
+		if (!s->rb_output || !*s->rb_output)
+			continue;
+		buf_addf(b, "\n### rollback of %s on %s\n\n```\n$ %s\n%s%s```\n",
+			 s->name, s->host, s->rollback ? s->rollback : "",
+			 s->rb_output,
+			 s->rb_output[strlen(s->rb_output) - 1] == '\n' ? "" : "\n");
+	}
 }
 
 static void body(const struct change_rec *c, struct buf *b)
@@ -440,7 +466,12 @@ static void body(const struct change_rec *c, struct buf *b)
 			 s->rb_by_hand ? " (by hand)" : "");
 	}
 	if (c->n_metrics) {
-		buf_adds(b, "\n## Metrics\n\n| metric | host | before | after |\n|---|---|---|---|\n");
+		bool rolled = false;
+
+		for (size_t i = 0; i < c->n_metrics; i++)
+			rolled |= c->metrics[i].after_rollback != NULL;
+		buf_addf(b, "\n## Metrics\n\n| metric | host | before | after |%s\n|---|---|---|---|%s\n",
+			 rolled ? " after rollback |" : "", rolled ? "---|" : "");
 		for (size_t i = 0; i < c->n_metrics; i++) {
 			const struct rec_metric *m = &c->metrics[i];
 
@@ -452,6 +483,10 @@ static void body(const struct change_rec *c, struct buf *b)
 			cell(b, m->before ? m->before : "-", 40);
 			buf_adds(b, " | ");
 			cell(b, m->after ? m->after : "-", 40);
+			if (rolled) {
+				buf_adds(b, " | ");
+				cell(b, m->after_rollback ? m->after_rollback : "-", 40);
+			}
 			buf_adds(b, " |\n");
 		}
 	}
@@ -469,11 +504,11 @@ static void body(const struct change_rec *c, struct buf *b)
 			 s->output[strlen(s->output) - 1] == '\n' ? "" : "\n");
 	}
 	if (c->baseline) {
-		buf_adds(b, "\n## Rehearsal\n\n");
-		if (strcmp(c->baseline, "same") == 0)
-			buf_adds(b, "After the rollback the preflight showed exactly the baseline it showed before the apply.\n");
+		buf_addf(b, "\n## Baseline after the rollback\n\n");
+		if (strcmp(c->baseline, "restored") == 0)
+			buf_adds(b, "After the rollback the preflight showed exactly the baseline it showed when the change began (`baseline: restored`).\n");
 		else
-			buf_addf(b, "After the rollback the preflight did **not** show the baseline again:\n\n```diff\n%s```\n",
+			buf_addf(b, "After the rollback the preflight did **not** show the baseline again (`baseline: differs`); the host is not as it was before:\n\n```diff\n%s```\n",
 				 c->baseline_diff ? c->baseline_diff : "");
 	}
 	rollbacks(c, b);
@@ -698,9 +733,11 @@ static void parse_values(struct reader *r, const struct ynode *root,
 		if (!host)
 			host = c->hosts.n ? c->hosts.v[0] : "";
 		if ((b = str(r, x->items[i], "before")))
-			change_set_metric(c, host, name, false, b);
+			change_set_metric(c, host, name, METRIC_BEFORE, b);
 		if ((a = str(r, x->items[i], "after")))
-			change_set_metric(c, host, name, true, a);
+			change_set_metric(c, host, name, METRIC_AFTER, a);
+		if ((a = str(r, x->items[i], "after_rollback")))
+			change_set_metric(c, host, name, METRIC_AFTER_ROLLBACK, a);
 		free(name);
 	}
 }
@@ -739,6 +776,15 @@ static void parse_step(struct reader *r, const struct ynode *n,
 	v = str(r, n, "rollback_result") ?
 		step_result_parse(str(r, n, "rollback_result")) : -1;
 	s->rb_result = v >= 0 ? (enum step_result)v : RES_NOT_RUN;
+	s->rb_exit_code = str(r, n, "rollback_exit") ?
+		atoi(str(r, n, "rollback_exit")) : -1;
+	s->rb_duration_ms = num(r, n, "rollback_duration_ms", 0);
+	if (str(r, n, "baseline_stdout") || str(r, n, "baseline_bytes")) {
+		s->has_snap = true;
+		s->snap_out = dup(str(r, n, "baseline_stdout"));
+		s->snap_bytes = num(r, n, "baseline_bytes", 0);
+		s->snap_crc = (unsigned)num(r, n, "baseline_crc32c", 0);
+	}
 }
 
 static void parse_event(struct reader *r, const struct ynode *e,
@@ -837,6 +883,11 @@ int note_parse(const char *text, size_t len, const char *id,
 	diag_release(&d);
 	c = change_new();
 	parse_head(&r, root, c);
+	if (c->baseline && strcmp(c->baseline, "same") == 0) {
+		/* how rehearse said "restored" before */
+		free(c->baseline);
+		c->baseline = xstrdup("restored");
+	}
 	parse_values(&r, root, c);
 	each_map(&r, root, "steps", parse_step, c);
 	each_map(&r, root, "events", parse_event, c);

@@ -432,7 +432,20 @@ static int on_event(void *ctx, const struct event *ev, struct rb_error *err)
 		}
 		if (ev->metric) {
 			red_kv(r, &rec, "metric", ev->metric);
-			buf_addf(&rec, ",\"after\":%d", ev->metric_after ? 1 : 0);
+			buf_addf(&rec, ",\"after\":%d", (int)ev->metric_when);
+		}
+		if (ev->snap_out) {
+			struct buf o = BUF_INIT;
+			char *red;
+
+			/* the engine redacted it as it came; again, like all */
+			buf_add(&o, ev->snap_out, ev->snap_len);
+			red = redact_str(red_of(r), buf_str(&o));
+			json_kv(&rec, "baseline_stdout", red, 0);
+			buf_addf(&rec, ",\"baseline_bytes\":%llu,\"baseline_crc32c\":%u",
+				 ev->snap_total, ev->snap_crc);
+			free(red);
+			buf_release(&o);
 		}
 		break;
 	case EV_ATTEMPT:
@@ -462,13 +475,15 @@ static int on_event(void *ctx, const struct event *ev, struct rb_error *err)
 			buf_adds(&rec, ",\"by_hand\":true");
 		if (ev->why)
 			red_kv(r, &rec, "message", ev->why);
+		if (ev->output && *ev->output)
+			red_kv(r, &rec, "output", ev->output);
 		break;
 	case EV_CLOSE:
 		buf_release(&rec);
 		return recorder_close(r, ev->status, err);
 	case EV_BASELINE:
 		json_kv(&rec, "t", "baseline", 1);
-		json_kv(&rec, "baseline", ev->baseline_same ? "same" : "differs", 0);
+		json_kv(&rec, "baseline", ev->baseline_same ? "restored" : "differs", 0);
 		red_kv(r, &rec, "diff", ev->diff);
 		break;
 	case EV_PID:

@@ -43,11 +43,35 @@ static const char *host_identity(const struct change_rec *c, const char *spec)
 	return id ? id : c->identity;
 }
 
+/* A recorded step's "NAME=value" env as kvs (values borrowed). */
+static struct kv *env_of(const struct rec_step *r, size_t *n_env)
+{
+	struct kv *env = xcalloc(r->env.n + 1, sizeof(*env));
+
+	*n_env = 0;
+	for (size_t e = 0; e < r->env.n; e++) {
+		char *eq = strchr(r->env.v[e], '=');
+
+		if (!eq)
+			continue;
+		env[*n_env].key = xstrndup(r->env.v[e], (size_t)(eq - r->env.v[e]));
+		env[(*n_env)++].val = eq + 1;
+	}
+	return env;
+}
+
+static void env_free(struct kv *env, size_t n_env)
+{
+	for (size_t e = 0; e < n_env; e++)
+		free(env[e].key);
+	free(env);
+}
+
 /* One recorded step as the rollback item apply would have built. */
 static void item_of(struct replay *rp, const struct rec_step *r,
 		    struct rollback_item *it)
 {
-	struct kv *env = xcalloc(r->env.n + 1, sizeof(*env));
+	struct kv *env;
 	size_t n_env = 0;
 
 	memset(it, 0, sizeof(*it));
@@ -59,22 +83,47 @@ static void item_of(struct replay *rp, const struct rec_step *r,
 	it->result = RES_OK;	/* pending: it needs its rollback */
 	if (r->rollback_masked && !r->rollback_none) {
 		it->error = xstrdup("the recorded rollback contains text a redact pattern masked, so it cannot be replayed as it was; undo it by hand");
-		free(env);
 		return;
 	}
-	for (size_t e = 0; e < r->env.n; e++) {
-		char *eq = strchr(r->env.v[e], '=');
-
-		if (!eq)
-			continue;
-		env[n_env].key = xstrndup(r->env.v[e], (size_t)(eq - r->env.v[e]));
-		env[n_env++].val = eq + 1;
-	}
+	env = env_of(r, &n_env);
 	rollback_item_render(it, r->rollback, env, n_env, r->dir, lookup, rp,
 			     rp->red);
-	for (size_t e = 0; e < n_env; e++)
-		free(env[e].key);
-	free(env);
+	env_free(env, n_env);
+}
+
+/*
+ * The preflight checks whose baseline the record holds for this host,
+ * rendered to run again once its rollbacks are done (secrets resolved
+ * again, like the rollbacks).
+ */
+static void checks_of(struct replay *rp, const struct change_rec *c,
+		      struct rollback_host *H)
+{
+	for (size_t i = 0; i < c->n_steps; i++) {
+		const struct rec_step *r = &c->steps[i];
+		struct rollback_check *k;
+		struct kv *env;
+		size_t n_env = 0;
+
+		if (!r->has_snap || r->phase != PHASE_PREFLIGHT || !r->host ||
+		    strcmp(r->host, H->spec) != 0)
+			continue;
+		H->checks = xrealloc(H->checks, (H->n_checks + 1) * sizeof(*H->checks));
+		k = &H->checks[H->n_checks++];
+		memset(k, 0, sizeof(*k));
+		k->exit_code = r->exit_code;
+		k->out = r->snap_out;
+		k->bytes = r->snap_bytes;
+		k->crc = r->snap_crc;
+		k->cmd.name = xstrdup(r->name ? r->name : "?");
+		k->cmd.index = r->index;
+		k->cmd.timeout_ms = r->timeout_ms ? r->timeout_ms : RB_DEFAULT_TIMEOUT_MS;
+		k->cmd.local = r->local;
+		env = env_of(r, &n_env);
+		rollback_item_render(&k->cmd, r->command, env, n_env, r->dir,
+				     lookup, rp, rp->red);
+		env_free(env, n_env);
+	}
 }
 
 /*
@@ -143,6 +192,8 @@ static int host_plan(struct replay *rp, struct change_rec *c, size_t h,
 		item_of(rp, pend[k], &H->items[H->n++]);
 	rp->pending += n;
 	free(pend);
+	if (n)
+		checks_of(rp, c, H);
 	if (o->dry_run)
 		return 0;
 	/* connected on first use: one lost host stops only itself */
@@ -199,6 +250,10 @@ void replay_free(struct replay *rp)
 		for (size_t i = 0; i < H->n; i++)
 			rollback_item_release(&H->items[i]);
 		free(H->items);
+		for (size_t i = 0; i < H->n_checks; i++)
+			rollback_item_release(&H->checks[i].cmd);
+		free(H->checks);
+		buf_release(&H->diff);
 		free(rp->hosts[h].user);
 		free(rp->hosts[h].address);
 	}

@@ -291,7 +291,9 @@ static void on_misc(struct report *r, const struct event *ev, struct buf *f)
 			break;
 		jkv(r, f, "phase", phase_name(ev->phase));
 		if (ev->phase == PHASE_METRICS)
-			jkv(r, f, "when", ev->metrics_after ? "after" : "before");
+			jkv(r, f, "when", ev->metrics_when == METRIC_AFTER_ROLLBACK ?
+			    "after_rollback" : ev->metrics_when == METRIC_AFTER ?
+			    "after" : "before");
 		json_line(ev, "phase", f);
 		break;
 	case EV_ATTEMPT:
@@ -321,10 +323,10 @@ static void on_misc(struct report *r, const struct event *ev, struct buf *f)
 		}
 		if (!r->o.json)
 			break;
-		jkv(r, f, "baseline", ev->baseline_same ? "same" : "differs");
+		jkv(r, f, "baseline", ev->baseline_same ? "restored" : "differs");
 		if (ev->diff && *ev->diff)
 			jkv(r, f, "diff", ev->diff);
-		json_line(ev, "rehearse", f);
+		json_line(ev, "baseline", f);
 		break;
 	case EV_ORPHAN:
 		say(r, "runbook: stopped process group %ld on %s, left running by the interrupted %s of %s '%s'\n",

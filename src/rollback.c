@@ -105,6 +105,7 @@ static void rollback_end(struct engine *E, struct host_run *H,
 	if (o) {
 		ev.exit_code = o->exit_code;
 		ev.duration_ms = o->ms;
+		ev.output = o->output;
 	}
 	engine_emit(E, &ev);
 }
@@ -223,12 +224,88 @@ void engine_pending(struct engine *E, struct buf *b)
 }
 
 
+/* One host's checks after a replayed rollback; its diff is its own. */
+static void check_one(struct engine *E, struct host_run *H, void *arg)
+{
+	struct rollback_host *RH = &((struct rollback_plan *)arg)->hosts[H - E->hosts];
+
+	for (size_t i = 0; i < RH->n_checks && !engine_signals(); i++) {
+		struct rollback_check *k = &RH->checks[i];
+		struct snap now = { 0 };
+		struct outcome o = { 0 };
+		struct run_spec r = { 0 };
+
+		if (!k->cmd.exec) {
+			buf_addf(&RH->diff, "preflight '%s' on %s: not run again: %s\n",
+				 k->cmd.name, H->spec,
+				 k->cmd.error ? k->cmd.error : "it cannot be rendered");
+			RH->differs = true;
+			continue;
+		}
+		r.exec = k->cmd.exec;
+		r.env = k->cmd.env.v;
+		r.dir = k->cmd.dir;
+		r.timeout_ms = k->cmd.timeout_ms;
+		r.local = k->cmd.local;
+		r.phase = PHASE_PREFLIGHT;
+		r.index = k->cmd.index;
+		r.name = k->cmd.name;
+		now.taken = true;
+		H->keep = &now;
+		engine_run(E, H, &r, engine_cancel_fd(false), &o);
+		H->keep = NULL;
+		if (!o.cancelled &&
+		    !baseline_compare_recorded(k->exit_code, k->out, k->bytes,
+					       k->crc, o.exit_code, &now,
+					       k->cmd.name, H->spec, &RH->diff))
+			RH->differs = true;
+		snap_release(&now);
+		outcome_release(&o);
+	}
+}
+
+/* After a replayed rollback: the preflight again, against the record. */
+static int check_baseline(struct engine *E, struct rollback_plan *p,
+			  struct buf *diff)
+{
+	size_t *idx = xcalloc(p->n_hosts + 1, sizeof(*idx)), n = 0;
+	bool same = true;
+	struct event ev;
+
+	for (size_t h = 0; h < p->n_hosts; h++)
+		if (p->hosts[h].n_checks)
+			idx[n++] = h;
+	if (!n) {
+		free(idx);
+		return -1;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_STAGE;
+	ev.note = "rolled back; running preflight again to compare with the baseline recorded when the change began";
+	engine_emit(E, &ev);
+	engine_for_hosts(E, idx, n, check_one, p);
+	free(idx);
+	if (engine_signals())
+		return -1;
+	for (size_t h = 0; h < p->n_hosts; h++) {
+		same &= !p->hosts[h].differs;
+		buf_add(diff, p->hosts[h].diff.data ? p->hosts[h].diff.data : "",
+			p->hosts[h].diff.len);
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EV_BASELINE;
+	ev.baseline_same = same;
+	ev.diff = buf_str(diff);
+	engine_emit(E, &ev);
+	return same;
+}
+
 int rollback_run(struct rollback_plan *p, struct rb_error *err)
 {
 	struct engine E;
 	struct event ev;
 	enum change_status status;
-	bool ok;
+	bool ok, undone;
 	int code = 0;
 
 	engine_init(&E, p->listeners, p->n_listeners);
@@ -260,7 +337,8 @@ int rollback_run(struct rollback_plan *p, struct rb_error *err)
 	engine_emit(&E, &ev);
 	engine_signals_setup();
 	ok = engine_rollback_all(&E);
-	if (!ok || engine_signals()) {
+	undone = ok && !engine_signals();
+	if (!undone) {
 		struct buf pend = BUF_INIT;
 
 		engine_pending(&E, &pend);
@@ -270,8 +348,19 @@ int rollback_run(struct rollback_plan *p, struct rb_error *err)
 			     p->change_id, pend.len ? buf_str(&pend) : "nothing",
 			     p->change_id);
 		buf_release(&pend);
+	} else {
+		struct buf diff = BUF_INIT;
+
+		if (check_baseline(&E, p, &diff) == 0) {
+			code = RB_ERR_PARTIAL;
+			rb_error_set(err, code,
+				     "the rollback of change %s ran every rollback command, but the preflight does not show the baseline recorded when the change began%s, so %s is not as it was before (baseline: differs, diff in the note); check it by hand: running the rollback again would change nothing",
+				     p->change_id, diff.len ? " (diff above)" : "",
+				     p->target);
+		}
+		buf_release(&diff);
 	}
-	status = code ? CHANGE_ROLLBACK_FAILED : CHANGE_ROLLED_BACK;
+	status = undone ? CHANGE_ROLLED_BACK : CHANGE_ROLLBACK_FAILED;
 	engine_close(&E, status, code, err);
 	engine_signals_restore();
 	free(E.hosts);	/* the items and executors are the plan's */

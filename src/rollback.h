@@ -54,6 +54,18 @@ void rollback_item_render(struct rollback_item *it, const char *cmd,
 			  const struct redactor *red);
 void rollback_item_release(struct rollback_item *it);
 
+/*
+ * A preflight check run again after a replayed rollback, and the
+ * baseline it showed when the change began (from the record).
+ */
+struct rollback_check {
+	struct rollback_item cmd;	/* the check's command, rendered */
+	int exit_code;		/* recorded; -1: none */
+	const char *out;	/* recorded stdout (redacted, bounded) */
+	unsigned long long bytes;
+	unsigned crc;
+};
+
 /* A host's rollbacks: items oldest first (they run newest first). */
 struct rollback_host {
 	const char *spec;
@@ -61,6 +73,11 @@ struct rollback_host {
 	struct exec *local_ex;	/* for `local: true` items; NULL on local */
 	struct rollback_item *items;
 	size_t n;
+	struct rollback_check *checks;	/* after the rollbacks, in order */
+	size_t n_checks;
+	/* filled by rollback_run: the checks' diff, whether they agreed */
+	struct buf diff;
+	bool differs;
 };
 
 struct rollback_plan {
@@ -78,9 +95,12 @@ struct rollback_plan {
 /*
  * Runs the plan's rollbacks, every host at once (up to forks), each
  * newest first; a host stops at its first failing rollback. Updates
- * each item's rb_result. Emits OPEN (replay) ... CLOSE. Returns 0 when
- * everything is rolled back, 3 when something is not, 130 when stopped
- * by a signal; err says what is left.
+ * each item's rb_result. When everything is rolled back, runs each
+ * host's checks and compares them with the recorded baseline (a
+ * BASELINE event). Emits OPEN (replay) ... CLOSE. Returns 0 when
+ * everything is rolled back and the baseline came back, 3 when
+ * something is not rolled back or the baseline differs, 130 when
+ * stopped by a signal; err says what is left.
  */
 int rollback_run(struct rollback_plan *p, struct rb_error *err);
 

@@ -70,6 +70,7 @@ struct step {
 	unsigned retries;
 	unsigned retry_delay_ms;
 	bool local;
+	bool no_baseline;	/* preflight `baseline: false`: not compared */
 };
 
 struct host {

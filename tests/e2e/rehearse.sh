@@ -2,7 +2,7 @@
 # End-to-end checks of `runbook rehearse` (PRODUCT.md §3): the baseline taken
 # from the preflight, the rollback of a successful apply, the second preflight
 # compared with the baseline, the unified diff when they differ, the exit codes
-# (0, 1, 3) and the note (status, baseline, Rehearsal section).
+# (0, 1, 3) and the note (status, baseline, Baseline section).
 #
 #   RUNBOOK=build/runbook bash tests/e2e/rehearse.sh
 #
@@ -61,8 +61,8 @@ note=$(last_note)
 expect_rc 0
 check [ ! -e a ] && check [ ! -e b ] || bad "files left behind after the rehearsal"
 note_has '^status: "rehearsed"$' "status rehearsed"
-note_has '^baseline: "same"$' "baseline same"
-note_has '^## Rehearsal' "a Rehearsal section"
+note_has '^baseline: "restored"$' "baseline restored"
+note_has '^## Baseline after the rollback' "a Baseline section"
 check grep -q 'rollback  local write a' run.err &&
 	check [ "$(grep -c 'preflight local state' run.err)" = 2 ] ||
 	bad "expected the rollback and a second preflight in the progress"
@@ -89,7 +89,8 @@ note_has '^baseline_diff: ".*+b=2' "the diff in baseline_diff"
 note_has '^```diff$' "the diff"
 end
 
-# 3. The apply fails: rolled back as usual, exit 1, no comparison.
+# 3. The apply fails: rolled back as usual, the baseline compared as after
+#    every rollback, exit 1.
 begin apply-fails
 write_rb
 cat >> rb.yml <<'YAML'
@@ -101,8 +102,10 @@ rb run rehearse rb.yml
 note=$(last_note)
 expect_rc 1
 check [ ! -e a ] && check [ ! -e b ] || bad "the failed apply was not rolled back"
-hasnt run.err 'running preflight again' "a baseline compared after a failed apply"
+check grep -q 'running preflight again' run.err ||
+	bad "expected the baseline compared after the automatic rollback"
 note_has '^status: "rolled-back"$' "status rolled-back"
+note_has '^baseline: "restored"$' "baseline restored after the automatic rollback"
 end
 
 # 4. The rollback fails: exit 3, status rollback-failed, and
@@ -179,11 +182,11 @@ check grep -qx -- '+tok=[[]secret:TOKEN]' run.err || bad "expected the diff to s
 check "$PY" -c '
 import json, sys
 ev = [json.loads(l) for l in open("run.out")]
-r = [e for e in ev if e.get("event") == "rehearse"]
+r = [e for e in ev if e.get("event") == "baseline"]
 assert len(r) == 1 and r[0]["baseline"] == "differs", r
 assert "+tok=[secret:TOKEN]" in r[0]["diff"], r[0]
 assert ev[-1]["event"] == "done" and ev[-1]["exit"] == 3, ev[-1]
-' 2>>py.err || bad "expected a JSON rehearse event with the diff and a done event with exit 3: $(tail -n 1 py.err)"
+' 2>>py.err || bad "expected a JSON baseline event with the diff and a done event with exit 3: $(tail -n 1 py.err)"
 end
 
 # 7. A difference past the first MiB of output is still found.

@@ -508,7 +508,7 @@ static void test_rollback_close_baseline_note_records(void **state)
 	assert_string_equal(c->baseline, "differs");
 	assert_string_equal(c->baseline_diff, "--- before\n+++ after\n-a: 1\n+a: 2\n");
 	apply(c, "{\"t\":\"baseline\",\"baseline\":\"same\",\"diff\":null,\"time\":\"t\"}");
-	assert_string_equal(c->baseline, "same");
+	assert_string_equal(c->baseline, "restored");
 	assert_null(c->baseline_diff);
 
 	apply(c, "{\"t\":\"close\",\"status\":\"rollback-failed\","

@@ -105,6 +105,9 @@ static void assert_rec_equal(const struct change_rec *a,
 				b->metrics[i].before);
 		assert_same_str("metric after", a->metrics[i].after,
 				b->metrics[i].after);
+		assert_same_str("metric after_rollback",
+				a->metrics[i].after_rollback,
+				b->metrics[i].after_rollback);
 	}
 
 	assert_int_equal(a->n_steps, b->n_steps);
@@ -129,6 +132,15 @@ static void assert_rec_equal(const struct change_rec *a,
 		assert_int_equal(s->result, t->result);
 		assert_int_equal(s->running, t->running);
 		assert_int_equal(s->rb_result, t->rb_result);
+		assert_int_equal(s->has_snap, t->has_snap);
+		assert_same_str("baseline_stdout", s->snap_out, t->snap_out);
+		assert_true(s->snap_bytes == t->snap_bytes);
+		assert_int_equal(s->snap_crc, t->snap_crc);
+		if (s->phase == PHASE_STEPS && s->rb_result != RES_NOT_RUN &&
+		    !s->rb_by_hand && !s->rollback_none) {
+			assert_int_equal(s->rb_exit_code, t->rb_exit_code);
+			assert_true(s->rb_duration_ms == t->rb_duration_ms);
+		}
 	}
 }
 
@@ -227,6 +239,8 @@ static struct change_rec *full_rec(void)
 	change_set_metric(c, "h\xc3\xa9", "rows", false, "");
 	change_set_metric(c, "h\xc3\xa9", "rows", true, "two\nlines: #");
 	change_set_metric(c, "h\xc3\xa9", "only after", true, "null");
+	change_set_metric(c, "web1", "rows", METRIC_AFTER_ROLLBACK, "42.0");
+	change_set_metric(c, "h\xc3\xa9", "rows", METRIC_AFTER_ROLLBACK, "a: \"b\"\n");
 
 	s = step(c, "web1", PHASE_STEPS, 0);
 	s->name = xstrdup(aw(3));
@@ -243,7 +257,10 @@ static struct change_rec *full_rec(void)
 	s->duration_ms = 1500;
 	s->result = RES_OK;
 	s->rb_result = RES_ROLLED_BACK;
+	s->rb_exit_code = 0;
+	s->rb_duration_ms = 99;
 	s->output = xstrdup("some output\n");
+
 
 	s = step(c, "web2: x", PHASE_STEPS, 1);
 	s->name = xstrdup("");
@@ -289,6 +306,17 @@ static struct change_rec *full_rec(void)
 	/* NULL name and command */
 	s->dir = xstrdup("");
 	s->result = RES_NOT_RUN;
+	/* a preflight check with its baseline: bytes beyond the kept text */
+	s = step(c, "web1", PHASE_PREFLIGHT, 0);
+	s->name = xstrdup("state");
+	s->command = xstrdup("cat /etc/app.conf");
+	s->exit_code = 0;
+	s->result = RES_OK;
+	s->has_snap = true;
+	s->snap_out = xstrdup("workers: 4\n# \"quoted\" --- \t tab\n\xc3\xa9\n");
+	s->snap_bytes = 1099511627776ULL;
+	s->snap_crc = 4294967295u;
+
 	return c;
 }
 
@@ -318,7 +346,7 @@ static void test_note_round_trip_every_field(void **state)
 	assert_int_equal(d->noted, CHANGE_ROLLBACK_FAILED);
 	assert_true(d->closed);
 	/* spot checks, in case the comparison above compares too little */
-	assert_int_equal(d->n_steps, 7);
+	assert_int_equal(d->n_steps, 8);
 	assert_string_equal(d->steps[0].env.v[3], "Q=\"x\" # y\nz");
 	assert_true(d->steps[1].rollback_none);
 	assert_null(d->steps[1].rollback);
@@ -472,7 +500,7 @@ static void test_note_body_is_not_data(void **state)
 	assert_string_equal(d->id, c->id);
 	assert_int_equal(d->status, CHANGE_FAILED);
 	assert_int_equal(d->hosts.n, 3);
-	assert_int_equal(d->n_steps, 7);
+	assert_int_equal(d->n_steps, 8);
 	assert_string_equal(d->reason, c->reason);
 	change_free(d);
 	change_free(c);
