@@ -1,8 +1,9 @@
 /*
- * The rehearse baseline: what each preflight command showed before the
- * apply (pass 0) and after the rollback (pass 1), kept redacted and
- * bounded (the first BASELINE_MAX bytes of stdout, plus its size and
- * CRC-32C), and the unified diff of the two.
+ * The baseline: what each preflight command showed when the change
+ * began (pass 0) and after a rollback (pass 1: rehearse, apply's own
+ * rollback, or `runbook rollback` against the recorded one), kept
+ * redacted and bounded (the first BASELINE_MAX bytes of stdout, plus
+ * its size and CRC-32C), and the unified diff of the two.
  */
 #ifndef RUNBOOK_BASELINE_H
 #define RUNBOOK_BASELINE_H

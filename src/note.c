@@ -347,6 +347,8 @@ static void ending(const struct change_rec *c, struct buf *b)
 {
 	const struct rec_step *f = first_failure(c);
 
+	if (c->mode && strcmp(c->mode, "rehearse") == 0)
+		buf_adds(b, "**Rehearsal:** applied only to prove that its rollback restores the baseline (`mode: rehearse`), then rolled back.\n\n");
 	if (f && c->status != CHANGE_RUNNING) {
 		buf_addf(b, "**Why it stopped:** %s `%s` on %s %s",
 			 phase_name(f->phase), f->name ? f->name : "?", f->host,
@@ -374,6 +376,10 @@ static void ending(const struct change_rec *c, struct buf *b)
 		   c->status != CHANGE_APPLIED) {
 		buf_adds(b, "**Rollback:** automatic, by the run itself.\n\n");
 	}
+	if (c->baseline && strcmp(c->baseline, "differs") == 0)
+		buf_adds(b, "**Baseline:** differs after the rollback: the preflight does not show what it showed when the change began, so the hosts are not as they were (diff below); check them by hand.\n\n");
+	else if (c->baseline)
+		buf_adds(b, "**Baseline:** restored: after the rollback the preflight showed what it showed when the change began.\n\n");
 }
 
 /* Every rollback command, in the order it ran, with exit and time. */
