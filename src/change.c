@@ -646,6 +646,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		int res = str(r, "result") ? step_result_parse(str(r, "result")) : -1;
 
 		s->running = false;
+		s->attempts = (unsigned)num(r, "attempts", 1);
 		s->result = res >= 0 ? (enum step_result)res : RES_FAILED;
 		s->exit_code = (int)num(r, "exit", -1);
 		s->duration_ms = (unsigned long long)num(r, "duration_ms", 0);

@@ -81,7 +81,8 @@ struct rec_step {
 	enum step_result rb_result;	/* RES_NOT_RUN: no rollback tried */
 	int exit_code;
 	int rb_exit_code;
-	unsigned long long duration_ms;
+	unsigned long long duration_ms;	/* of its last attempt */
+	unsigned attempts;	/* how many ran (retries + 1 at most) */
 	char *output;		/* redacted head and tail, for the note body */
 	char *message;		/* why it failed (expected, found), redacted */
 	char *rb_output;	/* its rollback's redacted head and tail */

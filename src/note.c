@@ -192,6 +192,8 @@ static void fm_step(const struct rec_step *s, struct buf *b)
 		buf_addf(b, "\n    exit: %d", s->exit_code);
 	else
 		buf_adds(b, "\n    exit: null");
+	if (s->attempts > 1)
+		buf_addf(b, "\n    attempts: %u", s->attempts);
 	buf_addf(b, "\n    duration_ms: %llu\n    result: %s",
 		 s->duration_ms,
 		 s->running ? "not-run" : step_result_name(s->result));
@@ -461,8 +463,11 @@ static void body(const struct change_rec *c, struct buf *b)
 		cell(b, s->host, 60);
 		buf_addf(b, " | %s | ", phase_name(s->phase));
 		cell(b, s->name, 80);
-		buf_addf(b, " | %s | ", s->running ? "interrupted" :
+		buf_addf(b, " | %s", s->running ? "interrupted" :
 			 step_result_name(s->result));
+		if (s->attempts > 1)
+			buf_addf(b, " (%u attempts)", s->attempts);
+		buf_adds(b, " | ");
 		if (s->exit_code >= 0)
 			buf_addf(b, "%d", s->exit_code);
 		buf_addf(b, " | %s | %s%s |\n", dur,
@@ -775,6 +780,7 @@ static void parse_step(struct reader *r, const struct ynode *n,
 	s->timeout_ms = (unsigned)num(r, n, "timeout_ms", 600000);
 	s->exit_code = str(r, n, "exit") ? atoi(str(r, n, "exit")) : -1;
 	s->duration_ms = num(r, n, "duration_ms", 0);
+	s->attempts = (unsigned)num(r, n, "attempts", 1);
 	v = str(r, n, "result") ? step_result_parse(str(r, n, "result")) : -1;
 	s->result = v >= 0 ? (enum step_result)v : RES_NOT_RUN;
 	s->running = str(r, n, "interrupted") != NULL;

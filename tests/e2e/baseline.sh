@@ -158,7 +158,25 @@ expect_rc 3
 has back.err '^\+\[exit\] 1$' "the new exit code in the diff"
 end
 
-# 8. `baseline` is a preflight key and a boolean.
+# 8. Every attempt is on record: two retries, three attempts.
+begin attempts-recorded
+echo v1 > state
+write_rb "$RESTORE" "'true'" false
+cat >> rb.yml <<'YAML'
+    retries: 2
+    retry_delay: 100ms
+YAML
+sed -i "s/run: 'true'\$/run: 'exit 4'/" rb.yml
+rb run apply rb.yml
+expect_rc 1
+note=$(last_note)
+note_has '^    attempts: 3$' "attempts: 3 on the verify step"
+check [ "$(grep -cE '^  - \{ event: attempt, .*name: "check", result: "failed", attempt: [12], exit: 4, duration_ms: [0-9]+' <<<"$note")" = 2 ] ||
+	bad "expected two failed attempts of 'check' in events"
+note_has '^\| local \| verify \| check \| failed \(3 attempts\) \| 4 \|' "the Steps table says 3 attempts"
+end
+
+# 9. `baseline` is a preflight key and a boolean.
 begin validate-baseline-key
 write_rb "$RESTORE" "'true'" false
 cat >> rb.yml <<'YAML'

@@ -129,6 +129,7 @@ static void assert_rec_equal(const struct change_rec *a,
 		assert_int_equal(s->timeout_ms, t->timeout_ms);
 		assert_int_equal(s->exit_code, t->exit_code);
 		assert_true(s->duration_ms == t->duration_ms);
+		assert_int_equal(s->attempts ? s->attempts : 1, t->attempts);
 		assert_int_equal(s->result, t->result);
 		assert_int_equal(s->running, t->running);
 		assert_int_equal(s->rb_result, t->rb_result);
@@ -269,6 +270,7 @@ static struct change_rec *full_rec(void)
 	s->local = true;
 	s->timeout_ms = 4000000000u;
 	s->exit_code = 255;
+	s->attempts = 7;
 	s->duration_ms = 1099511627776ULL;
 	s->result = RES_FAILED;
 
