@@ -129,6 +129,7 @@ struct rec_event {
 struct change_rec {
 	char *id, *runbook, *file, *file_sha256, *target;
 	char *mode;		/* "apply" or "rehearse" */
+	char *limit;		/* --limit as given, or NULL: every host */
 	char *owner, *reason, *expected, *operator_;
 	char *started, *finished;
 	char *identity;		/* the target's SSH identity file, or NULL */

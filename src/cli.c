@@ -47,7 +47,7 @@ static const struct cmd_info cmds[] = {
 enum opt_id {
 	O_HELP, O_TARGET, O_VAR, O_NOTES, O_JSON, O_NO_COLOR, O_QUIET,
 	O_VERBOSE, O_FORKS, O_KNOWN_HOSTS, O_ACCEPT_NEW, O_DRY_RUN, O_LAST, O_YES, O_FORCE, O_REASON,
-	O_N, O_BY_HAND,
+	O_N, O_BY_HAND, O_LIMIT,
 };
 
 struct opt_info {
@@ -93,6 +93,9 @@ static const struct opt_info opts[] = {
 	{ O_N, NULL, 'n', "N", C(CMD_LOG), "show at most N changes" },
 	{ O_BY_HAND, "by-hand", 0, "STEP[@HOST]", C(CMD_ROLLBACK),
 	  "record that you undid STEP by hand, then go on (repeatable)" },
+	{ O_LIMIT, "limit", 'l', "HOSTS",
+	  C(CMD_PLAN) | C(CMD_APPLY) | C(CMD_REHEARSE),
+	  "only these hosts of the target: names or globs, comma-separated (recorded)" },
 };
 
 const char *cli_cmd_name(enum cli_cmd cmd)
@@ -264,6 +267,14 @@ static int apply_opt(struct cli *c, const struct opt_info *o,
 		break;
 	case O_REASON:
 		c->reason = val;
+		break;
+	case O_LIMIT:
+		if (!*val) {
+			rb_error_set(err, RB_ERR_USAGE,
+				     "--limit: expected host names or globs such as web1,db*, found nothing");
+			return -1;
+		}
+		c->limit = val;
 		break;
 	case O_BY_HAND:
 		c->by_hand = xgrow(c->by_hand, &c->cap_by_hand,

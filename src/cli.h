@@ -33,6 +33,7 @@ struct cli {
 	bool json, no_color, quiet, verbose, accept_new, dry_run, last,
 	     yes, force;
 	const char *reason;	/* rollback --reason */
+	const char *limit;	/* --limit HOSTS */
 	unsigned forks;
 	unsigned log_n;
 	const char **by_hand;	/* rollback --by-hand STEP[@HOST] (borrowed) */

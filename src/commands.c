@@ -161,17 +161,49 @@ static const struct target *pick_target(const struct runbook *rb,
 	return NULL;
 }
 
+/* The target to act on, narrowed by --limit; free out->hosts after. */
+static int pick_hosts(const struct cli *c, const struct runbook *rb,
+		      struct target *out, struct rb_error *err)
+{
+	const struct target *t = pick_target(rb, c->target, err);
+	struct buf list = BUF_INIT;
+	char *what = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!t)
+		return -1;
+	if (!c->limit) {
+		*out = *t;
+		out->hosts = xcalloc(t->n_hosts + 1, sizeof(*out->hosts));
+		memcpy(out->hosts, t->hosts, t->n_hosts * sizeof(*t->hosts));
+		return 0;
+	}
+	if (target_limit(t, c->limit, out, &what) == 0)
+		return 0;
+	for (size_t h = 0; h < t->n_hosts; h++)
+		buf_addf(&list, "%s%s", h ? ", " : "", t->hosts[h].spec);
+	rb_error_set(err, RB_ERR_USAGE,
+		     "--limit: expected host names or globs of target %s (%s), found \"%s\", which names none; nothing was run",
+		     t->name, buf_str(&list), what);
+	buf_release(&list);
+	free(what);
+	free(out->hosts);
+	out->hosts = NULL;
+	return -1;
+}
+
 int cmd_plan(const struct cli *c, struct rb_error *err)
 {
 	struct runbook *rb = load_checked(c, c->args[0], err);
-	const struct target *t;
+	struct target t;
 	int ret = -1;
 
 	if (!rb)
 		return -1;
-	if ((t = pick_target(rb, c->target, err)) &&
-	    plan_write(rb, t, &c->vars, c->json, stdout, err) == 0)
+	if (pick_hosts(c, rb, &t, err) == 0 &&
+	    plan_write(rb, &t, &c->vars, c->json, stdout, err) == 0)
 		ret = 0;
+	free(t.hosts);
 	runbook_free(rb);
 	return ret;
 }
@@ -310,6 +342,7 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	struct report_opts ro;
 	struct listener ls[2];
 	struct apply_opts o;
+	struct target t = { 0 };
 	char id[128];
 	int code;
 
@@ -317,10 +350,11 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 		return err->cls;
 	hosts_resolve_identities(rb);
 	memset(&o, 0, sizeof(o));
-	if (!(o.target = pick_target(rb, c->target, err))) {
+	if (pick_hosts(c, rb, &t, err) < 0) {
 		code = err->cls;
 		goto out;
 	}
+	o.target = &t;
 	change_id_new(rb->name.s, id);
 	if (begin_change(c, rb->file, o.target->name, id, &st, &lk, err) < 0) {
 		code = err->cls;
@@ -328,6 +362,8 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	}
 	ch = change_from_runbook(rb, o.target, &c->vars, store_operator(st));
 	ch->mode = xstrdup(c->cmd == CMD_REHEARSE ? "rehearse" : "apply");
+	if (c->limit)
+		ch->limit = xstrdup(c->limit);
 	if (render_reason(rb, o.target, &c->vars, id, ch, err) < 0) {
 		code = err->cls;
 		goto out;
@@ -358,6 +394,7 @@ out:
 	change_free(ch);
 	lock_release(lk);
 	store_free(st);
+	free(t.hosts);
 	runbook_free(rb);
 	return code;
 }

@@ -256,6 +256,8 @@ void note_front_matter(const struct change_rec *c, struct buf *b)
 	fm_str(b, "runbook", c->runbook);
 	if (c->mode)
 		fm_str(b, "mode", c->mode);
+	if (c->mode)	/* notes from before `mode` had no --limit either */
+		fm_str(b, "limit", c->limit);
 	fm_str(b, "file", c->file);
 	fm_str(b, "file_sha256", c->file_sha256);
 	fm_str(b, "target", c->target);
@@ -441,7 +443,10 @@ static void body(const struct change_rec *c, struct buf *b)
 	for (size_t i = 0; i < c->hosts.n; i++)
 		buf_addf(b, "%s%s: %s", i ? ", " : "", c->hosts.v[i],
 			 host_result(c, c->hosts.v[i]));
-	buf_addf(b, ")\n- **When:** %s to %s\n", c->started ? c->started : "?",
+	buf_adds(b, ")");
+	if (c->limit)
+		buf_addf(b, ", limited to `%s`", c->limit);
+	buf_addf(b, "\n- **When:** %s to %s\n", c->started ? c->started : "?",
 		 c->finished ? c->finished : "(not finished)");
 	buf_addf(b, "- **Expected:** %s — %s\n", c->expected ? c->expected : "",
 		 c->status == CHANGE_APPLIED ? "met (verify passed)" :
@@ -669,7 +674,7 @@ static void parse_head(struct reader *r, const struct ynode *root,
 		size_t off;
 	} f[] = {
 #define F(k, m) { k, offsetof(struct change_rec, m) }
-		F("change", id), F("runbook", runbook), F("mode", mode),
+		F("change", id), F("runbook", runbook), F("mode", mode), F("limit", limit),
 		F("file", file),
 		F("file_sha256", file_sha256), F("target", target),
 		F("owner", owner), F("reason", reason), F("expected", expected),

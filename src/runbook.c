@@ -1,6 +1,7 @@
 /* The model's lifetime and small shared parsers. */
 #include "runbook.h"
 
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,4 +304,54 @@ bool host_parse(struct host *h)
 		h->port = (unsigned)v;
 	}
 	return true;
+}
+
+/* Whether pattern names h: its spec as written, or its host name. */
+static bool limit_names(const char *pattern, const struct host *h)
+{
+	struct host p = { 0 };
+	bool hit = fnmatch(pattern, h->spec, 0) == 0;
+
+	if (!hit) {
+		p.spec = h->spec;
+		if (host_parse(&p) && p.address)
+			hit = fnmatch(pattern, p.address, 0) == 0;
+		free(p.user);
+		free(p.address);
+	}
+	return hit;
+}
+
+int target_limit(const struct target *t, const char *limit,
+		 struct target *out, char **what)
+{
+	char *list = xstrdup(limit), *save = NULL, *pat;
+	bool *keep = xcalloc(t->n_hosts + 1, sizeof(*keep));
+	int ret = 0;
+
+	*out = *t;
+	for (pat = strtok_r(list, ",", &save); pat && !ret;
+	     pat = strtok_r(NULL, ",", &save)) {
+		bool any = false;
+
+		for (size_t h = 0; h < t->n_hosts; h++)
+			if (limit_names(pat, &t->hosts[h]))
+				any = keep[h] = true;
+		if (!any) {
+			*what = xstrdup(pat);
+			ret = -1;
+		}
+	}
+	out->hosts = xcalloc(t->n_hosts + 1, sizeof(*out->hosts));
+	out->n_hosts = 0;
+	for (size_t h = 0; h < t->n_hosts; h++)
+		if (keep[h])
+			out->hosts[out->n_hosts++] = t->hosts[h];
+	if (!ret && !out->n_hosts) {
+		*what = xstrdup(limit);
+		ret = -1;
+	}
+	free(keep);
+	free(list);
+	return ret;
 }

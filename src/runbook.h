@@ -146,5 +146,15 @@ bool is_runbook_name(const char *s);
  */
 bool host_parse(struct host *h);
 bool is_var_name(const char *s);
+/*
+ * --limit: the hosts of t that limit names, in t's order. limit is a
+ * comma-separated list of host specs or globs (fnmatch: `web*`,
+ * `db[12]`), each matched against the spec as written and against the
+ * host name alone. out is t with fewer hosts; it borrows t's hosts
+ * (free only out->hosts). -1 when a pattern matches no host, with
+ * what (the pattern) set.
+ */
+int target_limit(const struct target *t, const char *limit,
+		 struct target *out, char **what);
 
 #endif

@@ -72,6 +72,8 @@ static void assert_rec_equal(const struct change_rec *a,
 	assert_same_str("started", a->started, b->started);
 	assert_same_str("finished", a->finished, b->finished);
 	assert_same_str("identity", a->identity, b->identity);
+	assert_same_str("mode", a->mode, b->mode);
+	assert_same_str("limit", a->limit, b->limit);
 	assert_same_str("baseline", a->baseline, b->baseline);
 	assert_same_str("baseline_diff", a->baseline_diff, b->baseline_diff);
 	assert_int_equal(a->status, b->status);
@@ -195,6 +197,8 @@ static struct change_rec *full_rec(void)
 	struct rec_step *s;
 
 	c->id = xstrdup("20240501T120000Z-db-migrate-0a1b2c3d");
+	c->mode = xstrdup("apply");
+	c->limit = xstrdup("web[12],db*: \"x\"");
 	c->runbook = xstrdup("db-migrate");
 	c->file = xstrdup("/srv/run books/db \"main\": #1.yml");
 	c->file_sha256 = xstrdup("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
