@@ -11,6 +11,7 @@
 #include "apply.h"
 
 #include "engine.h"
+#include "guard.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,45 @@ static void keep_snap(struct engine *E, struct host_run *H,
 	H->keep = NULL;
 }
 
+/*
+ * A metric with guards (guard.h): it must be measured, and be a number;
+ * after verify its value must keep its guards. Keeps the value before
+ * the change. False, with o's result and why set, when it does not.
+ */
+static bool judge_guards(struct engine *E, struct host_run *H,
+			 const struct step *s, struct outcome *o)
+{
+	struct buf why = BUF_INIT;
+	char *red;
+
+	if (o->result != RES_OK) {
+		buf_addf(&why, "metric %s has guards and could not be measured %s: %s",
+			 s->name.s, E->metrics_when == METRIC_AFTER ?
+			 "after verify" : "before the change",
+			 buf_str(&o->why));
+	} else if (E->metrics_when == METRIC_BEFORE) {
+		free(H->metric_before[s->index]);
+		H->metric_before[s->index] = xstrdup(o->metric_val);
+		if (guard_is_number(o->metric_val)) {
+			buf_release(&why);
+			return true;
+		}
+		buf_addf(&why, "metric %s: expected a number to check its guards, found \"%s\"",
+			 s->name.s, o->metric_val);
+	} else if (guard_check(s, H->metric_before[s->index], o->metric_val,
+			       &why) == 1) {
+		buf_release(&why);
+		return true;
+	}
+	red = redact_str(E->red, buf_str(&why));
+	buf_reset(&o->why);
+	buf_adds(&o->why, red);
+	o->result = RES_FAILED;
+	free(red);
+	buf_release(&why);
+	return false;
+}
+
 /* Runs the command with its retries; every failed attempt but the last is an event. */
 static void run_attempts(struct engine *E, struct host_run *H,
 			 const struct step *s, const struct run_spec *r,
@@ -282,6 +322,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	struct event ev;
 	struct rollback_item *it = NULL;
 	struct snap *kept = NULL;
+	bool guarded = false;	/* a guarded metric failed */
 	struct strvec rec_env = STRVEC_INIT, env = STRVEC_INIT;
 	struct run_spec r = { 0 };
 	struct step_pats hp = { 0 };
@@ -383,6 +424,9 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	run_attempts(E, H, s, &r, &o, &attempts);
 	if (H->keep)
 		keep_snap(E, H, s, &o);
+	if (s->phase == PHASE_METRICS && guard_any(s) &&
+	    E->metrics_when != METRIC_AFTER_ROLLBACK)
+		guarded = !judge_guards(E, H, s, &o);
 	ok = o.result == RES_OK;
 	step_end(E, H, s, it, &o, attempts, rec, disp, kept);
 	if (!ok && E->checking) {
@@ -392,7 +436,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 			 buf_str(&o.why));
 		E->interrupted |= o.cancelled;
 		pthread_mutex_unlock(&E->mu);
-	} else if (!ok && s->phase != PHASE_METRICS) {
+	} else if (!ok && (s->phase != PHASE_METRICS || guarded)) {
 		engine_fail(E, o.cancelled, "%s '%s' on %s: %s", what, s->name.s,
 			    H->spec, buf_str(&o.why));
 	} else if (o.cancelled) {
@@ -412,7 +456,7 @@ out:
 	strvec_release(&env);
 	strvec_release(&rec_env);
 	buf_release(&bad);
-	return ok || s->phase == PHASE_METRICS;
+	return ok || (s->phase == PHASE_METRICS && !guarded);
 }
 
 struct phase_arg {
@@ -510,6 +554,8 @@ static void setup_hosts(struct engine *E)
 		for (int k = 0; k < 2; k++)
 			H->snap[k] = xcalloc(E->rb->n_phase[PHASE_PREFLIGHT] + 1,
 					     sizeof(struct snap));
+		H->metric_before = xcalloc(E->rb->n_phase[PHASE_METRICS] + 1,
+					   sizeof(char *));
 		for (size_t i = 0; i < E->rb->n_vars; i++)
 			varset_set(&H->vars, E->rb->vars[i].key, E->rb->vars[i].val);
 		varset_copy(&H->vars, E->o->cli_vars);
@@ -528,6 +574,10 @@ static void free_hosts(struct engine *E)
 		exec_close(H->ex);
 		exec_close(H->local_ex);
 		varset_release(&H->vars);
+		for (size_t i = 0; H->metric_before &&
+		     i < E->rb->n_phase[PHASE_METRICS]; i++)
+			free(H->metric_before[i]);
+		free(H->metric_before);
 		for (int k = 0; k < 2; k++) {
 			for (size_t i = 0; H->snap[k] &&
 			     i < E->rb->n_phase[PHASE_PREFLIGHT]; i++)

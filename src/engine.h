@@ -40,6 +40,7 @@ struct host_run {
 	struct exec *ex;	/* the host's executor (SSH or local) */
 	struct exec *local_ex;	/* for `local: true` steps on a remote host */
 	struct varset vars;
+	char **metric_before;	/* guarded metrics' values before the change */
 	struct rollback_item *items;	/* in the order their steps began */
 	size_t n_items, cap_items;
 	size_t changed_order;	/* 0: unchanged; else order of first change (mu) */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "guard.h"
 #include "runbook.h"
 #include "yamltree.h"
 
@@ -485,6 +486,30 @@ static void check_none_word(struct loader *L, const struct ynode *x,
 	buf_release(&f);
 }
 
+/* A metric's max, min, max_increase, max_decrease (guard.h). */
+static void load_guards(struct loader *L, const struct ynode *n,
+			struct step *s)
+{
+	struct buf p = BUF_INIT;
+
+	for (int k = 0; k < GUARD_COUNT; k++) {
+		const struct ynode *x = ynode_get(n, guard_key[k]);
+		bool rel = k == GUARD_MAX_INCREASE || k == GUARD_MAX_DECREASE;
+
+		if (!x)
+			continue;
+		if (x->type != YN_SCALAR || x->tag_str ||
+		    !guard_parse(x->text, rel, &s->guards[k])) {
+			bad(L, x, join(&p, s->path, guard_key[k]), rel ?
+			    "a number of the metric's units or a percentage of its value before the change, such as 50 or 20%" :
+			    "a number such as 150 or 0.5 (max and min are absolute; use max_increase or max_decrease for a percentage)");
+			continue;
+		}
+		s->guards[k].text = xstrdup(x->text);
+	}
+	buf_release(&p);
+}
+
 static void load_step(struct loader *L, const struct ynode *n,
 		      enum phase ph, size_t idx, struct step *s)
 {
@@ -503,7 +528,8 @@ static void load_step(struct loader *L, const struct ynode *n,
 	static const struct keyspec metric_keys[] = {
 		{ "name", true }, { "run", true }, { "pattern", true },
 		{ "timeout", false }, { "env", false }, { "dir", false },
-		{ "local", false },
+		{ "local", false }, { "max", false }, { "min", false },
+		{ "max_increase", false }, { "max_decrease", false },
 	};
 	struct buf p = BUF_INIT;
 	const struct ynode *x;
@@ -565,6 +591,8 @@ static void load_step(struct loader *L, const struct ynode *n,
 	}
 	if (ph == PHASE_METRICS && (x = ynode_get(n, "pattern")))
 		get_nonempty(L, x, join(&p, s->path, "pattern"), &s->pattern);
+	if (ph == PHASE_METRICS)
+		load_guards(L, n, s);
 	if (ph != PHASE_METRICS) {
 		if ((x = ynode_get(n, "expect")))
 			load_expect(L, x, join(&p, s->path, "expect"),

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "guard.h"
 #include "json.h"
 #include "render.h"
 #include "runbook.h"
@@ -235,6 +236,13 @@ static void text_step(const struct step *s, const struct shown *w,
 		buf_addf(&b, "'%s'", w->pats[4]);
 		text_field(out, "pattern", buf_str(&b));
 	}
+	buf_reset(&b);
+	for (int k = 0; k < GUARD_COUNT; k++)
+		if (s->guards[k].set)
+			buf_addf(&b, "%s%s %s", b.len ? ", " : "", guard_key[k],
+				 s->guards[k].text);
+	if (b.len)
+		text_field(out, "guards", buf_str(&b));
 	if (s->phase == PHASE_STEPS)
 		text_field(out, "rollback",
 			   s->rollback_none ? "none (nothing to undo)" :

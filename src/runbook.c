@@ -70,6 +70,8 @@ static void free_step(struct step *s)
 	free(s->expect.not_err.s);
 	free_kvs(s->capture, s->n_capture);
 	free_kvs(s->env, s->n_env);
+	for (int g = 0; g < GUARD_COUNT; g++)
+		free(s->guards[g].text);
 }
 
 void runbook_free(struct runbook *rb)

@@ -54,6 +54,17 @@ struct expect {
 	struct strval out, err, not_out, not_err;
 };
 
+/* A metric's guards (docs/format.md, "Metric guards"). */
+enum guard_kind { GUARD_MAX, GUARD_MIN, GUARD_MAX_INCREASE,
+		  GUARD_MAX_DECREASE, GUARD_COUNT };
+
+struct guard {
+	bool set;
+	bool percent;		/* of the value before the change */
+	double value;
+	char *text;		/* as written, for messages */
+};
+
 struct step {
 	enum phase phase;
 	size_t index;		/* within its phase */
@@ -71,6 +82,7 @@ struct step {
 	unsigned retry_delay_ms;
 	bool local;
 	bool no_baseline;	/* preflight `baseline: false`: not compared */
+	struct guard guards[GUARD_COUNT];	/* metrics */
 };
 
 struct host {
