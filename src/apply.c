@@ -22,6 +22,7 @@
 #include "hosts.h"
 #include "redact.h"
 #include "rollback.h"
+#include "sys.h"
 
 /* ---- one step ---- */
 
@@ -427,6 +428,20 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	if (s->phase == PHASE_METRICS && guard_any(s) &&
 	    E->metrics_when != METRIC_AFTER_ROLLBACK)
 		guarded = !judge_guards(E, H, s, &o);
+	if (E->watch_round && o.result != RES_OK &&
+	    (s->phase == PHASE_WATCH || guarded)) {
+		/* which round, and how long after verify: the note keeps it */
+		struct buf w = BUF_INIT;
+		char after[32];
+
+		format_duration((unsigned)((sys_now_ms() - E->watch_start) / 1000 * 1000),
+				after);
+		buf_addf(&w, "watch round %u, %s after verify: %s", E->watch_round,
+			 after, buf_str(&o.why));
+		buf_reset(&o.why);
+		buf_adds(&o.why, buf_str(&w));
+		buf_release(&w);
+	}
 	ok = o.result == RES_OK;
 	step_end(E, H, s, it, &o, attempts, rec, disp, kept);
 	if (!ok && E->checking) {
@@ -776,6 +791,53 @@ static int fail_rest(struct engine *E, enum change_status *status,
 	return code;
 }
 
+/*
+ * watch: its checks on every host, round after round every interval for
+ * the duration, after the last batch's verify and metrics; guarded
+ * metrics are measured and judged again each round. A failing check or
+ * guard fails the change (the caller rolls back); a signal stops it.
+ */
+static void run_watch(struct engine *E)
+{
+	const struct runbook *rb = E->rb;
+	unsigned long long start = sys_now_ms();
+	bool guarded = false;
+
+	for (size_t i = 0; i < rb->n_phase[PHASE_METRICS]; i++)
+		guarded |= guard_any(&rb->phases[PHASE_METRICS][i]);
+	E->watch_start = start;
+	for (unsigned round = 1; !engine_stopped(E); round++) {
+		unsigned long long now = sys_now_ms(), next;
+		char left[32], every[32], what[160];
+
+		E->watch_round = round;
+		/* whole seconds left, rounded */
+		format_duration((unsigned)((start + rb->watch_duration_ms > now ?
+				start + rb->watch_duration_ms - now + 500 : 0) /
+				1000 * 1000), left);
+		format_duration(rb->watch_interval_ms, every);
+		snprintf(what, sizeof(what), "watch: round %u, every %s, %s left",
+			 round, every, left);
+		stage(E, what);
+		run_phase(E, 0, E->n_hosts, PHASE_WATCH);
+		if (guarded && !engine_stopped(E)) {
+			E->metrics_when = METRIC_AFTER;
+			run_phase(E, 0, E->n_hosts, PHASE_METRICS);
+			E->metrics_when = METRIC_BEFORE;
+		}
+		next = start + (unsigned long long)round * rb->watch_interval_ms;
+		if (engine_stopped(E) || next > start + rb->watch_duration_ms)
+			break;
+		now = sys_now_ms();
+		if (next > now && !engine_pause_ms((unsigned)(next - now))) {
+			engine_fail(E, true, "interrupted by a signal during watch (round %u)",
+				    round + 1);
+			break;
+		}
+	}
+	E->watch_round = 0;
+}
+
 /* Preflight, metrics, steps, verify, metrics again: batch by batch. */
 static void run_batches(struct engine *E)
 {
@@ -859,6 +921,8 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 		goto closing;
 	}
 	run_batches(&E);
+	if (!E.failed && rb->n_phase[PHASE_WATCH] && !o->no_watch)
+		run_watch(&E);
 	if (!E.failed && o->rehearse)
 		code = rehearse_rest(&E, &status, err);
 	else if (!E.failed)

@@ -43,6 +43,7 @@ struct apply_opts {
 	 * status rollback-failed or failed; the diff is in the events).
 	 */
 	bool rehearse;
+	bool no_watch;		/* --no-watch: skip the runbook's watch */
 	const char *known_hosts;	/* NULL: ~/.ssh/known_hosts */
 	bool accept_new;	/* trust unknown (never changed) host keys */
 	const struct listener *listeners;

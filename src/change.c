@@ -181,6 +181,7 @@ void change_free(struct change_rec *c)
 	free(c->runbook);
 	free(c->mode);
 	free(c->limit);
+	free(c->watch);
 	free(c->file);
 	free(c->file_sha256);
 	free(c->target);
@@ -497,6 +498,8 @@ void change_rec_open(struct buf *out, const struct change_rec *c)
 		kv(out, "mode", c->mode);
 	if (c->limit)
 		kv(out, "limit", c->limit);
+	if (c->watch)
+		kv(out, "watch", c->watch);
 	kv(out, "file", c->file);
 	kv(out, "file_sha256", c->file_sha256);
 	kv(out, "target", c->target);
@@ -601,6 +604,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		replace(&c->runbook, str(r, "runbook"));
 		replace(&c->mode, str(r, "mode"));
 		replace(&c->limit, str(r, "limit"));
+		replace(&c->watch, str(r, "watch"));
 		replace(&c->file, str(r, "file"));
 		replace(&c->file_sha256, str(r, "file_sha256"));
 		replace(&c->target, str(r, "target"));

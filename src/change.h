@@ -130,6 +130,7 @@ struct change_rec {
 	char *id, *runbook, *file, *file_sha256, *target;
 	char *mode;		/* "apply" or "rehearse" */
 	char *limit;		/* --limit as given, or NULL: every host */
+	char *watch;		/* "10m, every 30s", "skipped (--no-watch)", NULL */
 	char *owner, *reason, *expected, *operator_;
 	char *started, *finished;
 	char *identity;		/* the target's SSH identity file, or NULL */

@@ -47,7 +47,7 @@ static const struct cmd_info cmds[] = {
 enum opt_id {
 	O_HELP, O_TARGET, O_VAR, O_NOTES, O_JSON, O_NO_COLOR, O_QUIET,
 	O_VERBOSE, O_FORKS, O_KNOWN_HOSTS, O_ACCEPT_NEW, O_DRY_RUN, O_LAST, O_YES, O_FORCE, O_REASON,
-	O_N, O_BY_HAND, O_LIMIT,
+	O_N, O_BY_HAND, O_LIMIT, O_NO_WATCH,
 };
 
 struct opt_info {
@@ -96,6 +96,8 @@ static const struct opt_info opts[] = {
 	{ O_LIMIT, "limit", 'l', "HOSTS",
 	  C(CMD_PLAN) | C(CMD_APPLY) | C(CMD_REHEARSE),
 	  "only these hosts of the target: names or globs, comma-separated (recorded)" },
+	{ O_NO_WATCH, "no-watch", 0, NULL, C(CMD_APPLY) | C(CMD_REHEARSE),
+	  "skip the runbook's watch after verify (recorded in the note)" },
 };
 
 const char *cli_cmd_name(enum cli_cmd cmd)
@@ -255,6 +257,9 @@ static int apply_opt(struct cli *c, const struct opt_info *o,
 		break;
 	case O_DRY_RUN:
 		c->dry_run = true;
+		break;
+	case O_NO_WATCH:
+		c->no_watch = true;
 		break;
 	case O_LAST:
 		c->last = true;

@@ -31,7 +31,7 @@ struct cli {
 	const char *notes;
 	const char *known_hosts;
 	bool json, no_color, quiet, verbose, accept_new, dry_run, last,
-	     yes, force;
+	     yes, force, no_watch;
 	const char *reason;	/* rollback --reason */
 	const char *limit;	/* --limit HOSTS */
 	unsigned forks;

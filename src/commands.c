@@ -364,6 +364,18 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	ch->mode = xstrdup(c->cmd == CMD_REHEARSE ? "rehearse" : "apply");
 	if (c->limit)
 		ch->limit = xstrdup(c->limit);
+	if (rb->n_phase[PHASE_WATCH]) {
+		char d[32], i[32];
+		struct buf w = BUF_INIT;
+
+		format_duration(rb->watch_duration_ms, d);
+		format_duration(rb->watch_interval_ms, i);
+		if (c->no_watch)
+			buf_addf(&w, "skipped (--no-watch)");
+		else
+			buf_addf(&w, "%s, every %s", d, i);
+		ch->watch = buf_detach(&w);
+	}
 	if (render_reason(rb, o.target, &c->vars, id, ch, err) < 0) {
 		code = err->cls;
 		goto out;
@@ -382,6 +394,7 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	o.cli_vars = &c->vars;
 	o.forks = c->forks;
 	o.rehearse = c->cmd == CMD_REHEARSE;
+	o.no_watch = c->no_watch;
 	o.known_hosts = c->known_hosts;
 	o.accept_new = c->accept_new;
 	o.listeners = ls;

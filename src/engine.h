@@ -11,7 +11,7 @@
  * or a command runs and never taken twice. The bus has its own lock
  * (event.h); nothing takes E->mu while holding it. Everything else a
  * worker touches is its own host's; what the calling thread sets
- * between phases (metrics_when, snap_pass, checking) is read only by
+ * between phases (metrics_when, snap_pass, checking, watch_round) is read only by
  * workers started after it was set.
  */
 #ifndef RUNBOOK_ENGINE_H
@@ -64,6 +64,8 @@ struct engine {
 	/* set by the calling thread while no worker runs */
 	enum metric_when metrics_when;	/* of the metrics phase now running */
 	int snap_pass;		/* preflight: 0 baseline, 1 after a rollback */
+	unsigned watch_round;	/* the watch round now running, from 1 */
+	unsigned long long watch_start;	/* sys_now_ms() of round 1 */
 	bool checking;		/* after a rollback: failures are mismatches */
 	/* guarded by mu */
 	pthread_mutex_t mu;

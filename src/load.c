@@ -659,6 +659,41 @@ static void load_phase(struct loader *L, const struct ynode *root,
 		load_step(L, n->items[i], ph, i, &L->rb->phases[ph][i]);
 }
 
+/* watch: { duration, interval, steps } (docs/watch.md). */
+static void load_watch(struct loader *L, const struct ynode *n)
+{
+	static const struct keyspec keys[] = {
+		{ "duration", true }, { "interval", true }, { "steps", true },
+	};
+	struct runbook *rb = L->rb;
+	const struct ynode *x;
+
+	if (!want_map(L, n, "watch"))
+		return;
+	check_keys(L, n, "watch", keys, sizeof(keys) / sizeof(keys[0]));
+	if ((x = ynode_get(n, "duration")) &&
+	    get_duration(L, x, "watch.duration", &rb->watch_duration_ms) &&
+	    rb->watch_duration_ms == 0)
+		bad(L, x, "watch.duration", "a duration above zero, such as 10m");
+	if ((x = ynode_get(n, "interval")) &&
+	    get_duration(L, x, "watch.interval", &rb->watch_interval_ms)) {
+		if (rb->watch_interval_ms == 0)
+			bad(L, x, "watch.interval", "a duration above zero, such as 30s");
+		else if (rb->watch_duration_ms &&
+			 rb->watch_interval_ms > rb->watch_duration_ms)
+			bad(L, x, "watch.interval", "a duration no longer than watch.duration");
+	}
+	if (!(x = ynode_get(n, "steps")) || !want_seq(L, x, "watch.steps"))
+		return;
+	if (x->n == 0)
+		bad(L, x, "watch.steps", "a non-empty list of read-only checks");
+	rb->phases[PHASE_WATCH] = xcalloc(x->n ? x->n : 1, sizeof(struct step));
+	rb->n_phase[PHASE_WATCH] = x->n;
+	for (size_t i = 0; i < x->n; i++)
+		load_step(L, x->items[i], PHASE_WATCH, i,
+			  &rb->phases[PHASE_WATCH][i]);
+}
+
 static void load_host(struct loader *L, const struct ynode *n,
 		      const char *path, struct host *h)
 {
@@ -824,7 +859,7 @@ static void load_root(struct loader *L, const struct ynode *root)
 		{ "reason", true }, { "expected", true }, { "targets", false },
 		{ "vars", false }, { "secrets", false }, { "redact", false },
 		{ "preflight", false }, { "steps", true }, { "verify", false },
-		{ "metrics", false },
+		{ "metrics", false }, { "watch", false },
 	};
 	struct runbook *rb = L->rb;
 	const struct ynode *x;
@@ -882,8 +917,10 @@ static void load_root(struct loader *L, const struct ynode *root)
 			free(item);
 		}
 	}
-	for (int ph = 0; ph < PHASE_COUNT; ph++)
+	for (int ph = 0; ph < PHASE_WATCH; ph++)
 		load_phase(L, root, (enum phase)ph);
+	if ((x = ynode_get(root, "watch")))
+		load_watch(L, x);
 }
 
 int runbook_load_mem(const char *path, const char *data, size_t len,

@@ -258,6 +258,8 @@ void note_front_matter(const struct change_rec *c, struct buf *b)
 		fm_str(b, "mode", c->mode);
 	if (c->mode)	/* notes from before `mode` had no --limit either */
 		fm_str(b, "limit", c->limit);
+	if (c->watch)
+		fm_str(b, "watch", c->watch);
 	fm_str(b, "file", c->file);
 	fm_str(b, "file_sha256", c->file_sha256);
 	fm_str(b, "target", c->target);
@@ -674,7 +676,7 @@ static void parse_head(struct reader *r, const struct ynode *root,
 		size_t off;
 	} f[] = {
 #define F(k, m) { k, offsetof(struct change_rec, m) }
-		F("change", id), F("runbook", runbook), F("mode", mode), F("limit", limit),
+		F("change", id), F("runbook", runbook), F("mode", mode), F("limit", limit), F("watch", watch),
 		F("file", file),
 		F("file_sha256", file_sha256), F("target", target),
 		F("owner", owner), F("reason", reason), F("expected", expected),

@@ -285,7 +285,8 @@ int plan_write(const struct runbook *rb, const struct target *t,
 	size_t per = target_batch_size(t);
 	size_t nb = (t->n_hosts + per - 1) / per;
 	static const enum phase order[] = { PHASE_PREFLIGHT, PHASE_METRICS,
-					    PHASE_STEPS, PHASE_VERIFY };
+					    PHASE_STEPS, PHASE_VERIFY,
+					    PHASE_WATCH };
 	struct buf line = BUF_INIT;
 	char *reason = NULL, *expected = NULL;
 	int ret = -1;

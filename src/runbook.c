@@ -32,7 +32,7 @@ struct src_pos strval_pos_at(const struct strval *v, size_t off)
 const char *phase_name(enum phase p)
 {
 	static const char *const names[] = { "preflight", "step", "verify",
-					     "metric" };
+					     "metric", "watch" };
 
 	return p < PHASE_COUNT ? names[p] : "?";
 }
@@ -40,7 +40,7 @@ const char *phase_name(enum phase p)
 const char *phase_key(enum phase p)
 {
 	static const char *const keys[] = { "preflight", "steps", "verify",
-					    "metrics" };
+					    "metrics", "watch.steps" };
 
 	return p < PHASE_COUNT ? keys[p] : "?";
 }

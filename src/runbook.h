@@ -45,7 +45,7 @@ struct kv {
 };
 
 enum phase { PHASE_PREFLIGHT, PHASE_STEPS, PHASE_VERIFY, PHASE_METRICS,
-	     PHASE_COUNT };
+	     PHASE_WATCH, PHASE_COUNT };
 
 struct expect {
 	int *exit_codes;	/* never empty: {0} by default */
@@ -129,6 +129,8 @@ struct runbook {
 	size_t n_redact;
 	struct step *phases[PHASE_COUNT];
 	size_t n_phase[PHASE_COUNT];
+	/* watch: its steps are phases[PHASE_WATCH] (docs/watch.md) */
+	unsigned watch_duration_ms, watch_interval_ms;
 };
 
 const char *phase_name(enum phase p);

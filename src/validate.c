@@ -620,6 +620,8 @@ size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 		check_step(&V, &rb->phases[PHASE_STEPS][i]);
 	for (size_t i = 0; i < rb->n_phase[PHASE_VERIFY]; i++)
 		check_step(&V, &rb->phases[PHASE_VERIFY][i]);
+	for (size_t i = 0; i < rb->n_phase[PHASE_WATCH]; i++)
+		check_step(&V, &rb->phases[PHASE_WATCH][i]);
 	V.names.n = after_preflight;
 	for (size_t i = 0; i < rb->n_phase[PHASE_METRICS]; i++)
 		check_step(&V, &rb->phases[PHASE_METRICS][i]);

@@ -74,6 +74,7 @@ static void assert_rec_equal(const struct change_rec *a,
 	assert_same_str("identity", a->identity, b->identity);
 	assert_same_str("mode", a->mode, b->mode);
 	assert_same_str("limit", a->limit, b->limit);
+	assert_same_str("watch", a->watch, b->watch);
 	assert_same_str("baseline", a->baseline, b->baseline);
 	assert_same_str("baseline_diff", a->baseline_diff, b->baseline_diff);
 	assert_int_equal(a->status, b->status);
@@ -198,6 +199,7 @@ static struct change_rec *full_rec(void)
 
 	c->id = xstrdup("20240501T120000Z-db-migrate-0a1b2c3d");
 	c->mode = xstrdup("apply");
+	c->watch = xstrdup("skipped (--no-watch)");
 	c->limit = xstrdup("web[12],db*: \"x\"");
 	c->runbook = xstrdup("db-migrate");
 	c->file = xstrdup("/srv/run books/db \"main\": #1.yml");
