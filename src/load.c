@@ -430,20 +430,26 @@ static void load_expect(struct loader *L, const struct ynode *n,
 	buf_release(&p);
 }
 
-/* YAML 1.1 would read these as booleans or null: never a rollback. */
+/*
+ * YAML 1.1 would read these as booleans or null: never a rollback.
+ * yes, no, on, off, y and n are refused quoted too, so the JSON Schema
+ * (which sees "no" and no alike) can refuse them as well; a command of
+ * that name is written shell-quoted ('no'). true and false are refused
+ * plain only: rollback: "true" is the command true.
+ */
 static bool ambiguous_word(const struct ynode *n)
 {
 	static const char *const words[] = {
 		"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
-		"true", "True", "TRUE", "false", "False", "FALSE", "on", "On",
-		"ON", "off", "Off", "OFF",
+		"on", "On", "ON", "off", "Off", "OFF",
+		"true", "True", "TRUE", "false", "False", "FALSE",
 	};
+	size_t any_style = 16;	/* words before true: refused in any style */
 
-	if (n->style != YS_PLAIN || n->tag_str)
-		return false;
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
 		if (strcmp(n->text, words[i]) == 0)
-			return true;
+			return i < any_style ||
+			       (n->style == YS_PLAIN && !n->tag_str);
 	return false;
 }
 
@@ -566,11 +572,14 @@ static void load_step(struct loader *L, const struct ynode *n,
 		const char *sub = join(&p, s->path, "name");
 
 		if (get_nonempty(L, x, sub, &s->name)) {
+			size_t chars = 0;	/* UTF-8 (checked): not 10xxxxxx */
 			bool ctl = false;
 
-			for (const char *c = s->name.s; *c; c++)
+			for (const char *c = s->name.s; *c; c++) {
 				ctl |= (unsigned char)*c < 0x20 || *c == 0x7f;
-			if (ctl || strlen(s->name.s) > RB_MAX_STEP_NAME)
+				chars += ((unsigned char)*c & 0xc0) != 0x80;
+			}
+			if (ctl || chars > RB_MAX_STEP_NAME)
 				bad(L, x, sub, "a name of at most 200 characters on one line");
 		}
 	}
@@ -694,6 +703,27 @@ static void load_watch(struct loader *L, const struct ynode *n)
 			  &rb->phases[PHASE_WATCH][i]);
 }
 
+/*
+ * The file's host form is narrower than what host_parse() takes (it
+ * also reads hosts back from notes): user and name of letters, digits,
+ * '.', '_' and '-', an IPv6 address of hex digits, ':' and '.', as the
+ * JSON Schema says.
+ */
+static bool host_chars_ok(const struct host *h)
+{
+	static const char word[] = "abcdefghijklmnopqrstuvwxyz"
+				   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+	const char *a = h->address;
+
+	if (h->local)
+		return true;
+	if (h->user && h->user[strspn(h->user, word)])
+		return false;
+	if (strchr(h->spec, '['))
+		return a[strspn(a, "0123456789abcdefABCDEF:.")] == '\0';
+	return a[strspn(a, word)] == '\0';
+}
+
 static void load_host(struct loader *L, const struct ynode *n,
 		      const char *path, struct host *h)
 {
@@ -720,7 +750,7 @@ static void load_host(struct loader *L, const struct ynode *n,
 		goto out;
 	}
 	h->spec = xstrndup(spec->text, spec->len);
-	if (!host_parse(h)) {
+	if (!host_parse(h) || !host_chars_ok(h)) {
 		bad(L, spec, path, "a host such as local, host, user@host or user@host:2222");
 		/* no address: not compared with the other hosts */
 		free(h->address);

@@ -44,7 +44,8 @@ def schema_keys(schema):
     def visit(node, place):
         if isinstance(node, dict):
             for k, sub in (node.get("properties") or {}).items():
-                keys.add((place, k))
+                if sub is not False:  # a key refused there is not one to use
+                    keys.add((place, k))
             for k, v in node.items():
                 if k != "$defs":
                     visit(v, place)

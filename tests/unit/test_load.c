@@ -432,19 +432,25 @@ static void test_rollback_none(void **state)
 
 	(void)state;
 	load(&L, HEAD "steps:\n  - name: a\n    run: echo a\n    rollback: none\n"
-	     "  - name: b\n    run: echo b\n    rollback: \"no\"\n");
+	     "  - name: b\n    run: echo b\n    rollback: \"'no'\"\n"
+	     "  - name: c\n    run: echo c\n    rollback: \"true\"\n");
 	assert_clean(&L);
 	assert_true(L.rb->phases[PHASE_STEPS][0].rollback_none);
-	/* quoted, "no" is a command: the YAML 1.1 trap is only the plain word */
+	/* a command named no is written shell-quoted */
 	assert_false(L.rb->phases[PHASE_STEPS][1].rollback_none);
-	assert_string_equal(L.rb->phases[PHASE_STEPS][1].rollback.s, "no");
+	assert_string_equal(L.rb->phases[PHASE_STEPS][1].rollback.s, "'no'");
+	/* quoted, "true" is the command true: only plain true is a boolean */
+	assert_string_equal(L.rb->phases[PHASE_STEPS][2].rollback.s, "true");
 	release(&L);
 }
 
 static void test_rollback_no_is_an_error(void **state)
 {
+	/* yes/no/on/off quoted too: the JSON Schema sees "no" and no alike */
 	static const char *const words[] = { "no", "No", "false", "off", "yes",
-					     "n", "~", "null", "" };
+					     "n", "~", "null", "", "\"no\"",
+					     "'yes'", "\"off\"", "\"Y\"",
+					     "'ON'" };
 	struct loaded L;
 	char text[512];
 
