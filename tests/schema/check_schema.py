@@ -5,6 +5,8 @@ Usage: check_schema.py SRCDIR
 
 - the schema itself must be valid JSON Schema draft 2020-12;
 - runbooks/*.yml and tests/data/valid/*.yml must pass the schema;
+- runbooks/*.yml must open with the `yaml-language-server: $schema=` line
+  that leads to schema/runbook.schema.json;
 - tests/data/invalid-schema/*.yml must each fail it;
 - together, tests/data/valid/*.yml must use every key the schema knows.
 
@@ -137,6 +139,18 @@ def main(argv):
                                   ("tests/data/invalid-schema/*.yml", invalid, 10)):
         if len(found) < minimum:
             report(False, label, f"expected at least {minimum} files, found {len(found)}")
+
+    # An editor with a YAML language server finds the schema by this line.
+    for path in files("runbooks/*.yml"):
+        rel = os.path.relpath(path, src)
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().rstrip("\n")
+        prefix = "# yaml-language-server: $schema="
+        target = first[len(prefix):] if first.startswith(prefix) else ""
+        where = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        report(bool(target) and where == os.path.normpath(schema_path),
+               f"{rel} names the schema on its first line",
+               "" if target else f"expected '{prefix}../schema/runbook.schema.json', found '{first}'")
 
     for path in valid:
         rel = os.path.relpath(path, src)
