@@ -19,6 +19,7 @@
 #include "match.h"
 #include "render.h"
 #include "runbook.h"
+#include "suggest.h"
 #include "template.h"
 
 static const char *const builtins[] = { "change.id", "target", "host",
@@ -215,11 +216,54 @@ out:
 	buf_release(&rendered);
 }
 
+/* "; did you mean {{ secrets.NAME }}?" for an undeclared secret. */
+static void hint_secret(const struct runbook *rb, const char *name,
+			struct buf *out)
+{
+	const char **known = xcalloc(rb->n_secrets + 1, sizeof(*known));
+	const char *near;
+
+	for (size_t i = 0; i < rb->n_secrets; i++)
+		known[i] = rb->secrets[i].name;
+	if ((near = suggest_closest(known, rb->n_secrets, name)))
+		buf_addf(out, "; did you mean {{ secrets.%s }}?", near);
+	free(known);
+}
+
+/*
+ * "; did you mean {{ NAME }}?" for an unknown name: the names usable
+ * here (in scope, built in, and secrets.NAME where secrets go) closest
+ * to it. Nothing when none is close.
+ */
+static void hint_name(const struct vctx *V, const char *name,
+		      enum place place, struct buf *out)
+{
+	struct strvec known = STRVEC_INIT;
+	const char *near;
+
+	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+		if (place != IN_TEXT || strcmp(builtins[i], "host") != 0)
+			strvec_push(&known, builtins[i]);
+	for (size_t i = 0; i < V->names.n; i++)
+		strvec_push(&known, V->names.v[i]);
+	for (size_t i = 0; place == IN_COMMAND && i < V->rb->n_secrets; i++) {
+		struct buf b = BUF_INIT;
+
+		buf_addf(&b, "secrets.%s", V->rb->secrets[i].name);
+		strvec_push_owned(&known, buf_detach(&b));
+	}
+	near = suggest_closest((const char *const *)known.v, known.n, name);
+	if (near)
+		buf_addf(out, "; did you mean {{ %s }}?", near);
+	strvec_release(&known);
+}
+
 static void check_template(struct vctx *V, const struct strval *v,
 			   const char *base, const char *key, enum tpl_mode mode,
 			   enum place place)
 {
 	struct tpl_refs refs = { 0 };
+	struct buf hint = BUF_INIT;
 	char problem[512];
 	size_t off = 0;
 
@@ -237,25 +281,31 @@ static void check_template(struct vctx *V, const struct strval *v,
 		strvec_push(&V->used, name);
 		if (refuse_ref(V, v, &refs.v[i], base, key, place))
 			continue;
+		buf_reset(&hint);
 		if (strncmp(name, "secrets.", 8) == 0) {
-			if (!runbook_secret(V->rb, name + 8))
+			if (!runbook_secret(V->rb, name + 8)) {
+				hint_secret(V->rb, name + 8, &hint);
 				problem_at(V, pos,
-					   PATH_FMT ": expected a secret declared under secrets, found unknown \"{{ %s }}\"",
-					   PATH_ARGS(base, key), name);
+					   PATH_FMT ": expected a secret declared under secrets, found unknown \"{{ %s }}\"%s",
+					   PATH_ARGS(base, key), name,
+					   buf_str(&hint));
+			}
 			continue;
 		}
 		if (is_builtin_var(name) || scope_has(&V->names, name))
 			continue;
+		hint_name(V, name, place, &hint);
 		if (place == IN_TEXT)
 			problem_at(V, pos,
-				   PATH_FMT ": expected a variable of vars or --var, or target, runbook.name or change.id, found unknown \"{{ %s }}\"",
-				   PATH_ARGS(base, key), name);
+				   PATH_FMT ": expected a variable of vars or --var, or target, runbook.name or change.id, found unknown \"{{ %s }}\"%s",
+				   PATH_ARGS(base, key), name, buf_str(&hint));
 		else
 			problem_at(V, pos,
-				   PATH_FMT ": expected a variable defined before this point (vars, an earlier capture, a built-in, or --var), found unknown \"{{ %s }}\"",
-				   PATH_ARGS(base, key), name);
+				   PATH_FMT ": expected a variable defined before this point (vars, an earlier capture, a built-in, or --var), found unknown \"{{ %s }}\"%s",
+				   PATH_ARGS(base, key), name, buf_str(&hint));
 	}
 out:
+	buf_release(&hint);
 	tpl_refs_release(&refs);
 }
 
@@ -450,44 +500,6 @@ static void check_hosts(struct vctx *V, const struct target *t)
 	free(k);
 }
 
-/*
- * Damerau-Levenshtein distance (optimal string alignment) ignoring
- * case; SIZE_MAX when the lengths alone differ by more than 2, or a
- * name is too long to be a typo worth naming.
- */
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t n = strlen(a), m = strlen(b), w = m + 1, r;
-	size_t *d;
-
-	if ((n > m ? n - m : m - n) > 2 || n > 128 || m > 128)
-		return SIZE_MAX;
-	d = xcalloc((n + 1) * w, sizeof(*d));
-	for (size_t i = 0; i <= n; i++)
-		d[i * w] = i;
-	for (size_t j = 0; j <= m; j++)
-		d[j] = j;
-	for (size_t i = 1; i <= n; i++) {
-		for (size_t j = 1; j <= m; j++) {
-			size_t cost = lower(a[i - 1]) != lower(b[j - 1]);
-			size_t v = d[(i - 1) * w + j] + 1;
-
-			if (d[i * w + j - 1] + 1 < v)
-				v = d[i * w + j - 1] + 1;
-			if (d[(i - 1) * w + j - 1] + cost < v)
-				v = d[(i - 1) * w + j - 1] + cost;
-			if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
-			    lower(a[i - 2]) == lower(b[j - 1]) &&
-			    d[(i - 2) * w + j - 2] + 1 < v)
-				v = d[(i - 2) * w + j - 2] + 1;
-			d[i * w + j] = v;
-		}
-	}
-	r = d[n * w + m];
-	free(d);
-	return r;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -522,24 +534,6 @@ static void known_names(struct vctx *V, struct strvec *out)
 		out->v[n] = NULL;
 }
 
-/* The closest known name to name, if close enough to be a typo. */
-static const char *closest(const struct strvec *known, const char *name)
-{
-	size_t best = SIZE_MAX, len = strlen(name);
-	const char *pick = NULL;
-
-	for (size_t i = 0; i < known->n; i++) {
-		size_t d = edit_distance(name, known->v[i]);
-
-		if (d < best && (d == 0 || (d <= 2 && d < len &&
-					    d < strlen(known->v[i])))) {
-			best = d;
-			pick = known->v[i];
-		}
-	}
-	return pick;
-}
-
 /*
  * A --var name the runbook neither declares nor uses would be recorded
  * and change nothing: -e verison=1.3.0 applies the default version.
@@ -568,7 +562,8 @@ static void check_var_names(struct vctx *V, char *const *names, size_t n)
 					      sizeof(*known.v), cmp_str)) {
 			buf_release(&b);
 			continue;
-		} else if ((near = closest(&known, name))) {
+		} else if ((near = suggest_closest((const char *const *)known.v,
+						   known.n, name))) {
 			buf_addf(&b, "unknown \"%s\"; did you mean %s?", name,
 				 near);
 		} else if (known.n) {
