@@ -7,6 +7,7 @@
  */
 #include "load.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include "buf.h"
 #include "guard.h"
 #include "runbook.h"
+#include "suggest.h"
 #include "yamltree.h"
 
 struct loader {
@@ -31,6 +33,8 @@ struct keyspec {
 	const char *name;
 	bool required;
 };
+
+#define MAX_KEYS 16	/* the most keys a mapping of the format has */
 
 static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *pathf(const char *fmt, ...)
@@ -88,9 +92,10 @@ static bool check_keys_skip(struct loader *L, const struct ynode *map,
 			    const char *path, const struct keyspec *keys,
 			    size_t nkeys, const char *skip)
 {
+	bool ok = true, suggested[MAX_KEYS] = { false };
 	struct buf p = BUF_INIT;
-	bool ok = true;
 
+	assert(nkeys <= MAX_KEYS);
 	for (size_t i = 0; i < map->n; i++) {
 		const struct ynode *k = map->keys[i];
 		bool known = false;
@@ -100,20 +105,29 @@ static bool check_keys_skip(struct loader *L, const struct ynode *map,
 			known = strcmp(k->text, keys[j].name) == 0;
 		if (!known) {
 			struct buf list = BUF_INIT;
+			const char *names[MAX_KEYS], *near;
 
-			for (size_t j = 0; j < nkeys; j++)
+			for (size_t j = 0; j < nkeys; j++) {
 				buf_addf(&list, "%s%s", j ? ", " : "",
 					 keys[j].name);
+				names[j] = keys[j].name;
+			}
+			near = suggest_closest(names, nkeys, k->text);
+			for (size_t j = 0; near && j < nkeys; j++)
+				suggested[j] |= names[j] == near;
 			diag_at(L->d, &k->pos,
-				"%s: expected one of the keys %s, found unknown key \"%s\"",
+				"%s: expected one of the keys %s, found unknown key \"%s\"%s%s%s",
 				join(&p, path, k->text), buf_str(&list),
-				k->text);
+				k->text, near ? "; did you mean " : "",
+				near ? near : "", near ? "?" : "");
 			buf_release(&list);
 			ok = false;
 		}
 	}
+	/* a missing key that an unknown one misspells is said there */
 	for (size_t j = 0; j < nkeys; j++) {
-		if (keys[j].required && !ynode_get(map, keys[j].name)) {
+		if (keys[j].required && !suggested[j] &&
+		    !ynode_get(map, keys[j].name)) {
 			diag_at(L->d, &map->pos,
 				"%s: expected a key \"%s\", found none",
 				join(&p, path, keys[j].name), keys[j].name);
@@ -211,6 +225,28 @@ static void check_dup_keys(struct loader *L, const struct ynode *n,
 	}
 }
 
+/*
+ * A number or boolean in quotes is text to YAML: where the plain word
+ * would have been right (plain_ok), the message says the one fix.
+ */
+static void bad_quoted(struct loader *L, const struct ynode *n,
+		       const char *path, const char *expected, bool plain_ok)
+{
+	struct buf q = BUF_INIT;
+
+	if (!plain_ok || n->type != YN_SCALAR ||
+	    (n->style != YS_SINGLE && n->style != YS_DOUBLE)) {
+		bad(L, n, path, expected);
+		return;
+	}
+	diag_quote(&q, n->text, n->len, 60);
+	diag_at(L->d, &n->pos,
+		"%s: expected %s, found the quoted text %c%s%c; remove the quotes",
+		path, expected, n->style == YS_SINGLE ? '\'' : '"', buf_str(&q),
+		n->style == YS_SINGLE ? '\'' : '"');
+	buf_release(&q);
+}
+
 static bool want_map(struct loader *L, const struct ynode *n,
 		     const char *path)
 {
@@ -292,17 +328,14 @@ static bool get_nonempty(struct loader *L, const struct ynode *n,
 static bool get_bool(struct loader *L, const struct ynode *n,
 		     const char *path, bool *out)
 {
-	if (n->type == YN_SCALAR && n->style == YS_PLAIN && !n->tag_str) {
-		if (strcmp(n->text, "true") == 0) {
-			*out = true;
-			return true;
-		}
-		if (strcmp(n->text, "false") == 0) {
-			*out = false;
-			return true;
-		}
+	bool word = n->type == YN_SCALAR && (strcmp(n->text, "true") == 0 ||
+					     strcmp(n->text, "false") == 0);
+
+	if (word && n->style == YS_PLAIN && !n->tag_str) {
+		*out = n->text[0] == 't';
+		return true;
 	}
-	bad(L, n, path, "true or false");
+	bad_quoted(L, n, path, "true or false", word);
 	return false;
 }
 
@@ -311,19 +344,21 @@ static bool get_uint(struct loader *L, const struct ynode *n,
 		     unsigned *out)
 {
 	char expected[96];
+	bool fits = false;
+	unsigned long v = 0;
 
-	if (n->type == YN_SCALAR && n->style == YS_PLAIN && n->len > 0 &&
-	    n->len <= 9 && strspn(n->text, "0123456789") == n->len) {
-		unsigned long v = strtoul(n->text, NULL, 10);
-
-		if (v >= min && v <= max) {
-			*out = (unsigned)v;
-			return true;
-		}
+	if (n->type == YN_SCALAR && n->len > 0 && n->len <= 9 &&
+	    strspn(n->text, "0123456789") == n->len) {
+		v = strtoul(n->text, NULL, 10);
+		fits = v >= min && v <= max;
+	}
+	if (fits && n->style == YS_PLAIN && !n->tag_str) {
+		*out = (unsigned)v;
+		return true;
 	}
 	snprintf(expected, sizeof(expected), "a whole number from %u to %u",
 		 min, max);
-	bad(L, n, path, expected);
+	bad_quoted(L, n, path, expected, fits);
 	return false;
 }
 
@@ -815,7 +850,10 @@ static void load_target(struct loader *L, const struct ynode *k,
 		if (ok)
 			t->serial = v;
 		else
-			bad(L, x, sub, "a number of hosts per batch (1 or more) or a percentage such as 25%");
+			bad_quoted(L, x, sub, "a number of hosts per batch (1 or more) or a percentage such as 25%",
+				   x->type == YN_SCALAR && x->len > 0 &&
+				   x->len <= 6 && strspn(x->text, "0123456789") == x->len &&
+				   strtoul(x->text, NULL, 10) >= 1);
 	}
 	if ((x = ynode_get(n, "identity")))
 		get_nonempty(L, x, join(&p, path, "identity"), &t->identity);
@@ -839,6 +877,7 @@ static void load_secrets(struct loader *L, const struct ynode *n)
 		char *path = pathf("secrets.%s", k->text);
 		struct secret s = { 0 };
 		struct strval from = { 0 };
+		bool keys_ok;
 
 		if (!is_var_name(k->text)) {
 			diag_at(L->d, &k->pos,
@@ -851,10 +890,11 @@ static void load_secrets(struct loader *L, const struct ynode *n)
 			free(path);
 			continue;
 		}
-		check_keys(L, v, path, keys, 2);
+		keys_ok = check_keys(L, v, path, keys, 2);
 		env = ynode_get(v, "env");
 		file = ynode_get(v, "file");
-		if ((env && file) || (!env && !file)) {
+		/* { evn: X } is said once, as an unknown key */
+		if ((env && file) || (!env && !file && keys_ok)) {
 			diag_at(L->d, &v->pos,
 				"%s: expected exactly one source, env: VARIABLE or file: PATH, found %s",
 				path, env ? "both" : "neither");
@@ -896,11 +936,13 @@ static void load_root(struct loader *L, const struct ynode *root)
 
 	check_keys(L, root, "", keys, sizeof(keys) / sizeof(keys[0]));
 	if ((x = ynode_get(root, "version"))) {
-		if (x->type == YN_SCALAR && x->style == YS_PLAIN &&
-		    strcmp(x->text, "1") == 0)
+		bool one = x->type == YN_SCALAR && strcmp(x->text, "1") == 0;
+
+		if (one && x->style == YS_PLAIN && !x->tag_str)
 			rb->version = 1;
 		else
-			bad(L, x, "version", "1 (the only format version)");
+			bad_quoted(L, x, "version",
+				   "1 (the only format version)", one);
 	}
 	if ((x = ynode_get(root, "name")) && get_string(L, x, "name", &rb->name) &&
 	    !is_runbook_name(rb->name.s))
