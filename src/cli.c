@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "suggest.h"
 
 #define C(x) (1u << (x))
 #define ALL (C(CMD_VALIDATE) | C(CMD_PLAN) | C(CMD_APPLY) | C(CMD_REHEARSE) | \
@@ -17,15 +18,8 @@
 #define RUNNERS (C(CMD_APPLY) | C(CMD_REHEARSE) | C(CMD_ROLLBACK))
 #define NOTES (RUNNERS | C(CMD_STATUS) | C(CMD_LOG) | C(CMD_SHOW))
 
-struct cmd_info {
-	enum cli_cmd cmd;
-	const char *name;
-	const char *args;
-	const char *summary;
-	size_t min_args, max_args;
-};
 
-static const struct cmd_info cmds[] = {
+static const struct cli_cmd_info cmds[] = {
 	{ CMD_VALIDATE, "validate", "FILE...",
 	  "check files; print every problem; run nothing", 1, (size_t)-1 },
 	{ CMD_PLAN, "plan", "FILE",
@@ -50,17 +44,9 @@ enum opt_id {
 	O_N, O_BY_HAND, O_LIMIT, O_NO_WATCH,
 };
 
-struct opt_info {
-	enum opt_id id;
-	const char *lng;
-	char shrt;
-	const char *arg;
-	unsigned cmds;
-	const char *help;
-};
-
-static const struct opt_info opts[] = {
-	{ O_HELP, "help", 'h', NULL, ALL, "show help for the command" },
+static const struct cli_opt_info opts[] = {
+	{ O_HELP, "help", 'h', NULL, ALL | C(CMD_NEW) | C(CMD_COMPLETION),
+	  "show help for the command" },
 	{ O_TARGET, "target", 't', "NAME",
 	  C(CMD_PLAN) | RUNNERS | C(CMD_STATUS),
 	  "target to act on (needed when the runbook has several)" },
@@ -73,7 +59,7 @@ static const struct opt_info opts[] = {
 	  "machine output: one JSON object per line on stdout" },
 	{ O_NO_COLOR, "no-color", 0, NULL, ALL, "no colors (also NO_COLOR)" },
 	{ O_QUIET, "quiet", 'q', NULL, ALL, "print only errors" },
-	{ O_VERBOSE, "verbose", 'v', NULL, ALL,
+	{ O_VERBOSE, "verbose", 'v', NULL, RUNNERS,
 	  "also stream each command's (redacted) output" },
 	{ O_FORKS, "forks", 0, "N", RUNNERS, "hosts at once (default 20)" },
 	{ O_KNOWN_HOSTS, "known-hosts", 0, "FILE", RUNNERS,
@@ -108,7 +94,24 @@ const char *cli_cmd_name(enum cli_cmd cmd)
 	return "runbook";
 }
 
-static const struct cmd_info *cmd_info(enum cli_cmd cmd)
+const struct cli_cmd_info *cli_commands(size_t *n)
+{
+	*n = sizeof(cmds) / sizeof(cmds[0]);
+	return cmds;
+}
+
+const struct cli_opt_info *cli_options(size_t *n)
+{
+	*n = sizeof(opts) / sizeof(opts[0]);
+	return opts;
+}
+
+bool cli_takes(const struct cli_opt_info *o, enum cli_cmd cmd)
+{
+	return (o->cmds & C(cmd)) != 0;
+}
+
+static const struct cli_cmd_info *cmd_info(enum cli_cmd cmd)
 {
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (cmds[i].cmd == cmd)
@@ -137,7 +140,7 @@ void cli_usage(FILE *fp)
 
 void cli_cmd_help(FILE *fp, enum cli_cmd cmd)
 {
-	const struct cmd_info *ci = cmd_info(cmd);
+	const struct cli_cmd_info *ci = cmd_info(cmd);
 
 	if (!ci) {
 		cli_usage(fp);
@@ -146,7 +149,7 @@ void cli_cmd_help(FILE *fp, enum cli_cmd cmd)
 	fprintf(fp, "usage: runbook %s [options] %s\n\n%s\n\noptions:\n",
 		ci->name, ci->args, ci->summary);
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-		const struct opt_info *o = &opts[i];
+		const struct cli_opt_info *o = &opts[i];
 		char head[64];
 
 		if (!(o->cmds & C(cmd)))
@@ -164,7 +167,7 @@ void cli_cmd_help(FILE *fp, enum cli_cmd cmd)
 	}
 }
 
-static const struct opt_info *find_long(const char *name, size_t len)
+static const struct cli_opt_info *find_long(const char *name, size_t len)
 {
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
 		if (opts[i].lng && strlen(opts[i].lng) == len &&
@@ -173,7 +176,7 @@ static const struct opt_info *find_long(const char *name, size_t len)
 	return NULL;
 }
 
-static const struct opt_info *find_short(char c)
+static const struct cli_opt_info *find_short(char c)
 {
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
 		if (opts[i].shrt == c)
@@ -196,7 +199,7 @@ static int parse_uint(const char *s, unsigned min, unsigned max,
 	return 0;
 }
 
-static int apply_opt(struct cli *c, const struct opt_info *o,
+static int apply_opt(struct cli *c, const struct cli_opt_info *o,
 		     const char *val, const char *spelled,
 		     struct rb_error *err)
 {
@@ -298,6 +301,101 @@ static int apply_opt(struct cli *c, const struct opt_info *o,
 	return 0;
 }
 
+/* "aply": the usage error, naming the closest command if one is near. */
+static void unknown_command(const char *word, const char *prefix,
+			    struct rb_error *err)
+{
+	const char *names[sizeof(cmds) / sizeof(cmds[0])];
+	struct buf list = BUF_INIT;
+	const char *near;
+
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+		names[k] = cmds[k].name;
+		buf_addf(&list, "%s%s", k ? ", " : "", cmds[k].name);
+	}
+	near = suggest_closest(word, names, sizeof(cmds) / sizeof(cmds[0]));
+	if (near)
+		rb_error_set(err, RB_ERR_USAGE,
+			     "%sexpected a command (%s), found \"%s\"; did you mean '%s'?",
+			     prefix, buf_str(&list), word, near);
+	else
+		rb_error_set(err, RB_ERR_USAGE,
+			     "%sexpected a command (%s), found \"%s\" (see runbook --help)",
+			     prefix, buf_str(&list), word);
+	buf_release(&list);
+}
+
+/* "rollback" or "apply, rehearse and rollback": who takes option o. */
+static const char *takers(const struct cli_opt_info *o)
+{
+	static char list[256];
+	size_t n = 0, k = 0, len = 0;
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		n += (o->cmds & C(cmds[i].cmd)) != 0;
+	list[0] = '\0';
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (!(o->cmds & C(cmds[i].cmd)))
+			continue;
+		k++;
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+					k == 1 ? "" : k == n ? " and " : ", ",
+					cmds[i].name);
+		if (len >= sizeof(list))
+			break;
+	}
+	return list;
+}
+
+/*
+ * "--dryrun": the usage error, naming the closest option the command
+ * takes, else the closest of any command (whose error then says which).
+ */
+static void unknown_option(enum cli_cmd cmd, const char *spelled,
+			   struct rb_error *err)
+{
+	const char *mine[sizeof(opts) / sizeof(opts[0])];
+	const char *all[sizeof(opts) / sizeof(opts[0])];
+	const char *name = spelled, *near;
+	const struct cli_cmd_info *ci = cmd_info(cmd);
+	size_t eq;
+
+	while (*name == '-')
+		name++;
+	eq = strcspn(name, "=");
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		all[k] = opts[k].lng;
+		mine[k] = opts[k].cmds & C(cmd) ? opts[k].lng : NULL;
+	}
+	{
+		char word[130];
+
+		snprintf(word, sizeof(word), "%.*s",
+			 (int)(eq < 128 ? eq : 128), name);
+		near = spelled[1] == '-' ? suggest_closest(word, mine,
+				sizeof(opts) / sizeof(opts[0])) : NULL;
+		if (!near && spelled[1] == '-')
+			near = suggest_closest(word, all,
+					       sizeof(opts) / sizeof(opts[0]));
+	}
+	if (near && !suggest_closest(near, mine,
+				     sizeof(opts) / sizeof(opts[0]))) {
+		const struct cli_opt_info *o = find_long(near, strlen(near));
+
+		rb_error_set(err, RB_ERR_USAGE,
+			     "expected an option of 'runbook %s' (see runbook %s --help), found unknown %s; did you mean --%s (an option of %s)?",
+			     ci->name, ci->name, spelled, near, takers(o));
+	} else if (near) {
+		rb_error_set(err, RB_ERR_USAGE,
+			     "expected an option of 'runbook %s' (see runbook %s --help), found unknown %s; did you mean --%s?",
+			     ci->name, ci->name, spelled, near);
+	}
+	else
+		rb_error_set(err, RB_ERR_USAGE,
+			     "expected an option of 'runbook %s' (see runbook %s --help), found unknown %s",
+			     ci->name, ci->name, spelled);
+}
+
 int cli_parse(struct cli *c, int argc, char **argv, struct rb_error *err)
 {
 	bool opts_done = false;
@@ -320,9 +418,7 @@ int cli_parse(struct cli *c, int argc, char **argv, struct rb_error *err)
 				if (strcmp(argv[2], cmds[k].name) == 0)
 					c->cmd = cmds[k].cmd;
 			if (c->cmd == CMD_NONE) {
-				rb_error_set(err, RB_ERR_USAGE,
-					     "help: expected a command (validate, plan, apply, rehearse, rollback, status, log, show), found \"%s\"",
-					     argv[2]);
+				unknown_command(argv[2], "help: ", err);
 				return -1;
 			}
 		}
@@ -336,14 +432,12 @@ int cli_parse(struct cli *c, int argc, char **argv, struct rb_error *err)
 		if (strcmp(argv[1], cmds[k].name) == 0)
 			c->cmd = cmds[k].cmd;
 	if (c->cmd == CMD_NONE) {
-		rb_error_set(err, RB_ERR_USAGE,
-			     "expected a command (validate, plan, apply, rehearse, rollback, status, log, show), found \"%s\"",
-			     argv[1]);
+		unknown_command(argv[1], "", err);
 		return -1;
 	}
 	for (i = 2; i < argc; i++) {
 		const char *a = argv[i];
-		const struct opt_info *o;
+		const struct cli_opt_info *o;
 		const char *val = NULL;
 
 		if (opts_done || a[0] != '-' || a[1] == '\0') {
@@ -367,10 +461,7 @@ int cli_parse(struct cli *c, int argc, char **argv, struct rb_error *err)
 				val = a + 2;
 		}
 		if (!o) {
-			rb_error_set(err, RB_ERR_USAGE,
-				     "expected an option of 'runbook %s' (see runbook %s --help), found unknown %s",
-				     cli_cmd_name(c->cmd), cli_cmd_name(c->cmd),
-				     a);
+			unknown_option(c->cmd, a, err);
 			return -1;
 		}
 		if (o->arg && !val) {
@@ -392,7 +483,7 @@ int cli_parse(struct cli *c, int argc, char **argv, struct rb_error *err)
 	if (c->help)
 		return 0;
 	{
-		const struct cmd_info *ci = cmd_info(c->cmd);
+		const struct cli_cmd_info *ci = cmd_info(c->cmd);
 		size_t min = ci->min_args;
 
 		if (c->cmd == CMD_ROLLBACK && !c->last)

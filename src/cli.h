@@ -15,8 +15,37 @@ struct rb_error;
 
 enum cli_cmd {
 	CMD_NONE, CMD_VALIDATE, CMD_PLAN, CMD_APPLY, CMD_REHEARSE,
-	CMD_ROLLBACK, CMD_STATUS, CMD_LOG, CMD_SHOW,
+	CMD_ROLLBACK, CMD_STATUS, CMD_LOG, CMD_SHOW, CMD_NEW, CMD_COMPLETION,
 };
+
+/*
+ * The tables behind parsing, --help, the man page's synopsis and the
+ * completion scripts. args and arg are the placeholders --help shows;
+ * completion.c reads them as the kind of word to complete (FILE, NAME
+ * of a target, CHANGE, PATH, ...).
+ */
+struct cli_cmd_info {
+	enum cli_cmd cmd;
+	const char *name;
+	const char *args;
+	const char *summary;
+	size_t min_args, max_args;
+};
+
+struct cli_opt_info {
+	int id;
+	const char *lng;	/* NULL: short only */
+	char shrt;		/* 0: long only */
+	const char *arg;	/* NULL: a flag */
+	unsigned cmds;		/* bit (1u << cmd) for each command taking it */
+	const char *help;
+};
+
+/* The tables; *n gets the number of entries. */
+const struct cli_cmd_info *cli_commands(size_t *n);
+const struct cli_opt_info *cli_options(size_t *n);
+/* Whether command cmd takes option o. */
+bool cli_takes(const struct cli_opt_info *o, enum cli_cmd cmd);
 
 struct cli {
 	enum cli_cmd cmd;

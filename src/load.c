@@ -112,7 +112,7 @@ static bool check_keys_skip(struct loader *L, const struct ynode *map,
 					 keys[j].name);
 				names[j] = keys[j].name;
 			}
-			near = suggest_closest(names, nkeys, k->text);
+			near = suggest_closest(k->text, names, nkeys);
 			for (size_t j = 0; near && j < nkeys; j++)
 				suggested[j] |= names[j] == near;
 			diag_at(L->d, &k->pos,

@@ -1,6 +1,8 @@
 /*
- * "Did you mean": the known word closest to a misspelt one. Pure
- * functions over borrowed strings; nothing is allocated for the caller.
+ * "Did you mean": the closest of a list of known words to a word that
+ * matched none of them, by edit distance, for messages about typos
+ * (`aply`, `--dryrun`). Pure functions; nothing is allocated that the
+ * caller must free.
  */
 #ifndef RUNBOOK_SUGGEST_H
 #define RUNBOOK_SUGGEST_H
@@ -8,19 +10,19 @@
 #include <stddef.h>
 
 /*
- * Damerau-Levenshtein distance (optimal string alignment: a swap of two
- * neighbours counts one), letters compared without case. SIZE_MAX when
- * the lengths alone differ by more than 2, or a word is over 128 bytes.
+ * Damerau-Levenshtein distance (optimal string alignment), ignoring
+ * ASCII case. SIZE_MAX when the lengths alone differ by more than 2 or
+ * a word is longer than 128 bytes: too far apart to be a typo.
  */
 size_t suggest_distance(const char *a, const char *b);
 
 /*
- * The word of known[0..n) closest to word, when close enough to be a
- * typo: a distance of at most 2 that is smaller than both words' lengths
- * (so "ab" never suggests "xy"). The first of equally close words wins;
- * NULL when none is close. The result points into known.
+ * The word of known[0..n) closest to word, or NULL when none is close
+ * enough to be a typo of it: at most 2 edits, fewer edits than either
+ * word has letters. Entries may be NULL (skipped). The result points
+ * into known.
  */
-const char *suggest_closest(const char *const *known, size_t n,
-			    const char *word);
+const char *suggest_closest(const char *word, const char *const *known,
+			    size_t n);
 
 #endif

@@ -225,7 +225,7 @@ static void hint_secret(const struct runbook *rb, const char *name,
 
 	for (size_t i = 0; i < rb->n_secrets; i++)
 		known[i] = rb->secrets[i].name;
-	if ((near = suggest_closest(known, rb->n_secrets, name)))
+	if ((near = suggest_closest(name, known, rb->n_secrets)))
 		buf_addf(out, "; did you mean {{ secrets.%s }}?", near);
 	free(known);
 }
@@ -252,7 +252,7 @@ static void hint_name(const struct vctx *V, const char *name,
 		buf_addf(&b, "secrets.%s", V->rb->secrets[i].name);
 		strvec_push_owned(&known, buf_detach(&b));
 	}
-	near = suggest_closest((const char *const *)known.v, known.n, name);
+	near = suggest_closest(name, (const char *const *)known.v, known.n);
 	if (near)
 		buf_addf(out, "; did you mean {{ %s }}?", near);
 	strvec_release(&known);
@@ -562,8 +562,8 @@ static void check_var_names(struct vctx *V, char *const *names, size_t n)
 					      sizeof(*known.v), cmp_str)) {
 			buf_release(&b);
 			continue;
-		} else if ((near = suggest_closest((const char *const *)known.v,
-						   known.n, name))) {
+		} else if ((near = suggest_closest(name,
+				(const char *const *)known.v, known.n))) {
 			buf_addf(&b, "unknown \"%s\"; did you mean %s?", name,
 				 near);
 		} else if (known.n) {

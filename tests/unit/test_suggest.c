@@ -30,14 +30,14 @@ static void test_closest(void **state)
 	size_t n = sizeof(keys) / sizeof(keys[0]);
 
 	(void)state;
-	assert_string_equal(suggest_closest(keys, n, "timout"), "timeout");
-	assert_string_equal(suggest_closest(keys, n, "retires"), "retries");
-	assert_string_equal(suggest_closest(keys, n, "skipif"), "skip_if");
-	assert_string_equal(suggest_closest(keys, n, "Run"), "run");
+	assert_string_equal(suggest_closest("timout", keys, n), "timeout");
+	assert_string_equal(suggest_closest("retires", keys, n), "retries");
+	assert_string_equal(suggest_closest("skipif", keys, n), "skip_if");
+	assert_string_equal(suggest_closest("Run", keys, n), "run");
 	/* two edits on a two-letter word is any word: no suggestion */
-	assert_null(suggest_closest(keys, n, "xy"));
-	assert_null(suggest_closest(keys, n, "payload"));
-	assert_null(suggest_closest(keys, 0, "run"));
+	assert_null(suggest_closest("xy", keys, n));
+	assert_null(suggest_closest("payload", keys, n));
+	assert_null(suggest_closest("run", keys, 0));
 }
 
 int main(void)
