@@ -36,6 +36,10 @@ static const struct cli_cmd_info cmds[] = {
 	  "recorded changes, newest first", 0, 0 },
 	{ CMD_SHOW, "show", "CHANGE",
 	  "one change note", 1, 1 },
+	{ CMD_NEW, "new", "NAME",
+	  "write NAME.yml, a commented runbook to start from", 1, 1 },
+	{ CMD_COMPLETION, "completion", "bash|zsh|fish",
+	  "print the shell completion script (see docs/install.md)", 1, 2 },
 };
 
 enum opt_id {
@@ -58,7 +62,7 @@ static const struct cli_opt_info opts[] = {
 	{ O_JSON, "json", 0, NULL, ALL,
 	  "machine output: one JSON object per line on stdout" },
 	{ O_NO_COLOR, "no-color", 0, NULL, ALL, "no colors (also NO_COLOR)" },
-	{ O_QUIET, "quiet", 'q', NULL, ALL, "print only errors" },
+	{ O_QUIET, "quiet", 'q', NULL, ALL | C(CMD_NEW), "print only errors" },
 	{ O_VERBOSE, "verbose", 'v', NULL, RUNNERS,
 	  "also stream each command's (redacted) output" },
 	{ O_FORKS, "forks", 0, "N", RUNNERS, "hosts at once (default 20)" },

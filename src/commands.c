@@ -6,6 +6,10 @@
  */
 #include "commands.h"
 
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +19,7 @@
 #include "buf.h"
 #include "change.h"
 #include "cli.h"
+#include "completion.h"
 #include "diag.h"
 #include "error.h"
 #include "event.h"
@@ -32,6 +37,7 @@
 #include "report.h"
 #include "rollback.h"
 #include "runbook.h"
+#include "skeleton.h"
 #include "store.h"
 #include "sys.h"
 #include "validate.h"
@@ -1004,4 +1010,118 @@ out:
 	free(id);
 	store_free(st);
 	return code;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * new NAME: NAME.yml (or NAME as given when it ends in .yml or .yaml),
+ * never over an existing file.
+ */
+int cmd_new(const struct cli *c, struct rb_error *err)
+{
+	const char *arg = c->args[0], *base = strrchr(arg, '/');
+	size_t len = strlen(arg);
+	struct buf file = BUF_INIT, name = BUF_INIT, text = BUF_INIT;
+	int fd = -1, code = RB_ERR_USAGE;
+
+	base = base ? base + 1 : arg;
+	buf_adds(&file, arg);
+	if (len > 4 && strcmp(arg + len - 4, ".yml") == 0)
+		buf_add(&name, base, strlen(base) - 4);
+	else if (len > 5 && strcmp(arg + len - 5, ".yaml") == 0)
+		buf_add(&name, base, strlen(base) - 5);
+	else {
+		buf_adds(&name, base);
+		buf_adds(&file, ".yml");
+	}
+	if (!skeleton_name_ok(buf_str(&name))) {
+		rb_error_set(err, RB_ERR_USAGE,
+			     "new: expected a name of lower-case letters, digits, '.', '_' and '-' that starts with a letter or digit (it goes into change ids), found \"%s\"; nothing was written",
+			     buf_str(&name));
+		goto out;
+	}
+	fd = open(buf_str(&file), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 && errno == EEXIST) {
+		rb_error_set(err, RB_ERR_USAGE,
+			     "new: expected a file that does not exist yet, found '%s'; nothing was written, pick another name",
+			     buf_str(&file));
+		goto out;
+	}
+	code = RB_ERR_INVALID;
+	if (fd < 0) {
+		rb_error_errno(err, RB_ERR_INVALID,
+			       "new: cannot create '%s'; nothing was written",
+			       buf_str(&file));
+		goto out;
+	}
+	skeleton_write(buf_str(&name), buf_str(&file), RUNBOOK_SCHEMA_PATH,
+		       &text);
+	code = RB_ERR_FAILED;
+	if (write_all(fd, text.data, text.len) < 0 || fsync(fd) < 0) {
+		rb_error_errno(err, RB_ERR_FAILED,
+			       "new: cannot write '%s'; remove it and run again",
+			       buf_str(&file));
+		goto out;
+	}
+	if (!c->quiet)
+		printf("wrote %s; next: runbook validate %s\n", buf_str(&file),
+		       buf_str(&file));
+	code = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	buf_release(&file);
+	buf_release(&name);
+	buf_release(&text);
+	return code;
+}
+
+/*
+ * completion SHELL prints the script; completion targets FILE prints
+ * the targets of a runbook that loads, one a line, for the scripts
+ * (silently nothing for a file that does not load: Tab must not spill
+ * diagnostics over the command line).
+ */
+int cmd_completion(const struct cli *c, struct rb_error *err)
+{
+	const char *what = c->args[0];
+	struct buf b = BUF_INIT;
+
+	if (strcmp(what, "targets") == 0 && c->n_args == 2) {
+		struct runbook *rb = NULL;
+		struct rb_error e2 = RB_ERROR_INIT;
+		struct diag d;
+
+		diag_init(&d, c->args[1]);
+		if (runbook_load(c->args[1], &rb, &d, &e2) == 0 && rb)
+			for (size_t i = 0; i < rb->n_targets; i++)
+				printf("%s\n", rb->targets[i].name);
+		runbook_free(rb);
+		diag_release(&d);
+		return 0;
+	}
+	if (c->n_args != 1 || !completion_known(what)) {
+		rb_error_set(err, RB_ERR_USAGE,
+			     "completion: expected bash, zsh or fish (or targets FILE), found \"%s\"%s",
+			     what, c->n_args > 1 ? " and more" : "");
+		return RB_ERR_USAGE;
+	}
+	completion_script(what, &b);
+	fputs(buf_str(&b), stdout);
+	buf_release(&b);
+	return 0;
 }

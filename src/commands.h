@@ -19,5 +19,7 @@ int cmd_rollback(const struct cli *c, struct rb_error *err);
 int cmd_status(const struct cli *c, struct rb_error *err);
 int cmd_log(const struct cli *c, struct rb_error *err);
 int cmd_show(const struct cli *c, struct rb_error *err);
+int cmd_new(const struct cli *c, struct rb_error *err);
+int cmd_completion(const struct cli *c, struct rb_error *err);
 
 #endif

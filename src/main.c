@@ -84,6 +84,12 @@ int main(int argc, char **argv)
 	case CMD_SHOW:
 		code = cmd_show(&c, &err);
 		break;
+	case CMD_NEW:
+		code = cmd_new(&c, &err);
+		break;
+	case CMD_COMPLETION:
+		code = cmd_completion(&c, &err);
+		break;
 	default:
 		rb_error_set(&err, RB_ERR_USAGE,
 			     "'runbook %s' is not available in this version yet; nothing was run",
