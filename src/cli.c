@@ -39,7 +39,7 @@ static const struct cli_cmd_info cmds[] = {
 	{ CMD_NEW, "new", "NAME",
 	  "write NAME.yml, a commented runbook to start from", 1, 1 },
 	{ CMD_COMPLETION, "completion", "bash|zsh|fish",
-	  "print the shell completion script (see docs/install.md)", 1, 2 },
+	  "print the shell completion script (see runbook(1))", 1, 2 },
 };
 
 enum opt_id {
