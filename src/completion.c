@@ -56,7 +56,7 @@ static void add_opts(struct buf *b, enum cli_cmd cmd, const char *sep)
 	}
 }
 
-/* Options that take a value, with the kind of the value. */
+/* The names of option o: "-t" sep "--target". */
 static void add_opt_names(struct buf *b, const struct cli_opt_info *o,
 			  const char *sep)
 {
@@ -66,6 +66,21 @@ static void add_opt_names(struct buf *b, const struct cli_opt_info *o,
 		buf_adds(b, sep);
 	if (o->lng)
 		buf_addf(b, "--%s", o->lng);
+}
+
+/* Every option that takes a value: "-t|--target|-e|--var|...". */
+static void add_value_opts(struct buf *b, const char *sep)
+{
+	size_t no, k = 0;
+	const struct cli_opt_info *o = cli_options(&no);
+
+	for (size_t i = 0; i < no; i++) {
+		if (!o[i].arg)
+			continue;
+		if (k++)
+			buf_adds(b, sep);
+		add_opt_names(b, &o[i], sep);
+	}
 }
 
 static void bash_script(struct buf *b)
@@ -95,17 +110,7 @@ static void bash_script(struct buf *b)
 		 "\t\tfi\n"
 		 "\t\tcase $w in\n"
 		 "\t\t");
-	{
-		size_t k = 0;
-
-		for (size_t i = 0; i < no; i++) {
-			if (!o[i].arg)
-				continue;
-			if (k++)
-				buf_addc(b, '|');
-			add_opt_names(b, &o[i], "|");
-		}
-	}
+	add_value_opts(b, "|");
 	buf_adds(b,
 		 ") skip=$w ;;\n"
 		 "\t\t--notes=*) _rb_notes=${w#--notes=} ;;\n"
@@ -212,17 +217,7 @@ static void zsh_script(struct buf *b)
 		 "\t\tfi\n"
 		 "\t\tcase $w in\n"
 		 "\t\t(");
-	{
-		size_t k = 0;
-
-		for (size_t i = 0; i < no; i++) {
-			if (!o[i].arg)
-				continue;
-			if (k++)
-				buf_addc(b, '|');
-			add_opt_names(b, &o[i], "|");
-		}
-	}
+	add_value_opts(b, "|");
 	buf_adds(b, ") skip=$w ;;\n"
 		 "\t\t(--notes=*) notes=${w#--notes=} ;;\n"
 		 "\t\t(-*) ;;\n"
@@ -335,17 +330,7 @@ static void fish_script(struct buf *b)
 		 "\t\tend\n"
 		 "\t\tswitch $w\n"
 		 "\t\t\tcase ");
-	{
-		size_t k = 0;
-
-		for (size_t i = 0; i < no; i++) {
-			if (!o[i].arg)
-				continue;
-			if (k++)
-				buf_addc(b, ' ');
-			add_opt_names(b, &o[i], " ");
-		}
-	}
+	add_value_opts(b, " ");
 	buf_adds(b, "\n\t\t\t\tset skip 1\n"
 		 "\t\t\tcase '-*'\n"
 		 "\t\t\tcase '*'\n"
