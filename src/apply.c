@@ -725,11 +725,15 @@ static int rehearse_rest(struct engine *E, enum change_status *status,
 			     engine_signals() >= 2 ? " (stopped by a second signal)" : "",
 			     tname, buf_str(&pend));
 	} else if (engine_signals()) {
+		struct buf undone = BUF_INIT;
+
+		engine_undone(E, &undone);
 		*status = CHANGE_INTERRUPTED;
 		code = RB_ERR_INTERRUPTED;
 		rb_error_set(err, code,
-			     "rehearse of %s: interrupted by a signal; everything was rolled back but the baseline was not compared; safe to run again",
-			     rb->name.s);
+			     "rehearse of %s interrupted by a signal; rolled back: %s; the baseline was not compared; safe to run again",
+			     rb->name.s, buf_str(&undone));
+		buf_release(&undone);
 	} else if (same != 1) {
 		*status = CHANGE_FAILED;
 		code = RB_ERR_PARTIAL;
@@ -751,15 +755,26 @@ static int fail_rest(struct engine *E, enum change_status *status,
 		     struct rb_error *err)
 {
 	const char *name = E->rb->name.s;
+	bool ok = engine_rollback_all(E);
 	int code;
 
-	if (engine_rollback_all(E)) {
-		struct buf diff = BUF_INIT;
-		int same = E->interrupted || !E->n_changed ? -1 :
-			   recheck(E, false, &diff);
+	if (ok && E->interrupted) {
+		struct buf undone = BUF_INIT;
 
-		*status = E->interrupted ? CHANGE_INTERRUPTED : CHANGE_ROLLED_BACK;
-		code = E->interrupted ? RB_ERR_INTERRUPTED : RB_ERR_FAILED;
+		/* Ctrl-C: the last line says so, and what it undid */
+		engine_undone(E, &undone);
+		*status = CHANGE_INTERRUPTED;
+		code = RB_ERR_INTERRUPTED;
+		rb_error_set(err, code,
+			     "%s interrupted (%s); rolled back: %s; safe to run again",
+			     name, buf_str(&E->fail_msg), buf_str(&undone));
+		buf_release(&undone);
+	} else if (ok) {
+		struct buf diff = BUF_INIT;
+		int same = !E->n_changed ? -1 : recheck(E, false, &diff);
+
+		*status = CHANGE_ROLLED_BACK;
+		code = RB_ERR_FAILED;
 		if (same == 0) {
 			code = RB_ERR_PARTIAL;
 			rb_error_set(err, code,

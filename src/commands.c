@@ -289,13 +289,25 @@ static int begin_change(const struct cli *c, const char *near,
 	return 0;
 }
 
+/*
+ * TERM=dumb (an Emacs shell, a serial console, a CI log that claims a
+ * tty) or no TERM at all: no colors and no redrawn line, as when stderr
+ * is not a terminal.
+ */
+static bool term_dumb(void)
+{
+	const char *t = getenv("TERM");
+
+	return !t || !*t || strcmp(t, "dumb") == 0;
+}
+
 static void report_opts_of(const struct cli *c, struct report_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->json = c->json;
 	o->quiet = c->quiet;
 	o->verbose = c->verbose;
-	o->tty = isatty(2);
+	o->tty = isatty(2) && !term_dumb();
 	o->color = !c->no_color && o->tty;
 }
 
@@ -883,8 +895,19 @@ int cmd_status(const struct cli *c, struct rb_error *err)
 		buf_release(&running);
 		change_free(ch);
 	}
-	if (!shown && !c->json && !c->quiet)
+	if (c->json) {
+		/* always one object, so a script reads "nothing open" too */
+		struct buf b = BUF_INIT;
+
+		buf_adds(&b, "{");
+		json_kv(&b, "event", "summary", 1);
+		json_kv(&b, "notes", store_path(st), 0);
+		buf_addf(&b, ",\"unfinished\":%zu,\"exit\":%d}\n", shown, code);
+		fputs(buf_str(&b), stdout);
+		buf_release(&b);
+	} else if (!shown && !c->quiet) {
 		printf("no unfinished changes in %s\n", store_path(st));
+	}
 out:
 	for (size_t i = 0; i < n; i++)
 		free(ids[i]);

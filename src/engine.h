@@ -172,5 +172,10 @@ void engine_render_item(struct engine *E, struct host_run *H,
 bool engine_rollback_all(struct engine *E);
 /* What was not undone, for the closing message. */
 void engine_pending(struct engine *E, struct buf *b);
+/*
+ * What was undone, in the order it was, for the closing message of an
+ * interrupted run: "'b' on web1, 'a' on web1", or "nothing had changed".
+ */
+void engine_undone(struct engine *E, struct buf *b);
 
 #endif

@@ -223,6 +223,30 @@ void engine_pending(struct engine *E, struct buf *b)
 	}
 }
 
+void engine_undone(struct engine *E, struct buf *b)
+{
+	size_t start = b->len;
+
+	for (size_t k = E->n_changed; k > 0; k--) {
+		for (size_t h = 0; h < E->n_hosts; h++) {
+			struct host_run *H = &E->hosts[h];
+
+			if (H->changed_order != k)
+				continue;
+			for (size_t i = H->n_items; i-- > 0;) {
+				struct rollback_item *it = &H->items[i];
+
+				if (it->rb_result != RES_ROLLED_BACK)
+					continue;
+				buf_addf(b, "%s'%s' on %s",
+					 b->len > start ? ", " : "", it->name,
+					 H->spec);
+			}
+		}
+	}
+	if (b->len == start)
+		buf_adds(b, "nothing had changed");
+}
 
 /* One host's checks after a replayed rollback; its diff is its own. */
 static void check_one(struct engine *E, struct host_run *H, void *arg)
@@ -344,7 +368,8 @@ int rollback_run(struct rollback_plan *p, struct rb_error *err)
 		engine_pending(&E, &pend);
 		code = engine_signals() && ok ? RB_ERR_INTERRUPTED : RB_ERR_PARTIAL;
 		rb_error_set(err, code,
-			     "the rollback of change %s did not finish (not undone: %s); fix the cause and run 'runbook rollback %s' again: it resumes where it stopped",
+			     "%sthe rollback of change %s did not finish (not undone: %s); fix the cause and run 'runbook rollback %s' again: it resumes where it stopped",
+			     engine_signals() ? "interrupted: " : "",
 			     p->change_id, pend.len ? buf_str(&pend) : "nothing",
 			     p->change_id);
 		buf_release(&pend);
