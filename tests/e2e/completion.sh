@@ -145,15 +145,55 @@ offers "$ids" "--notes names the repository" show --notes repo ''
 offers '' "no notes repository" show ''
 end
 
+# zcomp WORD...: what the zsh function offers for WORD... (the last is
+# the word being completed), with compadd and _files replaced by stubs
+# that print what they were given (one a line; "_files ARGS" for files).
+zcomp() {
+	env -i PATH="$(dirname "$RUNBOOK"):$PATH" HOME="$HOME" LC_ALL=C \
+		zsh -f -c '
+		compadd() { while [[ $# -gt 0 && $1 != -- ]]; do shift; done; shift; print -l -- "$@"; }
+		_files() { print -- "_files $*"; }
+		compdef() { :; }
+		source "$1" || exit 9
+		shift
+		words=("$@"); CURRENT=$#words
+		_runbook
+	' _ "$tmp/_runbook" runbook "$@" 2>"$D/zcomp.err" | sort >"$D/zcomp.out"
+	_h_errs "$D/zcomp.err"
+}
+
+# zoffers WANT WHAT WORD...: zcomp WORD... gives exactly WANT (| joined).
+zoffers() {
+	local want=$1 what=$2 got
+	shift 2
+	zcomp "$@"
+	got=$(paste -sd'|' "$D/zcomp.out")
+	check [ "$got" = "$want" ] || bad "zsh: $what: runbook $* <Tab>: expected '$want', found '$got'"
+}
+
 if command -v zsh >/dev/null 2>&1; then
-	begin "zsh: the script parses"
+	begin "zsh: the function on a real runbook and notes"
 	rb zgen completion zsh
 	expect_rc 0 "completion zsh"
-	check zsh -n "$D/zgen.out" || bad "zsh -n rejects the script"
+	cp "$D/zgen.out" "$tmp/_runbook"
+	check zsh -n "$tmp/_runbook" || bad "zsh -n rejects the script"
 	has zgen.out '^#compdef runbook$' "the #compdef line"
+	cp "$tmp/multi.yml" multi.yml
+	zcomp ''
+	has zcomp.out '^apply$' "the commands"
+	zoffers 'prod-eu|production|staging' "-t" apply multi.yml -t ''
+	zoffers '_files -g *.(yml|yaml)' "a runbook file" plan ''
+	zoffers '' "plan takes one file" plan multi.yml ''
+	zcomp rollback --d
+	has zcomp.out '^--dry-run$' "rollback's --dry-run"
+	zcomp apply --d
+	hasnt zcomp.out '^--dry-run$' "--dry-run for apply"
+	cd "$tmp/change ids from the notes repository/repo" || bad "no notes repository from the bash check"
+	zoffers "$ids" "show CHANGE" show ''
+	cd "$D" || bad "cd $D"
 	end
 else
-	skip "zsh: the script parses" "zsh is not installed"
+	skip "zsh: the function on a real runbook and notes" "zsh is not installed"
 fi
 
 # fcomp LINE: fish's completions of LINE with the script, sorted, | joined.
@@ -173,6 +213,14 @@ if command -v fish >/dev/null 2>&1; then
 	check [ "$got" = apply ] || bad "fish: runbook ap<Tab>: expected apply, found '$got'"
 	got=$(fcomp 'runbook apply multi.yml -t pr')
 	check [ "$got" = 'prod-eu|production' ] || bad "fish: -t pr<Tab>: expected prod-eu|production, found '$got'"
+	got=$(fcomp 'runbook rollback --dr')
+	check [ "$got" = '--dry-run' ] || bad "fish: rollback --dr<Tab>: expected --dry-run, found '$got'"
+	got=$(fcomp 'runbook apply --dr')
+	check [ -z "$got" ] || bad "fish: apply --dr<Tab>: expected nothing, found '$got'"
+	cd "$tmp/change ids from the notes repository/repo" || bad "no notes repository from the bash check"
+	got=$(fcomp 'runbook show ')
+	check [ "$got" = "$ids" ] || bad "fish: show <Tab>: expected $ids, found '$got'"
+	cd "$D" || bad "cd $D"
 	end
 else
 	skip "fish: complete -C on the script" "fish is not installed"
