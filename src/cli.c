@@ -61,8 +61,12 @@ static const struct cli_opt_info opts[] = {
 	  "notes repository (also RUNBOOK_NOTES)" },
 	{ O_JSON, "json", 0, NULL, ALL,
 	  "machine output: one JSON object per line on stdout" },
+	/* taken by every command, so an alias or script can always pass it */
 	{ O_NO_COLOR, "no-color", 0, NULL, ALL, "no colors (also NO_COLOR)" },
-	{ O_QUIET, "quiet", 'q', NULL, ALL | C(CMD_NEW), "print only errors" },
+	/* plan and show print only what was asked for: nothing to quiet */
+	{ O_QUIET, "quiet", 'q', NULL,
+	  C(CMD_VALIDATE) | RUNNERS | C(CMD_STATUS) | C(CMD_LOG) | C(CMD_NEW),
+	  "print only errors" },
 	{ O_VERBOSE, "verbose", 'v', NULL, RUNNERS,
 	  "also stream each command's (redacted) output" },
 	{ O_FORKS, "forks", 0, "N", RUNNERS, "hosts at once (default 20)" },

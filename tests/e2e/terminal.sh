@@ -116,19 +116,22 @@ while read -r cmd want; do
 	check [ "$got" = "$want" ] || bad "$cmd --help: expected $want, found $got"
 done <<'EOF2'
 validate --help,--var,--json,--no-color,--quiet
-plan --help,--target,--limit,--var,--json,--no-color,--quiet
+plan --help,--target,--limit,--var,--json,--no-color
 apply --help,--target,--limit,--var,--notes,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys
 rehearse --help,--target,--limit,--var,--notes,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys
 rollback --help,--target,--notes,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--dry-run,--last,--yes,--force,--reason,--by-hand
 status --help,--target,--notes,--json,--no-color,--quiet
 log --help,--notes,--json,--no-color,--quiet,-n
-show --help,--notes,--json,--no-color,--quiet
+show --help,--notes,--json,--no-color
 new --help,--quiet
 completion --help
 EOF2
 rb vv validate --verbose x.yml
 expect_rc 2 "validate --verbose"
 has_fixed vv.err "found --verbose" "that validate does not take it"
+rb pq plan -q x.yml
+expect_rc 2 "plan -q"
+has_fixed pq.err "found -q" "that plan does not take it"
 end
 
 # interrupt TAG ARGS...: runbook ARGS in the background, SIGINT once its
