@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "hash.h"
 #include "sys.h"
 
 static void base64(struct buf *out, const unsigned char *p, size_t n, bool pad)
@@ -347,7 +348,9 @@ out:
 	return ret;
 }
 
-int knownhosts_check(LIBSSH2_SESSION *s, const char *name,
+/* The check of a key we have in hand: sha is its SHA-256, or NULL. */
+static int check_key(LIBSSH2_SESSION *s, const char *key, size_t len,
+		     int type, const unsigned char *sha, const char *name,
 		     const char *address, unsigned port,
 		     const char *known_hosts_path, bool accept_new,
 		     struct rb_error *err)
@@ -358,13 +361,14 @@ int knownhosts_check(LIBSSH2_SESSION *s, const char *name,
 	char *path = known_hosts_path ? xstrdup(known_hosts_path) :
 					sys_home_file(".ssh/known_hosts");
 	LIBSSH2_KNOWNHOSTS *kh = NULL;
-	const unsigned char *sha;
-	int type, ret = -1;
+	unsigned char own[32];
+	int ret = -1;
 
 	where_text(&w, name ? name : address, address, port);
 	o.where = buf_str(&w);
 	o.path = path;
-	o.key = libssh2_session_hostkey(s, &o.len, &type);
+	o.key = key;
+	o.len = len;
 	o.kt = o.key ? keytype_of(type) : NULL;
 	if (!o.kt) {
 		rb_error_set(err, RB_ERR_CONNECT,
@@ -372,10 +376,16 @@ int knownhosts_check(LIBSSH2_SESSION *s, const char *name,
 			     o.where);
 		goto out;
 	}
-	sha = (const unsigned char *)libssh2_hostkey_hash(s, LIBSSH2_HOSTKEY_HASH_SHA256);
+	if (!sha) {
+		struct sha256 h;
+
+		sha256_init(&h);
+		sha256_update(&h, key, len);
+		sha256_final(&h, own);
+		sha = own;
+	}
 	buf_adds(&o.fp, "SHA256:");
-	if (sha)
-		base64(&o.fp, sha, 32, false);
+	base64(&o.fp, sha, 32, false);
 	base64(&o.b64, (const unsigned char *)o.key, o.len, true);
 	kh_name(&o.name, address, port);
 
@@ -390,5 +400,40 @@ out:
 	buf_release(&o.name);
 	buf_release(&w);
 	free(path);
+	return ret;
+}
+
+int knownhosts_check(LIBSSH2_SESSION *s, const char *name,
+		     const char *address, unsigned port,
+		     const char *known_hosts_path, bool accept_new,
+		     struct rb_error *err)
+{
+	size_t len = 0;
+	int type = 0;
+	const char *key = libssh2_session_hostkey(s, &len, &type);
+	const unsigned char *sha = key ? (const unsigned char *)
+		libssh2_hostkey_hash(s, LIBSSH2_HOSTKEY_HASH_SHA256) : NULL;
+
+	return check_key(s, key, len, type, sha, name, address, port,
+			 known_hosts_path, accept_new, err);
+}
+
+int knownhosts_check_key(const char *key, size_t len, int type,
+			 const char *address, unsigned port,
+			 const char *known_hosts_path, bool accept_new,
+			 struct rb_error *err)
+{
+	LIBSSH2_SESSION *s = libssh2_session_init();
+	int ret;
+
+	if (!s) {
+		rb_error_set(err, RB_ERR_CONNECT,
+			     "cannot verify %s: libssh2 could not start its known hosts check",
+			     address);
+		return -1;
+	}
+	ret = check_key(s, key, len, type, NULL, address, address, port,
+			known_hosts_path, accept_new, err);
+	libssh2_session_free(s);
 	return ret;
 }

@@ -69,4 +69,14 @@ int knownhosts_check(LIBSSH2_SESSION *s, const char *name,
 		     const char *known_hosts_path, bool accept_new,
 		     struct rb_error *err);
 
+/*
+ * The same check for a key received elsewhere (libgit2's SSH transport
+ * for the notes remote): key and len as the server sent it, type a
+ * LIBSSH2_HOSTKEY_TYPE_*, address and port what was connected to.
+ */
+int knownhosts_check_key(const char *key, size_t len, int type,
+			 const char *address, unsigned port,
+			 const char *known_hosts_path, bool accept_new,
+			 struct rb_error *err);
+
 #endif
