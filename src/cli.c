@@ -14,9 +14,11 @@
 
 #define C(x) (1u << (x))
 #define ALL (C(CMD_VALIDATE) | C(CMD_PLAN) | C(CMD_APPLY) | C(CMD_REHEARSE) | \
-	     C(CMD_ROLLBACK) | C(CMD_STATUS) | C(CMD_LOG) | C(CMD_SHOW))
+	     C(CMD_ROLLBACK) | C(CMD_STATUS) | C(CMD_LOG) | C(CMD_SHOW) | \
+	     C(CMD_SYNC) | C(CMD_UNLOCK))
 #define RUNNERS (C(CMD_APPLY) | C(CMD_REHEARSE) | C(CMD_ROLLBACK))
-#define NOTES (RUNNERS | C(CMD_STATUS) | C(CMD_LOG) | C(CMD_SHOW))
+#define NOTES (RUNNERS | C(CMD_STATUS) | C(CMD_LOG) | C(CMD_SHOW) | \
+	       C(CMD_SYNC) | C(CMD_UNLOCK))
 
 
 static const struct cli_cmd_info cmds[] = {
@@ -40,12 +42,16 @@ static const struct cli_cmd_info cmds[] = {
 	  "write NAME.yml, a commented runbook to start from", 1, 1 },
 	{ CMD_COMPLETION, "completion", "bash|zsh|fish",
 	  "print the shell completion script (see runbook(1))", 1, 2 },
+	{ CMD_SYNC, "sync", "",
+	  "push notes not yet on the notes remote", 0, 0 },
+	{ CMD_UNLOCK, "unlock", "TARGET",
+	  "break a remote lock whose holder is gone (--force --reason R)", 1, 1 },
 };
 
 enum opt_id {
 	O_HELP, O_TARGET, O_VAR, O_NOTES, O_JSON, O_NO_COLOR, O_QUIET,
 	O_VERBOSE, O_FORKS, O_KNOWN_HOSTS, O_ACCEPT_NEW, O_DRY_RUN, O_LAST, O_YES, O_FORCE, O_REASON,
-	O_N, O_BY_HAND, O_LIMIT, O_NO_WATCH,
+	O_N, O_BY_HAND, O_LIMIT, O_NO_WATCH, O_REMOTE,
 };
 
 static const struct cli_opt_info opts[] = {
@@ -59,6 +65,8 @@ static const struct cli_opt_info opts[] = {
 	  "set a variable; wins over vars and captures (repeatable)" },
 	{ O_NOTES, "notes", 0, "PATH", NOTES,
 	  "notes repository (also RUNBOOK_NOTES)" },
+	{ O_REMOTE, "remote", 0, "NAME", NOTES,
+	  "the team's notes remote (also RUNBOOK_REMOTE, git config runbook.remote)" },
 	{ O_JSON, "json", 0, NULL, ALL,
 	  "machine output: one JSON object per line on stdout" },
 	/* taken by every command, so an alias or script can always pass it */
@@ -80,10 +88,10 @@ static const struct cli_opt_info opts[] = {
 	  "the most recent change" },
 	{ O_YES, "yes", 'y', NULL, C(CMD_ROLLBACK),
 	  "replay a change this machine did not record without asking" },
-	{ O_FORCE, "force", 0, NULL, C(CMD_ROLLBACK),
-	  "roll back although later changes on the target still stand on it (recorded)" },
-	{ O_REASON, "reason", 0, "TEXT", C(CMD_ROLLBACK),
-	  "why you roll back; recorded in the note" },
+	{ O_FORCE, "force", 0, NULL, C(CMD_ROLLBACK) | C(CMD_UNLOCK),
+	  "roll back although later changes on the target still stand on it; unlock: break the lock (recorded)" },
+	{ O_REASON, "reason", 0, "TEXT", C(CMD_ROLLBACK) | C(CMD_UNLOCK),
+	  "why you roll back or break a lock; recorded" },
 	{ O_N, NULL, 'n', "N", C(CMD_LOG), "show at most N changes" },
 	{ O_BY_HAND, "by-hand", 0, "STEP[@HOST]", C(CMD_ROLLBACK),
 	  "record that you undid STEP by hand, then go on (repeatable)" },
@@ -239,6 +247,9 @@ static int apply_opt(struct cli *c, const struct cli_opt_info *o,
 		break;
 	case O_NOTES:
 		c->notes = val;
+		break;
+	case O_REMOTE:
+		c->remote = val;
 		break;
 	case O_JSON:
 		c->json = true;

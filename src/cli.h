@@ -16,6 +16,7 @@ struct rb_error;
 enum cli_cmd {
 	CMD_NONE, CMD_VALIDATE, CMD_PLAN, CMD_APPLY, CMD_REHEARSE,
 	CMD_ROLLBACK, CMD_STATUS, CMD_LOG, CMD_SHOW, CMD_NEW, CMD_COMPLETION,
+	CMD_SYNC, CMD_UNLOCK,
 };
 
 /*
@@ -58,6 +59,7 @@ struct cli {
 	char **var_names;	/* names given with --var, for validation */
 	size_t n_var_names;
 	const char *notes;
+	const char *remote;	/* --remote: the team's notes remote */
 	const char *known_hosts;
 	bool json, no_color, quiet, verbose, accept_new, dry_run, last,
 	     yes, force, no_watch;

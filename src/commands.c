@@ -32,10 +32,12 @@
 #include "note.h"
 #include "plan.h"
 #include "record.h"
+#include "remote.h"
 #include "render.h"
 #include "replay.h"
 #include "report.h"
 #include "rollback.h"
+#include "team.h"
 #include "runbook.h"
 #include "skeleton.h"
 #include "store.h"
@@ -249,10 +251,38 @@ static int settle(struct store *st, const char *target, char **busy,
 	return ret;
 }
 
+/* A notice list printed as runbook says things, then emptied. */
+static void say(struct strvec *notices)
+{
+	for (size_t i = 0; i < notices->n; i++)
+		fprintf(stderr, "runbook: %s\n", notices->v[i]);
+	strvec_release(notices);
+}
+
+/* team_open() of the command's --remote, notices said. */
+static int team_of(const struct cli *c, struct store *st, bool strict,
+		   struct team *t, struct rb_error *err)
+{
+	struct remote_opts o = { c->known_hosts, c->accept_new };
+	struct strvec notices = STRVEC_INIT;
+	int rc = team_open(t, st, c->remote, &o, strict, &notices, err);
+
+	say(&notices);
+	return rc;
+}
+
+static void team_end(struct team *t, struct store *st)
+{
+	struct strvec notices = STRVEC_INIT;
+
+	team_close(t, st, &notices);
+	say(&notices);
+}
+
 /* Opens the notes, settles old journals, takes the target's lock. */
 static int begin_change(const struct cli *c, const char *near,
 			const char *target, const char *change_id,
-			struct store **st, struct lock **lk,
+			struct store **st, struct lock **lk, struct team *t,
 			struct rb_error *err)
 {
 	enum change_status bs = CHANGE_INTERRUPTED;
@@ -261,7 +291,8 @@ static int begin_change(const struct cli *c, const char *near,
 
 	*st = NULL;
 	*lk = NULL;
-	if (store_open(c->notes, near, true, st, err) < 0)
+	if (store_open(c->notes, near, true, st, err) < 0 ||
+	    team_of(c, *st, true, t, err) < 0)
 		return -1;
 	if (lock_take(store_dir(*st), target, change_id, lk, &stale,
 		      &stale_info, err) < 0)
@@ -285,6 +316,15 @@ static int begin_change(const struct cli *c, const char *near,
 			     target, busy, change_status_name(bs), busy);
 		free(busy);
 		return -1;
+	}
+	if (t->rm) {
+		char *op = store_operator(*st);
+		int rc = remote_lock(t->rm, target, change_id, op, err);
+
+		free(op);
+		if (rc < 0 || team_check_foreign(*st, target, err) < 0)
+			return -1;
+		t->first = true;
 	}
 	return 0;
 }
@@ -361,9 +401,11 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	struct listener ls[2];
 	struct apply_opts o;
 	struct target t = { 0 };
+	struct team team;
 	char id[128];
 	int code;
 
+	memset(&team, 0, sizeof(team));
 	if (!rb)
 		return err->cls;
 	hosts_resolve_identities(rb);
@@ -374,7 +416,8 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	}
 	o.target = &t;
 	change_id_new(rb->name.s, id);
-	if (begin_change(c, rb->file, o.target->name, id, &st, &lk, err) < 0) {
+	if (begin_change(c, rb->file, o.target->name, id, &st, &lk, &team,
+			 err) < 0) {
 		code = err->cls;
 		goto out;
 	}
@@ -418,8 +461,15 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	o.listeners = ls;
 	o.n_listeners = 2;
 	code = apply_run(rb, &o, err);
+	if (team.first_failed) {
+		rb_error_set(err, RB_ERR_CONNECT,
+			     "the running note of %s could not be pushed to the team: %s; nothing was run on any host; safe to run again once the remote can be reached",
+			     id, team.err.msg);
+		code = RB_ERR_CONNECT;
+	}
 	warn_unnoted(ch, st, c->quiet);
 out:
+	team_end(&team, st);
 	report_free(rep);
 	recorder_free(rec);
 	change_free(ch);
@@ -699,10 +749,13 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 	struct recorder *rec = NULL;
 	struct strvec hand = STRVEC_INIT, forced = STRVEC_INIT;
 	char *stale_info = NULL, *by = NULL;
+	struct team team;
 	bool stale, from_j;
 	int code, rc;
 
+	memset(&team, 0, sizeof(team));
 	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    team_of(c, st, false, &team, err) < 0 ||
 	    (rc = find_change(c, st, &ch, &from_j, err)) < 0 ||
 	    (rc == 0 && !from_j && !c->dry_run &&
 	     confirm_foreign(c, ch, err) < 0)) {
@@ -735,6 +788,13 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 		goto out;
 	}
 	free(stale_info);
+	by = store_operator(st);
+	if (team.rm && !team.offline &&
+	    remote_lock(team.rm, ch->target ? ch->target : "local", ch->id, by,
+			err) < 0) {
+		code = err->cls;
+		goto out;
+	}
 	if (change_pending_total(ch) && check_order(c, st, ch, &forced, err) < 0) {
 		code = err->cls;
 		goto out;
@@ -755,7 +815,6 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 		code = 0;
 		goto out;
 	}
-	by = store_operator(st);
 	if (recorder_resume(st, ch, NULL, &rec, err) < 0 ||
 	    recorder_rollback_start(rec, by, c->reason, &forced, err) < 0 ||
 	    record_by_hand(c, ch, rec, &hand, err) < 0) {
@@ -786,11 +845,63 @@ out:
 	strvec_release(&hand);
 	strvec_release(&forced);
 	free(by);
+	team_end(&team, st);
 	recorder_free(rec);
 	change_free(ch);
 	lock_release(lk);
 	store_free(st);
 	return code;
+}
+
+/* status: the notes not pushed and the locks on the team's remote. */
+static void team_status(const struct cli *c, struct team *t, size_t *shown)
+{
+	struct strvec pending = STRVEC_INIT, locks = STRVEC_INIT;
+	struct rb_error e2 = RB_ERROR_INIT;
+
+	if (remote_pending(t->rm, &pending, &e2) < 0 ||
+	    remote_locks(t->rm, &locks, &e2) < 0)
+		fprintf(stderr, "runbook: warning: %s\n", e2.msg);
+	for (size_t i = 0; i < locks.n; i++) {
+		char *tab = strchr(locks.v[i], '\t');
+
+		*tab = '\0';
+		if (c->target && strcmp(c->target, locks.v[i]) != 0)
+			continue;
+		if (c->json) {
+			struct buf b = BUF_INIT;
+
+			buf_adds(&b, "{");
+			json_kv(&b, "event", "remote-lock", 1);
+			json_kv(&b, "target", locks.v[i], 0);
+			json_kv(&b, "holder", tab + 1, 0);
+			buf_adds(&b, "}\n");
+			fputs(buf_str(&b), stdout);
+			buf_release(&b);
+		} else {
+			printf("target %s is locked on the notes remote %s by %s\n",
+			       locks.v[i], remote_label(t->rm), tab + 1);
+		}
+		(*shown)++;
+	}
+	for (size_t i = 0; i < pending.n; i++) {
+		if (c->json) {
+			struct buf b = BUF_INIT;
+
+			buf_adds(&b, "{");
+			json_kv(&b, "event", "unpushed", 1);
+			json_kv(&b, "commit", pending.v[i], 0);
+			buf_adds(&b, "}\n");
+			fputs(buf_str(&b), stdout);
+			buf_release(&b);
+		} else {
+			printf("%s%s\n", i ? "  " : "not on the notes remote yet (runbook sync pushes them):\n  ",
+			       pending.v[i]);
+		}
+		(*shown)++;
+	}
+	strvec_release(&pending);
+	strvec_release(&locks);
 }
 
 int cmd_status(const struct cli *c, struct rb_error *err)
@@ -799,10 +910,16 @@ int cmd_status(const struct cli *c, struct rb_error *err)
 	char **ids = NULL, *busy = NULL;
 	enum change_status bs;
 	size_t n = 0, shown = 0;
+	struct team team;
 	int code = 0, rc;
 
+	memset(&team, 0, sizeof(team));
 	if (store_open(c->notes, NULL, false, &st, err) < 0)
 		return err->cls;
+	if (team_of(c, st, false, &team, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
 	/* commits pending notes first, so what is left is unfinished */
 	if (settle(st, NULL, &busy, &bs, c->quiet, err) < 0 ||
 	    journal_list(store_dir(st), &ids, &n, err) < 0) {
@@ -895,6 +1012,8 @@ int cmd_status(const struct cli *c, struct rb_error *err)
 		buf_release(&running);
 		change_free(ch);
 	}
+	if (team.rm)
+		team_status(c, &team, &shown);
 	if (c->json) {
 		/* always one object, so a script reads "nothing open" too */
 		struct buf b = BUF_INIT;
@@ -913,6 +1032,8 @@ out:
 		free(ids[i]);
 	free(ids);
 	free(busy);
+	team.queued = team.offline = false;	/* status listed them */
+	team_end(&team, st);
 	store_free(st);
 	return code;
 }
@@ -989,14 +1110,19 @@ int cmd_log(const struct cli *c, struct rb_error *err)
 {
 	struct store *st = NULL;
 	struct log_ctx lc = { c, 0 };
+	struct team team;
 	int code = 0;
 
+	memset(&team, 0, sizeof(team));
 	if (store_open(c->notes, NULL, false, &st, err) < 0)
 		return err->cls;
-	if (history_each(st, c->log_n, log_one, &lc, err) < 0)
+	if (team_of(c, st, false, &team, err) < 0)
+		code = err->cls;
+	else if (history_each(st, c->log_n, log_one, &lc, err) < 0)
 		code = err->cls;
 	else if (!lc.shown && !c->json && !c->quiet)
 		printf("no changes recorded in %s\n", store_path(st));
+	team_end(&team, st);
 	store_free(st);
 	return code;
 }
@@ -1006,9 +1132,12 @@ int cmd_show(const struct cli *c, struct rb_error *err)
 	struct store *st = NULL;
 	struct buf text = BUF_INIT;
 	char *id = NULL;
+	struct team team;
 	int code = 0;
 
+	memset(&team, 0, sizeof(team));
 	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    team_of(c, st, false, &team, err) < 0 ||
 	    store_resolve(st, c->args[0], &id, err) < 0 ||
 	    store_read_note(st, id, &text, err) < 0) {
 		code = err->cls ? (int)err->cls : RB_ERR_USAGE;
@@ -1031,6 +1160,90 @@ int cmd_show(const struct cli *c, struct rb_error *err)
 out:
 	buf_release(&text);
 	free(id);
+	team_end(&team, st);
+	store_free(st);
+	return code;
+}
+
+/* The notes remote a command needs, fetched; usage error without one. */
+static int team_needed(const struct cli *c, struct store *st,
+		       struct team *t, struct rb_error *err)
+{
+	if (team_of(c, st, true, t, err) < 0)
+		return -1;
+	if (!t->rm) {
+		rb_error_set(err, RB_ERR_USAGE,
+			     "%s: expected a notes remote (--remote NAME, RUNBOOK_REMOTE, or git config runbook.remote NAME in %s), found none; nothing was done",
+			     cli_cmd_name(c->cmd), store_path(st));
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_sync(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct strvec pending = STRVEC_INIT;
+	struct team team;
+	int code = 0;
+
+	memset(&team, 0, sizeof(team));
+	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    team_needed(c, st, &team, err) < 0 ||
+	    remote_pending(team.rm, &pending, err) < 0 ||
+	    remote_push(team.rm, err) < 0) {
+		code = err->cls ? (int)err->cls : RB_ERR_CONNECT;
+		goto out;
+	}
+	if (c->json) {
+		printf("{\"event\":\"sync\",\"pushed\":%zu}\n", pending.n);
+	} else if (!c->quiet) {
+		for (size_t i = 0; i < pending.n; i++)
+			fprintf(stderr, "runbook: pushed %s\n", pending.v[i]);
+		fprintf(stderr, "runbook: the notes remote %s has every note (%zu pushed now)\n",
+			remote_label(team.rm), pending.n);
+	}
+out:
+	strvec_release(&pending);
+	team_end(&team, st);
+	store_free(st);
+	return code;
+}
+
+int cmd_unlock(const struct cli *c, struct rb_error *err)
+{
+	struct store *st = NULL;
+	struct team team;
+	char *was = NULL, oid[41];
+	const char *target = c->args[0];
+	int code = 0;
+
+	memset(&team, 0, sizeof(team));
+	if (!c->force || !c->reason || !*c->reason) {
+		rb_error_set(err, RB_ERR_USAGE,
+			     "unlock: expected --force and --reason WHY (breaking a lock is recorded), found %s; nothing was done",
+			     c->force ? "no --reason" : "no --force");
+		return RB_ERR_USAGE;
+	}
+	if (store_open(c->notes, NULL, false, &st, err) < 0 ||
+	    team_needed(c, st, &team, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	if (team_unlock(&team, st, target, c->reason, &was, oid, err) < 0) {
+		code = err->cls;
+		goto out;
+	}
+	if (!c->quiet)
+		fprintf(stderr, "runbook: broke the lock of target %s on %s, held by %s; recorded (commit %.12s)\n",
+			target, remote_label(team.rm), was, oid);
+	if (team.queued) {
+		rb_error_set(err, RB_ERR_CONNECT, "%s", team.err.msg);
+		code = RB_ERR_CONNECT;
+	}
+out:
+	free(was);
+	team_end(&team, st);
 	store_free(st);
 	return code;
 }

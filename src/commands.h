@@ -21,5 +21,7 @@ int cmd_log(const struct cli *c, struct rb_error *err);
 int cmd_show(const struct cli *c, struct rb_error *err);
 int cmd_new(const struct cli *c, struct rb_error *err);
 int cmd_completion(const struct cli *c, struct rb_error *err);
+int cmd_sync(const struct cli *c, struct rb_error *err);
+int cmd_unlock(const struct cli *c, struct rb_error *err);
 
 #endif

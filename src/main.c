@@ -90,6 +90,12 @@ int main(int argc, char **argv)
 	case CMD_COMPLETION:
 		code = cmd_completion(&c, &err);
 		break;
+	case CMD_SYNC:
+		code = cmd_sync(&c, &err);
+		break;
+	case CMD_UNLOCK:
+		code = cmd_unlock(&c, &err);
+		break;
 	default:
 		rb_error_set(&err, RB_ERR_USAGE,
 			     "'runbook %s' is not available in this version yet; nothing was run",

@@ -27,6 +27,8 @@ struct store {
 	git_repository *repo;
 	char *dir;
 	char *path;
+	int (*on_commit)(void *ctx, struct rb_error *err);
+	void *on_commit_ctx;
 };
 
 static bool inited;
@@ -239,6 +241,18 @@ const char *store_path(const struct store *s)
 	return s->path;
 }
 
+const char *store_gitdir(const struct store *s)
+{
+	return git_repository_path(s->repo);
+}
+
+void store_on_commit(struct store *s,
+		     int (*fn)(void *ctx, struct rb_error *err), void *ctx)
+{
+	s->on_commit = fn;
+	s->on_commit_ctx = ctx;
+}
+
 /* changes/YYYY/MM from an id that starts YYYYMMDD */
 static int id_dirs(const char *id, char year[5], char month[3])
 {
@@ -282,6 +296,17 @@ static int insert(git_repository *repo, const git_tree *base,
 out:
 	git_treebuilder_free(tb);
 	return ret;
+}
+
+static int empty_tree(git_repository *repo, git_oid *out)
+{
+	git_treebuilder *tb = NULL;
+	int rc = git_treebuilder_new(&tb, repo, NULL);
+
+	if (rc == 0)
+		rc = git_treebuilder_write(out, tb);
+	git_treebuilder_free(tb);
+	return rc;
 }
 
 /* Adds a blob to the tree *id (replacing its id with the new tree's). */
@@ -362,6 +387,14 @@ int store_commit_note(struct store *s, const char *id, const char *text,
 				   message, oid_hex, err);
 }
 
+int store_commit_record(struct store *s, const char *author,
+			const char *committer, const char *message,
+			char oid_hex[41], struct rb_error *err)
+{
+	return store_commit_change(s, NULL, NULL, NULL, author, committer,
+				   message, oid_hex, err);
+}
+
 int store_commit_change(struct store *s, const char *id, const char *text,
 			const struct buf *runbook, const char *author,
 			const char *committer, const char *message,
@@ -372,16 +405,18 @@ int store_commit_change(struct store *s, const char *id, const char *text,
 	git_oid blob, yblob;
 	int ret = -1;
 
-	if (id_dirs(id, year, month) < 0) {
+	if (id && id_dirs(id, year, month) < 0) {
 		rb_error_set(err, RB_ERR_PARTIAL, "bad change id '%s'", id);
 		return -1;
 	}
-	snprintf(file, sizeof(file), "%s.md", id);
+	snprintf(file, sizeof(file), "%s.md", id ? id : "");
 	if (signature(&as, author) < 0 || signature(&cs, committer) < 0) {
 		git_fail(err, RB_ERR_PARTIAL, "cannot make commit signatures");
 		goto out;
 	}
-	snprintf(yml, sizeof(yml), "%s.yml", id);
+	snprintf(yml, sizeof(yml), "%s.yml", id ? id : "");
+	if (!text)
+		text = "";
 	if (git_blob_create_from_buffer(&blob, s->repo, text, strlen(text)) < 0 ||
 	    (runbook && git_blob_create_from_buffer(&yblob, s->repo,
 						    runbook->data,
@@ -411,6 +446,18 @@ int store_commit_change(struct store *s, const char *id, const char *text,
 			git_fail(err, RB_ERR_PARTIAL, "cannot read the notes branch");
 			goto step_fail;
 		}
+		if (!id) {
+			/* a record without a file: the tree stays */
+			if (root)
+				root_id = *git_tree_id(root);
+			if ((!root && empty_tree(s->repo, &root_id) < 0) ||
+			    git_tree_lookup(&newroot, s->repo, &root_id) < 0) {
+				git_fail(err, RB_ERR_PARTIAL,
+					 "cannot build the notes tree");
+				goto step_fail;
+			}
+			goto commit;
+		}
 		ch = subtree(s->repo, root, "changes");
 		yr = subtree(s->repo, ch, year);
 		mo = subtree(s->repo, yr, month);
@@ -423,6 +470,7 @@ int store_commit_change(struct store *s, const char *id, const char *text,
 			git_fail(err, RB_ERR_PARTIAL, "cannot build the notes tree");
 			goto step_fail;
 		}
+commit:
 		parents[0] = tip;
 		if (git_commit_create(&commit, s->repo, NULL, as, cs, "UTF-8",
 				      message, newroot, tip ? 1 : 0,
@@ -476,6 +524,8 @@ step_fail:
 		git_tree_free(newroot);
 		break;
 	}
+	if (ret == 0 && s->on_commit && s->on_commit(s->on_commit_ctx, err) < 0)
+		ret = -1;
 out:
 	git_signature_free(as);
 	git_signature_free(cs);

@@ -35,6 +35,17 @@ void store_free(struct store *s);
 const char *store_dir(const struct store *s);
 /* The repository's path, for messages. */
 const char *store_path(const struct store *s);
+/* Its git directory (for the notes remote, remote.h). */
+const char *store_gitdir(const struct store *s);
+
+/*
+ * After each note commit (store_commit_note/_change), once the branch
+ * has moved, fn(ctx, err) runs: the notes remote pushes it. If fn
+ * returns -1, the commit call returns -1 with fn's err, though the
+ * note is committed here. fn NULL: none.
+ */
+void store_on_commit(struct store *s,
+		     int (*fn)(void *ctx, struct rb_error *err), void *ctx);
 
 /*
  * Commits text as the note of change id. author: "Name <email>" (the
@@ -53,6 +64,14 @@ int store_commit_note(struct store *s, const char *id, const char *text,
  */
 int store_commit_change(struct store *s, const char *id, const char *text,
 			const struct buf *runbook, const char *author,
+			const char *committer, const char *message,
+			char oid_hex[41], struct rb_error *err);
+
+/*
+ * A commit on runbook-notes that changes no file: the record of an
+ * event that is no change (runbook unlock). Same CAS as a note.
+ */
+int store_commit_record(struct store *s, const char *author,
 			const char *committer, const char *message,
 			char oid_hex[41], struct rb_error *err);
 
