@@ -109,10 +109,9 @@ int remote_open(const char *gitdir, const char *name,
 {
 	struct remote *r = NULL;
 	git_repository *repo = NULL;
-	git_remote *gr = NULL;
 	git_config *cfg = NULL;
-	git_buf conf = { 0 };
-	struct buf label = BUF_INIT;
+	git_buf conf = { 0 }, url = { 0 };
+	struct buf label = BUF_INIT, key = BUF_INIT;
 	int ret = -1;
 
 	*out = NULL;
@@ -136,9 +135,14 @@ int remote_open(const char *gitdir, const char *name,
 	repo = NULL;
 	if (o)
 		r->o = *o;
-	if (git_remote_lookup(&gr, r->repo, name) == 0 && git_remote_url(gr)) {
+	buf_addf(&key, "remote.%s.url", name);
+	if (!cfg)
+		git_repository_config(&cfg, r->repo);
+	/* not git_remote_lookup(): it applies insteadOf (new_remote()) */
+	if (cfg && git_config_get_string_buf(&url, cfg, buf_str(&key)) == 0 &&
+	    url.ptr && *url.ptr) {
 		r->name = xstrdup(name);
-		r->url = xstrdup(git_remote_url(gr));
+		r->url = xstrdup(url.ptr);
 		buf_addf(&label, "'%s' (%s)", name, r->url);
 	} else {
 		r->url = xstrdup(name);
@@ -150,7 +154,8 @@ int remote_open(const char *gitdir, const char *name,
 	r = NULL;
 	ret = 0;
 out:
-	git_remote_free(gr);
+	git_buf_dispose(&url);
+	buf_release(&key);
 	git_buf_dispose(&conf);
 	git_config_free(cfg);
 	git_repository_free(repo);
@@ -179,6 +184,22 @@ const char *remote_label(const struct remote *r)
 /* --- SSH: keys and host keys, as for targets (docs/ssh.md) --- */
 
 /* "user@host:path", "ssh://user@host:port/path": host and port. */
+/*
+ * An anonymous libgit2 remote for our URL. url.*.insteadOf is not
+ * applied: libgit2 1.5 scans the whole config for it with a regex and
+ * leaks PCRE2 match data for every entry that does not match.
+ */
+static int new_remote(struct remote *r, git_remote **out)
+{
+	git_remote_create_options o;
+
+	git_remote_create_options_init(&o, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	o.repository = r->repo;
+	o.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
+		  GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	return git_remote_create_with_opts(out, r->url, &o);
+}
+
 static void url_host(const char *url, char *host, size_t n, unsigned *port)
 {
 	const char *p = url, *end;
@@ -499,7 +520,7 @@ int remote_fetch(struct remote *r, struct rb_error *err)
 			       r->label, r->local_path);
 		goto out;
 	}
-	if (git_remote_create_anonymous(&gr, r->repo, r->url) < 0) {
+	if (new_remote(r, &gr) < 0) {
 		git_fail(err, RB_ERR_USAGE, r, "not a remote git can use");
 		goto out;
 	}
@@ -622,7 +643,7 @@ static int push_net(struct remote *r, const git_oid *new, const char *dst,
 	specs[0] = (char *)buf_str(&spec);
 	if (git_reference_create(&ref, r->repo, buf_str(&src), new, 1,
 				 "runbook: to push") < 0 ||
-	    git_remote_create_anonymous(&gr, r->repo, r->url) < 0) {
+	    new_remote(r, &gr) < 0) {
 		git_fail(err, RB_ERR_CONNECT, r, "cannot prepare the push");
 		goto out;
 	}

@@ -25,6 +25,10 @@ harness_init team
 need_tools git flock "$PY" pgrep ssh-keygen ssh-keyscan ssh-agent ssh-add \
 	/usr/sbin/sshd
 . "$E2E_DIR/lib/sshd.sh"
+# In ASan builds: libgit2 1.5.1's own leaks while it connects over SSH,
+# and only those, are suppressed (tests/e2e/lib/lsan-libgit2.supp).
+export LSAN_OPTIONS="suppressions=$E2E_DIR/lib/lsan-libgit2.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 AGENT_PID=
 # shellcheck disable=SC2317 # called at exit (on_cleanup)
 stop_daemons() {
