@@ -6,6 +6,10 @@
 #ifndef RUNBOOK_COMMANDS_H
 #define RUNBOOK_COMMANDS_H
 
+#include <stdbool.h>
+
+#include "change.h"
+
 struct cli;
 struct rb_error;
 
@@ -23,5 +27,17 @@ int cmd_new(const struct cli *c, struct rb_error *err);
 int cmd_completion(const struct cli *c, struct rb_error *err);
 int cmd_sync(const struct cli *c, struct rb_error *err);
 int cmd_unlock(const struct cli *c, struct rb_error *err);
+
+/* Shared by commands.c and commands_notes.c. */
+struct store;
+struct team;
+/* history_settle(), with what it has to say printed. */
+int cmd_settle(struct store *st, const char *target, char **busy,
+	       enum change_status *bs, bool quiet, struct rb_error *err);
+/* team_open() of the command's --remote, notices said. */
+int cmd_team_of(const struct cli *c, struct store *st, bool strict,
+		struct team *t, struct rb_error *err);
+/* team_close(), notices said. */
+void cmd_team_end(struct team *t, struct store *st);
 
 #endif
