@@ -117,12 +117,12 @@ while read -r cmd want; do
 done <<'EOF2'
 validate --help,--var,--json,--no-color,--quiet
 plan --help,--target,--limit,--var,--json,--no-color
-apply --help,--target,--limit,--var,--notes,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys
-rehearse --help,--target,--limit,--var,--notes,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys
-rollback --help,--target,--notes,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--dry-run,--last,--yes,--force,--reason,--by-hand
-status --help,--target,--notes,--json,--no-color,--quiet
-log --help,--notes,--json,--no-color,--quiet,-n
-show --help,--notes,--json,--no-color
+apply --help,--target,--limit,--var,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--no-watch
+rehearse --help,--target,--limit,--var,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--no-watch
+rollback --help,--target,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--dry-run,--last,--yes,--force,--reason,--by-hand
+status --help,--target,--notes,--remote,--json,--no-color,--quiet
+log --help,--notes,--remote,--json,--no-color,--quiet,-n
+show --help,--notes,--remote,--json,--no-color
 new --help,--quiet
 completion --help
 EOF2
