@@ -2,6 +2,9 @@
  * Local executor: /bin/sh -c COMMAND in its own process group, stdin
  * /dev/null, stdout and stderr on two pipes read by one poll() loop.
  *
+ * A simple command that runs a program is exec'd by the shell, not
+ * forked (shell_exec_ok()).
+ *
  * Invariants: the child is started with posix_spawn() (no copy of our
  * address space), its group, signals, mask and fds set before exec; the
  * command text travels in its environment, not its argv; the
@@ -26,6 +29,7 @@
 #include "buf.h"
 #include "error.h"
 #include "exec.h"
+#include "quote.h"
 #include "sys.h"
 
 extern char **environ;
@@ -185,7 +189,15 @@ static void shell_args(struct strvec *argv, struct strvec *envp,
 
 	strvec_push(argv, "sh");
 	strvec_push(argv, "-c");
-	strvec_push(argv, "rb_c=$RUNBOOK_COMMAND; unset RUNBOOK_COMMAND; "
+	/*
+	 * eval keeps the shell from exec'ing the last command, so a simple
+	 * command that runs a program is exec'd by hand: the shell becomes
+	 * it (same pid and group) instead of forking it.
+	 */
+	strvec_push(argv, shell_exec_ok(cmd->command) ?
+			  "rb_c=$RUNBOOK_COMMAND; unset RUNBOOK_COMMAND; "
+			  "eval \"unset rb_c; exec $rb_c\"" :
+			  "rb_c=$RUNBOOK_COMMAND; unset RUNBOOK_COMMAND; "
 			  "eval \"unset rb_c; $rb_c\"");
 	build_env(envp, cmd->env, cmd->unset);
 	/* a runbook run by a step must not see its parent's */

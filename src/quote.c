@@ -53,3 +53,55 @@ void shell_quote(struct buf *out, const char *s)
 	else
 		shell_quote_always(out, s);
 }
+
+/* Builtins of dash and bash: `exec NAME` would run another program. */
+static bool builtin(const char *s, size_t n)
+{
+	static const char *const names[] = {
+		".", ":", "[", "[[", "]]", "!", "alias", "bg", "bind", "break",
+		"builtin", "caller", "cd", "chdir", "command", "compgen",
+		"complete", "compopt", "continue", "declare", "dirs", "disown",
+		"echo", "enable", "eval", "exec", "exit", "export", "false",
+		"fc", "fg", "getopts", "hash", "help", "history", "jobs", "kill",
+		"let", "local", "logout", "mapfile", "popd", "printf", "pushd",
+		"pwd", "read", "readarray", "readonly", "return", "set", "shift",
+		"shopt", "source", "suspend", "test", "times", "trap", "true",
+		"type", "typeset", "ulimit", "umask", "unalias", "unset", "wait",
+		NULL,
+	};
+	char w[16];
+
+	if (n >= sizeof(w))
+		return false;
+	memcpy(w, s, n);
+	w[n] = '\0';
+	for (const char *const *b = names; *b; b++)
+		if (strcmp(w, *b) == 0)
+			return true;
+	return reserved(w);
+}
+
+bool shell_exec_ok(const char *cmd)
+{
+	static const char name[] =
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		"0123456789_./+-";
+	const char *p = cmd + strspn(cmd, " \t"), *s;
+	size_t n = strspn(p, name);
+
+	if (!n || *p == '-' || (p[n] && !strchr(" \t\n", p[n])) ||
+	    builtin(p, n))
+		return false;
+	for (s = p + n; *s; s++) {
+		if (*s == '\n') {
+			if (s[strspn(s, " \t\n")])
+				return false;
+			break;
+		}
+		if (strchr(";|()`{}", *s))
+			return false;
+		if (*s == '&' && (s == cmd || (s[-1] != '>' && s[-1] != '<')))
+			return false;
+	}
+	return true;
+}

@@ -6,6 +6,8 @@
 #ifndef RUNBOOK_QUOTE_H
 #define RUNBOOK_QUOTE_H
 
+#include <stdbool.h>
+
 struct buf;
 
 /*
@@ -18,5 +20,14 @@ void shell_quote(struct buf *out, const char *s);
 
 /* The same, always in single quotes: never an operator or a keyword. */
 void shell_quote_always(struct buf *out, const char *s);
+
+/*
+ * True if cmd is one simple command that runs a program found by path
+ * or in PATH (not a builtin, keyword or assignment), so that `exec cmd`
+ * does what cmd does minus the shell's fork: no ; & | ( ) ` { } or
+ * line break (bar a trailing one), and & only in >& or <&. Errs on
+ * the side of false: a false costs a fork, a wrong true a wrong run.
+ */
+bool shell_exec_ok(const char *cmd);
 
 #endif

@@ -1105,4 +1105,33 @@ wait_bg "$BGPID" $((20 * SLOW)) || bad "runbook did not finish"
 expect_rc 0
 end
 
+# A simple command that runs a program is exec'd by the wrapper shell, not
+# forked: the program is the process group leader itself. A compound command
+# still runs under the shell, and a builtin is still the shell's own.
+begin simple-command-no-extra-fork
+{ hdr e2e-exec; cat <<'EOF'
+steps:
+  - name: simple
+    run: /bin/sh ./ids.sh simple
+    rollback: none
+  - name: compound
+    run: /bin/sh ./ids.sh compound; true
+    rollback: none
+  - name: builtin
+    run: echo "builtin-ok $0" >>ids
+    rollback: none
+EOF
+} >f.yml
+printf '%s\n' 'echo "$1 $$ $(ps -o pgid= -p $$)" >>ids' >ids.sh
+rb run apply f.yml
+expect_rc 0
+read -r _ s_pid s_pgid < <(grep '^simple' ids)
+read -r _ c_pid c_pgid < <(grep '^compound' ids)
+check [ -n "$s_pid" ] && [ "$s_pid" = "$s_pgid" ] ||
+	bad "expected the simple command to lead its group (pid = pgid), found pid $s_pid pgid $s_pgid"
+check [ -n "$c_pid" ] && [ "$c_pid" != "$c_pgid" ] ||
+	bad "expected the compound command to run under the wrapper shell, found pid $c_pid pgid $c_pgid"
+check grep -q '^builtin-ok sh$' ids || bad "expected the builtin echo from the shell: $(grep builtin ids)"
+end
+
 finish

@@ -599,6 +599,50 @@ static void test_shell_quote_bare_when_safe(void **state)
 	buf_release(&b);
 }
 
+/* shell_exec_ok(): `exec CMD` only where it runs exactly what CMD does */
+static void test_shell_exec_ok(void **state)
+{
+	static const struct { const char *cmd; bool ok; } cases[] = {
+		{ "/bin/true", true }, { "  /bin/echo a 'b c'", true },
+		{ "/bin/echo hi\n", true }, { "/bin/echo hi\n\n  ", true },
+		{ "/bin/echo x 2>&1 >/dev/null", true },
+		{ "/bin/echo $(/bin/echo x)", false },
+		{ "cat </dev/null", true }, { "env -i X=1 /bin/sh -c :", true },
+		{ "true", false }, { "echo hi", false }, { "printf x", false },
+		{ "exit 3", false }, { "cd /", false }, { "[ -e / ]", false },
+		{ "if", false }, { "X=1 /bin/true", false }, { "$CMD", false },
+		{ "/bin/true; /bin/false", false }, { "/bin/true && x", false },
+		{ "/bin/true &", false }, { "/bin/true | cat", false },
+		{ "/bin/true\n/bin/false", false }, { "(/bin/true)", false },
+		{ "{ /bin/true; }", false }, { "/bin/echo `id`", false },
+		{ "-x", false }, { "", false }, { "   ", false },
+		{ "/bin/true&>x", false }, { "cat<x", false },
+		{ "/bin/echo a &>/dev/null", false },
+	};
+	char dir[] = "/tmp/rb-exec-XXXXXX";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf e = BUF_INIT;
+		char *a, *b;
+
+		if (shell_exec_ok(cases[i].cmd) != cases[i].ok)
+			fail_msg("shell_exec_ok(\"%s\") is %d", cases[i].cmd,
+				 !cases[i].ok);
+		if (!cases[i].ok)
+			continue;
+		buf_addf(&e, "eval \"exec %s\"", cases[i].cmd);
+		a = run_shell("/bin/sh", cases[i].cmd, dir);
+		b = run_shell("/bin/sh", buf_str(&e), dir);
+		assert_string_equal(a, b);
+		free(a);
+		free(b);
+		buf_release(&e);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -615,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_name_fails),
 		cmocka_unit_test(test_scan_lists_names_and_offsets),
 		cmocka_unit_test(test_shell_quote_bare_when_safe),
+		cmocka_unit_test(test_shell_exec_ok),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
