@@ -46,42 +46,17 @@
  * reconnects (the host key is checked again); if that fails, run
  * returns -1 with class RB_ERR_CONNECT.
  *
+ * The connection, its keepalives and struct ssh_params are ssh_link.h's.
  * One struct exec serves one thread at a time. exec_ssh_new() may be
  * called from several threads at once.
  */
 #ifndef RUNBOOK_EXEC_SSH_H
 #define RUNBOOK_EXEC_SSH_H
 
-#include <stdbool.h>
+#include "ssh_link.h"
 
 struct exec;
 struct rb_error;
-
-/*
- * The defaults of the keepalives (ServerAliveInterval and
- * ServerAliveCountMax set them per host). While a command runs: a
- * keepalive after this many seconds of silence...
- */
-#define SSH_KEEPALIVE_S 5
-/* ...and this many unanswered that, one interval later, make the link dead. */
-#define SSH_KEEPALIVE_MAX 3
-/* So a silent link is declared dead this long after the host's last byte. */
-#define SSH_DEAD_AFTER_S (SSH_KEEPALIVE_S * (SSH_KEEPALIVE_MAX + 1))
-
-struct ssh_params {
-	const char *name;	/* as written in the runbook, for messages */
-	const char *address;	/* to connect to, and the known_hosts name */
-	unsigned port;
-	const char *user;
-	char *const *identities;	/* configured key files: offered first */
-	char *const *default_identities;	/* after the agent's keys */
-	bool identities_only;	/* IdentitiesOnly: identities alone (if none, the defaults) */
-	unsigned alive_interval_s;	/* ServerAliveInterval; 0: SSH_KEEPALIVE_S */
-	int alive_count_max;	/* ServerAliveCountMax; < 0: SSH_KEEPALIVE_MAX (0 is a count) */
-	const char *known_hosts;	/* file; NULL: ~/.ssh/known_hosts */
-	bool accept_new;	/* append unknown (never changed) keys */
-	unsigned connect_timeout_ms;	/* 0: 10 s */
-};
 
 /*
  * Connects, checks the host key and authenticates. Returns 0 and the
