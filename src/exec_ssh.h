@@ -1,6 +1,9 @@
 /*
  * The SSH executor (PRODUCT.md §6): one libssh2 session per host for
- * the whole change, one channel per command.
+ * the whole change. Commands run on one long-lived remote shell per
+ * host (ssh_shell.h: framing, process groups, a shell that dies); a
+ * host without setsid, or every host with RUNBOOK_SSH_CHANNELS set in
+ * the environment, gets one channel per command, as below.
  *
  * Connecting checks the host key against known_hosts (read line by
  * line, so one bad line hides nothing after it; @revoked honoured) and
@@ -16,7 +19,7 @@
  * OpenSSH's form and how to trust it; with accept_new it is appended to
  * known_hosts. Changed key: always refused, loudly.
  *
- * Each command runs as `exec /bin/sh -s runbook-change-ID` under the
+ * On a channel, each command runs as `exec /bin/sh -s runbook-change-ID` under the
  * remote login shell, and the script comes on the channel's stdin, so
  * neither the command nor env values (secrets) are on a command line
  * other users can read. The script reports its pid (sshd made it a

@@ -527,6 +527,9 @@ void ssh_link_close(struct exec_ssh *x)
 		if (x->pre && !x->dead)
 			libssh2_channel_free(x->pre);
 		x->pre = NULL;
+		if (x->sh && !x->dead)
+			libssh2_channel_free(x->sh);
+		x->sh = NULL;
 		if (!x->dead)
 			libssh2_session_disconnect(x->s, "runbook done");
 		libssh2_session_free(x->s);

@@ -61,6 +61,10 @@ struct exec_ssh {
 	/* ServerAliveInterval, ServerAliveCountMax set (not the defaults) */
 	bool interval_set, count_set;
 	struct _LIBSSH2_CHANNEL *pre;	/* opened ahead for the next command */
+	struct _LIBSSH2_CHANNEL *sh;	/* the remote shell (ssh_shell.c) */
+	int sh_mode;		/* 0: use the remote shell; -1: channels */
+	/* what the shell's start printed (login files), for the next command */
+	struct buf sh_out, sh_err;
 	long orphan;		/* group of a command cut off by a lost link */
 	char *orphan_guard;	/* its change id */
 	struct strvec defs;	/* default key files, after the agent */

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# End-to-end checks of what the SSH transport can get wrong (issue 17): one
+# long-lived remote shell per host runs every command, framed on the
+# channel's two streams (src/ssh_shell.h). Binary output and fake markers,
+# a command reading stdin, output with no final newline, lines over 64 KiB
+# on both streams at once, a command that closes stdout early, the remote
+# shell killed between commands (replaced, nothing runs twice) and while a
+# command runs (outcome unknown, rolled back, nothing left running).
+# Each check also runs with RUNBOOK_SSH_CHANNELS=1 (one channel per command)
+# where noted, so both transports keep the same contract.
+#
+#   RUNBOOK=build/runbook bash tests/e2e/ssh_transport.sh
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init ssh_transport --operator 'Sam Operator <sam@example.com>' --repo-per-check
+need_tools git pgrep /usr/sbin/sshd ssh-keygen
+TAG=$$
+
+# shellcheck source=lib/sshd.sh
+. "$E2E_DIR/lib/sshd.sh"
+leftovers() {
+	pgrep -f "sleep [0-9]+\.${TAG}([^0-9]|\$)" 2>/dev/null | paste -sd' ' -
+}
+stop_daemons() {
+	local p
+	sshd_stop
+	for p in $(leftovers); do kill -KILL "$p" 2>/dev/null; done
+}
+on_cleanup stop_daemons
+if ! sshd_start "$tmp/sshd" >"$tmp/sshd-start.log" 2>&1; then
+	setup_failed "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
+fi
+H1=127.0.0.1:$SSHD_PORT
+KH=(--known-hosts "$SSH_KNOWN")
+
+hdr() {
+	printf 'version: 1\nname: %s\nowner: Test Team <test@example.com>\n' "$1"
+	printf 'reason: e2e check of the ssh transport\nexpected: the check passes\n'
+	printf 'targets:\n  prod:\n    hosts: ["%s"]\n    identity: %s\n' "$H1" "$SSH_KEY"
+}
+
+expect_no_leftovers() {
+	local i left
+	for i in $(seq 1 $((40 * SLOW))); do
+		left=$(leftovers)
+		[ -z "$left" ] && break
+		sleep 0.05
+	done
+	check [ -z "$left" ] || bad "expected no remote command left running $1, found: $left"
+}
+
+# The streams carry any bytes: NUL, \036, a line that looks like a marker of
+# the framing, no final newline; each stream gets exactly its own bytes.
+for mode in shell channels; do
+	begin "binary-and-fake-markers-$mode"
+	{ hdr e2e-binary; cat <<'EOF'
+steps:
+  - name: binary
+    run: printf 'a\000b\036rb 0123 end 0\nc\036'; printf 'x\036rb 0123 end\ny\000' >&2
+    expect:
+      stdout: '\Aa\x00b\x1erb 0123 end 0\nc\x1e\z'
+      stderr: '\Ax\x1erb 0123 end\ny\x00\z'
+    rollback: none
+  - name: no newline on either
+    run: printf out-tail; printf err-tail >&2
+    expect: { stdout: '\Aout-tail\z', stderr: '\Aerr-tail\z' }
+    rollback: none
+  - name: after
+    run: echo after
+    expect: { stdout: '\Aafter\n\z', not_stderr: '[\s\S]' }
+    rollback: none
+EOF
+	} >f.yml
+	if [ "$mode" = channels ]; then export RUNBOOK_SSH_CHANNELS=1; fi
+	rb run apply f.yml "${KH[@]}"
+	unset RUNBOOK_SSH_CHANNELS
+	expect_rc 0
+	end
+done
+
+# A command that reads stdin gets end of file at once and cannot eat the
+# next command (the shell's stdin carries it); the next one still runs.
+begin stdin-is-empty
+{ hdr e2e-stdin; cat <<EOF
+steps:
+  - name: cat
+    run: cat; echo "cat-done"
+    expect: { stdout: '\Acat-done\n\z' }
+    rollback: none
+  - name: read
+    run: if read -r line; then echo "got:\$line"; else echo "eof"; fi
+    expect: { stdout: '\Aeof\n\z' }
+    rollback: none
+  - name: next
+    run: echo next >> $D/log
+    rollback: none
+EOF
+} >f.yml
+rb run apply f.yml "${KH[@]}"
+expect_rc 0
+expect_lines log 'next'
+end
+
+# Lines over 64 KiB on both streams at once, written by two processes in
+# parallel: nothing lost, nothing moved to the other stream, nothing stalls.
+begin long-lines-both-streams
+{ hdr e2e-long; cat <<'EOF'
+steps:
+  - name: long
+    run: |
+      head -c 100000 /dev/zero | tr '\0' a &
+      head -c 100000 /dev/zero | tr '\0' b >&2
+      wait
+      echo
+    expect:
+      stdout: '\Aa{50000}a{50000}\n\z'
+      stderr: '\Ab{50000}b{50000}\z'
+    timeout: 60s
+    rollback: none
+EOF
+} >f.yml
+rb run apply f.yml "${KH[@]}"
+expect_rc 0
+end
+
+# A command that closes its stdout early still ends with its own status,
+# and its later stderr is its own.
+begin stdout-closed-early
+{ hdr e2e-closed; cat <<'EOF'
+steps:
+  - name: closes
+    run: echo first; exec >&-; sleep 0.3; echo late-err >&2; exit 3
+    expect: { exit: 3, stdout: '\Afirst\n\z', stderr: '\Alate-err\n\z' }
+    rollback: none
+  - name: then
+    run: echo then
+    expect: { stdout: '\Athen\n\z' }
+    rollback: none
+EOF
+} >f.yml
+rb run apply f.yml "${KH[@]}"
+expect_rc 0
+end
+
+# The remote shell is killed between two commands (here by a local step,
+# on the same machine): the next command gets a new shell and runs once.
+begin shell-killed-between-commands
+{ hdr e2e-between; cat <<EOF
+steps:
+  - name: note the shell
+    run: echo \$PPID > $D/shell.pid; echo one >> $D/log
+    rollback: none
+  - name: kill it
+    local: true
+    run: ps -o args= -p "\$(cat $D/shell.pid)" > $D/shell.args; kill -KILL "\$(cat $D/shell.pid)"
+    rollback: none
+  - name: next
+    run: echo two >> $D/log
+    rollback: none
+EOF
+} >f.yml
+rb run apply f.yml "${KH[@]}"
+expect_rc 0
+expect_lines log 'one|two'
+check grep -q 'runbook-change-' shell.args || bad "expected the killed process to be runbook's remote shell, found '$(cat shell.args 2>/dev/null)'"
+end
+
+# The remote shell dies while a command runs: its outcome is unknown, so the
+# step fails and is rolled back; the command cut off is not left running.
+begin shell-killed-during-command
+{ hdr e2e-during; cat <<EOF
+steps:
+  - name: first
+    run: echo do1 >> $D/log
+    rollback: echo undo1 >> $D/log
+  - name: dies
+    run: kill -KILL \$PPID; sleep 20.$TAG; echo never >> $D/log
+    rollback: echo undo2 >> $D/log
+EOF
+} >f.yml
+rb run apply f.yml "${KH[@]}"
+expect_rc 1
+has -i run.err 'outcome is unknown' "that the outcome is unknown"
+expect_lines log 'do1|undo2|undo1'
+expect_no_leftovers "after its shell died (sleep 20.$TAG)"
+end
+
+finish
