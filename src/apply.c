@@ -509,6 +509,9 @@ static void run_phase(struct engine *E, size_t from, size_t to, enum phase ph)
 
 /* ---- connecting ---- */
 
+/* Open files kept for all but the hosts' connections (notes, pipes, ...). */
+#define FD_RESERVE 128u
+
 struct connect_ctx {
 	struct host_access access;
 	struct rb_error err;	/* the first failure (E->mu) */
@@ -535,8 +538,18 @@ static int connect_hosts(struct engine *E, struct rb_error *err)
 	struct connect_ctx C = { { E->o->target->identity.s,
 				   E->o->known_hosts, E->o->accept_new },
 				 RB_ERROR_INIT, 0 };
-	size_t *idx = xcalloc(E->n_hosts + 1, sizeof(*idx));
+	size_t *idx;
+	/* one socket per host for the whole change, and room for the rest */
+	unsigned long need = (unsigned long)E->n_hosts + FD_RESERVE;
+	unsigned long room = sys_fd_room(need);
 
+	if (room < need) {
+		rb_error_set(err, RB_ERR_CONNECT,
+			     "cannot connect to %zu hosts: expected room for %lu open files (one connection per host, %u for the rest), found a limit of %lu (ulimit -n, and its hard limit); raise it or limit the change to fewer hosts (--limit); nothing was run",
+			     E->n_hosts, need, FD_RESERVE, room);
+		return -1;
+	}
+	idx = xcalloc(E->n_hosts + 1, sizeof(*idx));
 	for (size_t h = 0; h < E->n_hosts; h++)
 		idx[h] = h;
 	engine_for_hosts(E, idx, E->n_hosts, connect_one, &C);

@@ -12,5 +12,11 @@ unsigned long long sys_now_ms(void);
 void sys_now_utc(char out[40]);
 /* $HOME/rel (rel such as ".ssh/id_ed25519"), "/" when HOME is unset; the caller frees it. */
 char *sys_home_file(const char *rel);
+/*
+ * Makes room for need open files: raises the soft RLIMIT_NOFILE to
+ * need if it is lower (never past the hard limit). Returns the soft
+ * limit now in force (commands started afterwards inherit it).
+ */
+unsigned long sys_fd_room(unsigned long need);
 
 #endif
