@@ -27,7 +27,21 @@ struct report {
 	size_t per;
 	bool live_shown;
 	bool line_open[2];	/* --verbose: a stream's line not ended yet */
+	/*
+	 * Folding (more than REPORT_FOLD_HOSTS hosts, no --verbose): lines
+	 * of commands that went well are counted, not printed, and each
+	 * batch (and the rollback) ends with one line of counts; every
+	 * failure keeps its own line.
+	 */
+	bool fold;
+	size_t n_ok, n_skipped, n_failed;	/* since the last count line */
+	size_t batch, n_batches, batch_hosts;
+	bool in_rollback;
+	unsigned long long t0;
 };
+
+/* Above this many hosts, progress is folded into a line per batch. */
+#define REPORT_FOLD_HOSTS 16
 
 struct report *report_new(const struct report_opts *o)
 {
@@ -177,6 +191,9 @@ static void on_open(struct report *r, const struct event *ev, struct buf *f)
 	r->target = ev->target ? xstrdup(ev->target) : NULL;
 	r->replay = ev->replay;
 	r->per = ev->per;
+	r->fold = ev->n_hosts > REPORT_FOLD_HOSTS && !r->o.verbose;
+	r->batch_hosts = ev->n_hosts;
+	r->t0 = sys_now_ms();
 	if (ev->replay) {
 		say(r, "runbook: rolling back change %s on %s\n", ev->change_id,
 		    ev->target);
@@ -192,6 +209,49 @@ static void on_open(struct report *r, const struct event *ev, struct buf *f)
 	}
 }
 
+/* The count line of a folded batch or rollback, if anything was counted. */
+static void fold_flush(struct report *r)
+{
+	struct buf b = BUF_INIT;
+
+	if (!r->fold || !(r->n_ok + r->n_skipped + r->n_failed))
+		return;
+	if (r->in_rollback)
+		buf_adds(&b, "  rollback:");
+	else if (r->n_batches > 1)
+		buf_addf(&b, "  batch %zu of %zu, %zu hosts:", r->batch,
+			 r->n_batches, r->batch_hosts);
+	else
+		buf_addf(&b, "  %zu hosts:", r->batch_hosts);
+	buf_addf(&b, " %zu %s", r->n_ok, r->in_rollback ? "rolled back" : "ok");
+	if (r->n_skipped)
+		buf_addf(&b, ", %zu %s", r->n_skipped,
+			 r->in_rollback ? "with nothing to undo" : "skipped");
+	if (r->n_failed)
+		buf_addf(&b, ", %zu failed (above)", r->n_failed);
+	buf_addf(&b, ", %.1fs", (double)(sys_now_ms() - r->t0) / 1000.0);
+	say(r, "%s\n", buf_str(&b));
+	buf_release(&b);
+	r->n_ok = r->n_skipped = r->n_failed = 0;
+	r->t0 = sys_now_ms();
+}
+
+/* Counts a folded command; true if its line is not to be printed. */
+static bool folded(struct report *r, bool ok, bool skipped)
+{
+	if (!r->fold)
+		return false;
+	if (!ok) {
+		r->n_failed++;
+		return false;
+	}
+	if (skipped)
+		r->n_skipped++;
+	else
+		r->n_ok++;
+	return true;
+}
+
 static void on_step_end(struct report *r, const struct event *ev,
 			struct buf *f)
 {
@@ -199,7 +259,8 @@ static void on_step_end(struct report *r, const struct event *ev,
 	bool ok = ev->result == RES_OK || ev->result == RES_SKIPPED;
 
 	end_lines(r);
-	progress(r, ev->result, what, ev, ok ? ev->note : ev->why);
+	if (!folded(r, ok, ev->result == RES_SKIPPED))
+		progress(r, ev->result, what, ev, ok ? ev->note : ev->why);
 	if (ev->metric)
 		say(r, "           %s = %s\n", ev->name, ev->metric);
 	if (!r->o.json)
@@ -217,15 +278,17 @@ static void on_rollback_end(struct report *r, const struct event *ev,
 {
 	end_lines(r);
 	if (ev->rollback_none) {
-		progress(r, RES_NOT_RUN, "rollback", ev, ev->note);
+		if (!folded(r, true, true))
+			progress(r, RES_NOT_RUN, "rollback", ev, ev->note);
 		if (r->o.json) {
 			step_fields(r, f, ev, "rollback", "none");
 			json_line(ev, "rollback", f);
 		}
 		return;
 	}
-	progress(r, ev->result == RES_ROLLED_BACK ? RES_OK : RES_FAILED,
-		 "rollback", ev, ev->why);
+	if (!folded(r, ev->result == RES_ROLLED_BACK, false))
+		progress(r, ev->result == RES_ROLLED_BACK ? RES_OK : RES_FAILED,
+			 "rollback", ev, ev->why);
 	if (r->o.json) {
 		step_fields(r, f, ev, "rollback", step_result_name(ev->result));
 		json_line(ev, "rollback", f);
@@ -283,6 +346,10 @@ static void on_misc(struct report *r, const struct event *ev, struct buf *f)
 {
 	switch (ev->type) {
 	case EV_BATCH:
+		fold_flush(r);
+		r->batch = ev->batch;
+		r->n_batches = ev->n_batches;
+		r->batch_hosts = ev->n_hosts;
 		if (ev->n_batches > 1)
 			say(r, "batch %zu of %zu\n", ev->batch, ev->n_batches);
 		break;
@@ -310,6 +377,8 @@ static void on_misc(struct report *r, const struct event *ev, struct buf *f)
 		json_line(ev, "attempt", f);
 		break;
 	case EV_ROLLBACK_ALL:
+		fold_flush(r);
+		r->in_rollback = true;
 		say(r, "rolling back %zu host%s in reverse order\n", ev->n_hosts,
 		    ev->n_hosts == 1 ? "" : "s");
 		break;
@@ -357,6 +426,7 @@ static int on_event(void *ctx, const struct event *ev, struct rb_error *err)
 		break;
 	case EV_CLOSE:
 		end_lines(r);
+		fold_flush(r);
 		on_close(r, ev, &f);
 		break;
 	case EV_OUTPUT:
