@@ -425,6 +425,100 @@ static void rollbacks(const struct change_rec *c, struct buf *b)
 	}
 }
 
+/*
+ * Folding, for a change over more than NOTE_FOLD_HOSTS hosts: in the
+ * body (the front matter keeps every host's every step), rows of the
+ * steps table that differ only in host and time become one row naming
+ * the hosts, and an output shown for one host is not repeated for the
+ * hosts whose same command printed the same.
+ */
+#define NOTE_FOLD_HOSTS 16
+#define NOTE_FOLD_NAMES 5
+
+static bool same_row(const struct rec_step *a, const struct rec_step *b)
+{
+	return a->phase == b->phase && a->running == b->running &&
+	       a->result == b->result && a->exit_code == b->exit_code &&
+	       a->rollback_none == b->rollback_none &&
+	       a->rb_result == b->rb_result && a->rb_by_hand == b->rb_by_hand &&
+	       strcmp(a->name ? a->name : "", b->name ? b->name : "") == 0;
+}
+
+static void folded_steps(const struct change_rec *c, struct buf *b)
+{
+	bool *done = xcalloc(c->n_steps + 1, sizeof(*done));
+
+	for (size_t i = 0; i < c->n_steps; i++) {
+		const struct rec_step *s = &c->steps[i];
+		unsigned long long most = 0;
+		size_t n = 0;
+		char dur[32];
+
+		if (done[i])
+			continue;
+		buf_adds(b, "| ");
+		for (size_t j = i; j < c->n_steps; j++) {
+			if (done[j] || !same_row(s, &c->steps[j]))
+				continue;
+			done[j] = true;
+			if (c->steps[j].duration_ms > most)
+				most = c->steps[j].duration_ms;
+			if (n < NOTE_FOLD_NAMES) {
+				buf_adds(b, n ? ", " : "");
+				cell(b, c->steps[j].host, 60);
+			}
+			n++;
+		}
+		if (n > NOTE_FOLD_NAMES)
+			buf_addf(b, " and %zu more (%zu hosts)", n - NOTE_FOLD_NAMES, n);
+		format_duration((unsigned)most, dur);
+		buf_addf(b, " | %s | ", phase_name(s->phase));
+		cell(b, s->name, 80);
+		buf_addf(b, " | %s | ", s->running ? "interrupted" :
+			 step_result_name(s->result));
+		if (s->exit_code >= 0)
+			buf_addf(b, "%d", s->exit_code);
+		buf_addf(b, " | %s%s | %s%s |\n", n > 1 ? "up to " : "", dur,
+			 s->phase != PHASE_STEPS ? "" :
+			 s->rollback_none ? "none" :
+			 step_result_name(s->rb_result),
+			 s->rb_by_hand ? " (by hand)" : "");
+	}
+	free(done);
+}
+
+static bool same_output(const struct rec_step *a, const struct rec_step *b)
+{
+	return a->phase == b->phase && a->output && b->output &&
+	       strcmp(a->output, b->output) == 0 &&
+	       strcmp(a->name ? a->name : "", b->name ? b->name : "") == 0 &&
+	       strcmp(a->command ? a->command : "", b->command ? b->command : "") == 0;
+}
+
+/* True if an earlier host's same step printed the same (shown there). */
+static bool same_output_before(const struct change_rec *c, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (same_output(&c->steps[j], &c->steps[i]))
+			return true;
+	return false;
+}
+
+/* " and N more hosts (the same output)" for step i's heading, or "". */
+static const char *same_output_more(const struct change_rec *c, size_t i)
+{
+	static _Thread_local char more[64];
+	size_t n = 0;
+
+	for (size_t j = i + 1; j < c->n_steps; j++)
+		n += same_output(&c->steps[i], &c->steps[j]);
+	more[0] = '\0';
+	if (n)
+		snprintf(more, sizeof(more), " and %zu more host%s (the same output)",
+			 n, n == 1 ? "" : "s");
+	return more;
+}
+
 static void body(const struct change_rec *c, struct buf *b)
 {
 	static const char *const say[] = {
@@ -461,6 +555,10 @@ static void body(const struct change_rec *c, struct buf *b)
 
 	buf_adds(b, "## Steps\n\n| host | phase | step | result | exit | time | rollback |\n"
 		    "|---|---|---|---|---|---|---|\n");
+	if (c->hosts.n > NOTE_FOLD_HOSTS) {
+		folded_steps(c, b);
+		goto steps_done;
+	}
 	for (size_t i = 0; i < c->n_steps; i++) {
 		const struct rec_step *s = &c->steps[i];
 		char dur[32];
@@ -483,6 +581,7 @@ static void body(const struct change_rec *c, struct buf *b)
 			 step_result_name(s->rb_result),
 			 s->rb_by_hand ? " (by hand)" : "");
 	}
+steps_done:
 	if (c->n_metrics) {
 		bool rolled = false;
 
@@ -511,13 +610,15 @@ static void body(const struct change_rec *c, struct buf *b)
 	for (size_t i = 0; i < c->n_steps; i++) {
 		const struct rec_step *s = &c->steps[i];
 
-		if (!s->output || !*s->output)
+		if (!s->output || !*s->output ||
+		    (c->hosts.n > NOTE_FOLD_HOSTS && same_output_before(c, i)))
 			continue;
 		if (!any_output)
 			buf_adds(b, "\n## Output (head and tail, redacted)\n");
 		any_output = true;
-		buf_addf(b, "\n### %s %s on %s\n\n```\n$ %s\n%s%s```\n",
+		buf_addf(b, "\n### %s %s on %s%s\n\n```\n$ %s\n%s%s```\n",
 			 phase_name(s->phase), s->name, s->host,
+			 c->hosts.n > NOTE_FOLD_HOSTS ? same_output_more(c, i) : "",
 			 s->command ? s->command : "", s->output,
 			 s->output[strlen(s->output) - 1] == '\n' ? "" : "\n");
 	}

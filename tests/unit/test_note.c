@@ -756,6 +756,53 @@ static void test_note_values_of_unlisted_hosts(void **state)
 	buf_release(&text);
 }
 
+/*
+ * Over many hosts the body folds hosts that did the same (one row per
+ * distinct outcome, one output block per distinct output); the front
+ * matter keeps every host's every step.
+ */
+static void test_note_folds_many_hosts(void **state)
+{
+	struct change_rec *c = change_new(), *d;
+	struct buf text = BUF_INIT;
+	char host[32];
+	const char *rows;
+
+	(void)state;
+	c->id = xstrdup("20240501T120000Z-fleet-0a1b2c3d");
+	c->runbook = xstrdup("fleet");
+	c->target = xstrdup("prod");
+	c->status = CHANGE_APPLIED;
+	for (int h = 0; h < 40; h++) {
+		struct rec_step *s;
+
+		snprintf(host, sizeof(host), "web%02d", h);
+		strvec_push(&c->hosts, host);
+		s = step(c, host, PHASE_STEPS, 0);
+		s->name = xstrdup("install");
+		s->result = RES_OK;
+		s->exit_code = h == 7 ? 3 : 0;
+		s->duration_ms = 100 + (unsigned)h;
+		s->rollback_none = true;
+		s->command = xstrdup("apt-get install -y web");
+		s->output = xstrdup(h == 7 ? "odd one\n" : "done\n");
+	}
+	d = round_trip(c, &text);
+	assert_int_equal(d->n_steps, 40);
+	assert_int_equal(d->hosts.n, 40);
+	rows = strstr(text.data, "## Steps");
+	assert_non_null(rows);
+	assert_non_null(strstr(rows, "| web00, web01, web02, web03, web04 and 34 more (39 hosts) | step | install | ok | 0 | up to "));
+	assert_non_null(strstr(rows, "| web07 | step | install | ok | 3 | "));
+	assert_null(strstr(rows, "| web08 |"));
+	assert_non_null(strstr(text.data, "### step install on web00 and 38 more hosts (the same output)\n"));
+	assert_non_null(strstr(text.data, "### step install on web07\n"));
+	assert_null(strstr(text.data, "### step install on web01"));
+	change_free(d);
+	change_free(c);
+	buf_release(&text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -771,6 +818,7 @@ int main(void)
 		cmocka_unit_test(test_note_wrong_types_refused),
 		cmocka_unit_test(test_note_names_checked),
 		cmocka_unit_test(test_note_values_of_unlisted_hosts),
+		cmocka_unit_test(test_note_folds_many_hosts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
