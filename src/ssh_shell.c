@@ -112,8 +112,12 @@ static int take_mark(struct stream *st, const char *mark, size_t mlen,
 		     const struct exec_sink *sink, struct buf *keep,
 		     char tail[TAIL_MAX])
 {
-	const char *m = memmem(st->acc.data, st->acc.len, mark, mlen);
+	const char *m;
 	size_t k;
+
+	if (!st->acc.len)
+		return 0;	/* nothing yet (and memmem wants a buffer) */
+	m = memmem(st->acc.data, st->acc.len, mark, mlen);
 
 	if (m) {
 		size_t at = (size_t)(m - st->acc.data);
