@@ -10,6 +10,11 @@
 #   sshd_restart            same port, same keys (e.g. after a new host key)
 #   sshd_kill_sessions      kill -9 every per-connection sshd, not the daemon
 #
+# SSHD_LISTEN_ALL=1 (benchmarks): one daemon for every address of
+# 127.0.0.0/8 (1,000 hosts and more) instead: it listens on 0.0.0.0 and
+# lets the user log in only from 127.0.0.0/8 (AllowUsers USER@127.0.0.0/8),
+# with the test's own key; known_hosts still lists 127.0.0.1-3.
+#
 # The daemon listens on 127.0.0.1, .2 and .3 only (PRODUCT's three hosts),
 # logs to DIR/sshd.log, authenticates the user key from DIR/authorized_keys,
 # and has `SetEnv SHLVL=1` so bash skips ~/.bashrc for its sessions (the rc
@@ -23,11 +28,18 @@ print(s.getsockname()[1])'
 }
 
 sshd_write_config() {
+	local listen
+	if [ -n "${SSHD_LISTEN_ALL:-}" ]; then
+		listen="ListenAddress 0.0.0.0
+AllowUsers $(id -un)@127.0.0.0/8"
+	else
+		listen="ListenAddress 127.0.0.1
+ListenAddress 127.0.0.2
+ListenAddress 127.0.0.3"
+	fi
 	cat > "$SSHD_DIR/sshd_config" <<CFG
 Port $SSHD_PORT
-ListenAddress 127.0.0.1
-ListenAddress 127.0.0.2
-ListenAddress 127.0.0.3
+$listen
 HostKey $SSHD_DIR/host_ed25519
 PidFile $SSHD_DIR/sshd.pid
 AuthorizedKeysFile $SSHD_DIR/authorized_keys
@@ -37,7 +49,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 PermitRootLogin prohibit-password
-MaxStartups 200:30:400
+MaxStartups ${SSHD_MAX_STARTUPS:-200:30:400}
 MaxSessions 50
 SetEnv ${SSHD_SETENV:-SHLVL=1}
 LogLevel ERROR
