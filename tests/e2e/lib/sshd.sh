@@ -13,7 +13,10 @@
 # SSHD_LISTEN_ALL=1 (benchmarks): one daemon for every address of
 # 127.0.0.0/8 (1,000 hosts and more) instead: it listens on 0.0.0.0 and
 # lets the user log in only from 127.0.0.0/8 (AllowUsers USER@127.0.0.0/8),
-# with the test's own key; known_hosts still lists 127.0.0.1-3.
+# with the test's own key; known_hosts still lists 127.0.0.1-3. Only inside
+# a network namespace of its own whose one interface is lo (`unshare -n`,
+# as tests/bench/bench_ssh.sh runs itself), so 0.0.0.0 is loopback only:
+# sshd_start refuses otherwise.
 #
 # The daemon listens on 127.0.0.1, .2 and .3 only (PRODUCT's three hosts),
 # logs to DIR/sshd.log, authenticates the user key from DIR/authorized_keys,
@@ -30,6 +33,10 @@ print(s.getsockname()[1])'
 sshd_write_config() {
 	local listen
 	if [ -n "${SSHD_LISTEN_ALL:-}" ]; then
+		if [ "$(ip -o link | cut -d: -f2 | tr -d " ")" != lo ]; then
+			echo "sshd.sh: SSHD_LISTEN_ALL needs a network namespace with lo only (unshare -n)" >&2
+			return 1
+		fi
 		listen="ListenAddress 0.0.0.0
 AllowUsers $(id -un)@127.0.0.0/8"
 	else
