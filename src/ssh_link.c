@@ -767,19 +767,26 @@ bool ssh_link_stop_group(struct exec_ssh *x, long pid, const char *guard)
 	if (pid <= 1)
 		return false;
 	buf_addf(&c, "p=%ld; ", pid);
-	if (guard) {
-		buf_adds(&c, "ps -o args= -p $p 2>/dev/null | grep -qF -- ");
+	if (guard) {	/* its $0 (a shell), or its environment (fast) */
+		buf_adds(&c, "g=");
 		shell_quote(&c, guard);
-		buf_adds(&c, " || exit 3; ");
+		buf_adds(&c, "; { ps -o args= -p $p 2>/dev/null | grep -qF -- \"$g\" || "
+			     "tr '\\0' '\\n' </proc/$p/environ 2>/dev/null | "
+			     "grep -qxF -- \"RUNBOOK_CHANGE_ID=$g\"; } || exit 3; ");
 	}
-	/* zombies waiting for a slow init to reap them do not count */
+	/*
+	 * Zombies waiting for a slow init to reap them do not count. kill
+	 * in its POSIX form: dash's builtin refuses `kill -TERM -- -PID`.
+	 */
 	buf_addf(&c, "alive() { if o=$(ps -eo pgid=,stat= 2>/dev/null); then "
 		     "printf '%%s\\n' \"$o\" | awk -v g=\"$p\" "
 		     "'$1 == g && $2 !~ /^Z/ { f = 1 } END { exit !f }'; "
-		     "else kill -0 -- -$p 2>/dev/null; fi; }; "
-		     "kill -TERM -- -$p 2>/dev/null || exit 3; n=0; "
+		     "else kill -s 0 -- -$p 2>/dev/null; fi; }; "
+		     /* not its own group yet: it is about to exec setsid */
+		     "kill -s TERM -- -$p 2>/dev/null || "
+		     "kill -s TERM $p 2>/dev/null || exit 3; n=0; "
 		     "while alive; do "
-		     "if [ $n -ge %u ]; then kill -KILL -- -$p 2>/dev/null; break; fi; "
+		     "if [ $n -ge %u ]; then kill -s KILL -- -$p 2>/dev/null; break; fi; "
 		     "n=$((n + 1)); sleep 0.1; done; exit 0", polls);
 	rc = side_command(x, buf_str(&c), EXEC_KILL_GRACE_MS + 5000);
 	buf_release(&c);

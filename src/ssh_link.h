@@ -63,6 +63,8 @@ struct exec_ssh {
 	struct _LIBSSH2_CHANNEL *pre;	/* opened ahead for the next command */
 	struct _LIBSSH2_CHANNEL *sh;	/* the remote shell (ssh_shell.c) */
 	int sh_mode;		/* 0: use the remote shell; -1: channels */
+	/* the shell has /proc and its pid file: simple commands go fast */
+	bool sh_fast;
 	/* what the shell's start printed (login files), for the next command */
 	struct buf sh_out, sh_err;
 	long orphan;		/* group of a command cut off by a lost link */

@@ -298,9 +298,15 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 	 * each command gets the channel's stderr from fd 3.
 	 */
 	buf_addf(&hello, "exec 3>&2 2>/dev/null\n"
-		 "if command -v setsid >/dev/null 2>&1; then "
-		 "printf '%%s ready\\n' '%s'; else printf '%%s none\\n' '%s'; "
-		 "exit 0; fi\n", mark, mark);
+		 "if ! command -v setsid >/dev/null 2>&1; then "
+		 "printf '%%s none\\n' '%s'; exit 0; fi\n"
+		 "rb_f=${TMPDIR:-/tmp}/runbook-sh.%s\n"
+		 "if [ -r /proc/self/stat ] && "
+		 "(umask 077; set -C; : >\"$rb_f\"); then "
+		 "trap 'rm -f -- \"$rb_f\"' EXIT; "
+		 "printf '%%s ready fast\\n' '%s'; "
+		 "else printf '%%s ready\\n' '%s'; fi\n",
+		 mark, mark + 4, mark, mark);
 	mark[mlen - 1] = ' ';
 	if (rc || !send_all(x, hello.data, hello.len, SSH_CONNECT_TIMEOUT_MS)) {
 		rc = -1;
@@ -312,7 +318,10 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 		enum got g = read_both(x, &out.acc, &x->sh_err);
 
 		if (take_mark(&out, mark, mlen, NULL, &x->sh_out, tail) == 1) {
-			rc = strcmp(tail, "ready") == 0 ? 0 : SSH_SHELL_UNAVAILABLE;
+			x->sh_fast = strcmp(tail, "ready fast") == 0 &&
+				     !getenv("RUNBOOK_SSH_SLOW");
+			rc = x->sh_fast || strcmp(tail, "ready") == 0 ?
+				     0 : SSH_SHELL_UNAVAILABLE;
 			break;
 		}
 		if (g == GOT_LOST || g == GOT_EOF || sys_now_ms() > end)
@@ -333,15 +342,29 @@ out:
 	return rc;
 }
 
-/* The script the shell runs for cmd (it holds the command and env). */
-static void script(struct buf *s, const struct shrun *r,
-		   const struct exec_cmd *cmd)
+/*
+ * The script the shell runs for cmd (it holds the command and env).
+ * A simple command (shell_exec_ok()) on a shell that has /proc and its
+ * pid file goes fast: the subshell reads its own pid, leaves it in the
+ * pid file, reports it and becomes the command in a session of its own
+ * (setsid does not fork in a process that leads no group); the shell
+ * then stops what the command left in that group: one fork and two
+ * execs on the host. Anything else runs under INNER_HEAD/INNER_TAIL.
+ */
+static void script(struct buf *s, const struct exec_ssh *x,
+		   const struct shrun *r, const struct exec_cmd *cmd)
 {
 	const char *id = change_id(cmd);
+	bool fast = x->sh_fast && shell_exec_ok(cmd->command);
 	struct buf nonce_text = BUF_INIT;
 
 	buf_add(&nonce_text, r->mark + 4, r->mlen - 5);
 	buf_addf(s, "printf '\\036rb %s go\\n'\n(", buf_str(&nonce_text));
+	if (fast)	/* before env: a step's IFS must not split the pid */
+		buf_addf(s, "read rb_p rb_x </proc/self/stat || exit 125\n"
+			 "printf '%%s\\n' \"$rb_p\" >\"$rb_f\" || exit 125\n"
+			 "printf '\\036rb %s pid %%s\\n' \"$rb_p\"\n"
+			 "unset rb_p rb_x\n", buf_str(&nonce_text));
 	if (cmd->dir) {
 		buf_adds(s, "cd -- ");
 		shell_quote(s, cmd->dir);
@@ -356,16 +379,25 @@ static void script(struct buf *s, const struct shrun *r,
 		shell_quote(s, eq + 1);
 		buf_addc(s, '\n');
 	}
-	buf_addf(s, "RB_N=%s RB_C=", buf_str(&nonce_text));
-	shell_quote(s, cmd->command);
-	buf_adds(s, "\nexport RB_N RB_C\nexec setsid /bin/sh -c ");
-	shell_quote(s, shell_exec_ok(cmd->command) ?
-			       INNER_HEAD "exec " INNER_TAIL :
-			       INNER_HEAD INNER_TAIL);
-	buf_adds(s, " runbook-change-");
-	shell_quote(s, id ? id : "none");
-	buf_addf(s, ") </dev/null 2>&3 3>&-\nrb_s=$?\n"
-		 "printf '\\036rb %s end %%s\\n' \"$rb_s\"\n"
+	if (fast) {
+		buf_adds(s, "set --\nrb_c=");
+		shell_quote(s, cmd->command);
+		buf_adds(s, "\neval \"exec setsid $rb_c\"\n"
+			 ") </dev/null 2>&3 3>&-\nrb_s=$?\n"
+			 "if read rb_p <\"$rb_f\"; then : >\"$rb_f\"; "
+			 "kill -s TERM -- \"-$rb_p\" 2>/dev/null; fi\n");
+	} else {
+		buf_addf(s, "RB_N=%s RB_C=", buf_str(&nonce_text));
+		shell_quote(s, cmd->command);
+		buf_adds(s, "\nexport RB_N RB_C\nexec setsid /bin/sh -c ");
+		shell_quote(s, shell_exec_ok(cmd->command) ?
+				       INNER_HEAD "exec " INNER_TAIL :
+				       INNER_HEAD INNER_TAIL);
+		buf_adds(s, " runbook-change-");
+		shell_quote(s, id ? id : "none");
+		buf_adds(s, ") </dev/null 2>&3 3>&-\nrb_s=$?\n");
+	}
+	buf_addf(s, "printf '\\036rb %s end %%s\\n' \"$rb_s\"\n"
 		 "printf '\\036rb %s end\\n' >&3\n",
 		 buf_str(&nonce_text), buf_str(&nonce_text));
 	buf_release(&nonce_text);
@@ -488,7 +520,7 @@ static int reconnect(struct exec_ssh *x, struct rb_error *err)
  * started), or SSH_SHELL_UNAVAILABLE.
  */
 static int send_run(struct exec_ssh *x, const struct exec_cmd *cmd,
-		    const struct buf *text, struct rb_error *err)
+		    const struct shrun *r, struct buf *text, struct rb_error *err)
 {
 	struct buf at = BUF_INIT;
 	int rc;
@@ -511,6 +543,8 @@ static int send_run(struct exec_ssh *x, const struct exec_cmd *cmd,
 			return -1;
 		}
 	}
+	/* built once the shell is open: what it has decides the way */
+	script(text, x, r, cmd);
 	libssh2_session_set_blocking(x->s, 0);
 	if (!send_all(x, text->data, text->len, SSH_CONNECT_TIMEOUT_MS))
 		drop_shell(x);	/* not begun: the caller tries a new shell */
@@ -580,8 +614,7 @@ int ssh_shell_run(struct exec_ssh *x, const struct exec_cmd *cmd,
 		if (text.data)
 			explicit_bzero(text.data, text.len);
 		buf_reset(&text);
-		script(&text, &r, cmd);
-		rc = send_run(x, cmd, &text, err);
+		rc = send_run(x, cmd, &r, &text, err);
 		if (rc != 0)
 			goto out;
 		if (!x->sh)

@@ -185,4 +185,63 @@ expect_lines log 'do1|undo2|undo1'
 expect_no_leftovers "after its shell died (sleep 20.$TAG)"
 end
 
+# A simple command (one program and its words, src/quote.c shell_exec_ok)
+# goes the fast way (src/ssh_shell.c script()): the subshell becomes the
+# command in a session of its own, so the command leads its own session.
+# What it leaves behind in that session is stopped when it ends, a hostile
+# IFS in its env does not break the pid it reports, a timeout stops it, and
+# a missing program exits 127. RUNBOOK_SSH_SLOW=1 takes the shell-in-between
+# way for every command: the same contract, but the command is not the
+# session's leader.
+cat >"$tmp/bg.sh" <<EOF
+#!/bin/sh
+ps -o pid=,sid= -p \$\$ | awk '{ print (\$1 == \$2) ? "leader" : "member" }' >> "\$1/ids"
+sleep 30.$TAG >/dev/null 2>&1 &
+echo started
+EOF
+chmod 755 "$tmp/bg.sh"
+for mode in fast slow; do
+	begin "simple-command-$mode"
+	{ hdr e2e-simple; cat <<EOF
+steps:
+  - name: leaves a sleep behind
+    run: $tmp/bg.sh $D
+    expect: { stdout: started }
+    rollback: none
+  - name: hostile IFS
+    run: $tmp/bg.sh $D
+    env: { IFS: "0123456789 " }
+    expect: { stdout: started }
+    rollback: none
+  - name: missing program
+    run: /nonexistent/program.$TAG arg
+    expect: { exit: 127 }
+    rollback: none
+EOF
+	} >f.yml
+	if [ "$mode" = slow ]; then export RUNBOOK_SSH_SLOW=1; fi
+	rb run apply f.yml "${KH[@]}"
+	expect_rc 0
+	if [ "$mode" = fast ]; then
+		expect_lines ids 'leader|leader' "the command leads its own session"
+	else
+		expect_lines ids 'member|member' "a shell leads the command's session"
+	fi
+	expect_no_leftovers "after a simple command ended (sleep 30.$TAG)"
+	{ hdr e2e-simple-timeout; cat <<EOF
+steps:
+  - name: too slow
+    run: sleep 40.$TAG
+    timeout: 1s
+    rollback: none
+EOF
+	} >g.yml
+	rb run2 apply g.yml "${KH[@]}"
+	unset RUNBOOK_SSH_SLOW
+	expect_rc 1
+	has -i run2.err 'timed out|timeout' "that the step timed out"
+	expect_no_leftovers "after a simple command timed out (sleep 40.$TAG)"
+	end
+done
+
 finish
