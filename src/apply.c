@@ -10,6 +10,7 @@
  */
 #include "apply.h"
 
+#include "backup.h"
 #include "engine.h"
 #include "guard.h"
 
@@ -101,6 +102,34 @@ static bool step_not_run(struct engine *E, struct host_run *H,
 	engine_fail(E, false, "%s '%s' on %s: %s%s", phase_name(s->phase), s->name.s,
 		    H->spec, what, why);
 	return false;
+}
+
+/* backup: [PATH...] before the step runs (backup.h); -1: the step failed. */
+static int take_backup(struct engine *E, struct host_run *H,
+		       const struct step *s, const struct run_spec *r,
+		       struct backup_taken *out)
+{
+	struct lookup_ctx lc = { E, H };
+	struct backup_req q = { r->local && H->local_ex ? H->local_ex : H->ex,
+				s, E->rb->backup_dir.s, E->change_id,
+				engine_lookup, &lc, E->unset,
+				engine_cancel_fd(false) };
+	struct buf why = BUF_INIT;
+	char *red;
+
+	if (backup_take(&q, out, &why) == 0) {
+		buf_release(&why);
+		if (!s->rollback_restore) {	/* kept for the record only */
+			free(out->restore);
+			out->restore = NULL;
+		}
+		return 0;
+	}
+	red = redact_str(E->red, buf_str(&why));
+	step_not_run(E, H, s, "backup: ", red);
+	free(red);
+	buf_release(&why);
+	return -1;
 }
 
 /*
@@ -309,6 +338,43 @@ static void step_end(struct engine *E, struct host_run *H,
 	free(metric);
 }
 
+/* skip_if exited 0: recorded as skipped, never rolled back. */
+static bool step_skipped(struct engine *E, struct host_run *H,
+			 const struct step *s, const char *rec,
+			 const char *disp, unsigned long long ms)
+{
+	struct event ev;
+
+	engine_ev_step(&ev, EV_STEP_BEGIN, H->spec, s->phase, s->index,
+		       s->name.s);
+	ev.command = rec;
+	ev.display = disp;
+	ev.rollback_none = s->rollback_none;
+	ev.timeout_ms = s->timeout_ms;
+	if (engine_emit(E, &ev) < 0)
+		return false;
+	ev.type = EV_STEP_END;
+	ev.result = RES_SKIPPED;
+	ev.duration_ms = ms;
+	ev.note = "skip_if exited 0: already done";
+	return engine_emit(E, &ev) == 0;
+}
+
+/* A failure in a watch round: which round, how long after verify. */
+static void watch_why(struct engine *E, struct buf *why)
+{
+	struct buf w = BUF_INIT;
+	char after[32];
+
+	format_duration((unsigned)((sys_now_ms() - E->watch_start) / 1000 * 1000),
+			after);
+	buf_addf(&w, "watch round %u, %s after verify: %s", E->watch_round,
+		 after, buf_str(why));
+	buf_reset(why);
+	buf_adds(why, buf_str(&w));
+	buf_release(&w);
+}
+
 /*
  * Runs one step or check on one host: skip_if, then the command with
  * its retries. Returns true if it succeeded (or was skipped, or is a
@@ -327,6 +393,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	struct strvec rec_env = STRVEC_INIT, env = STRVEC_INIT;
 	struct run_spec r = { 0 };
 	struct step_pats hp = { 0 };
+	struct backup_taken bk = { 0 };
 	struct buf bad = BUF_INIT;
 	char *cmd = NULL, *disp = NULL, *rec = NULL, *rec_dir = NULL, *dir = NULL;
 	unsigned attempts = 0;
@@ -372,25 +439,12 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	r.index = s->index;
 	r.name = s->name.s;
 	if (s->skip_if.s && (skip = skip_check(E, H, s, &r, &o)) != 0) {
-		if (skip > 0) {
-			/* recorded as skipped: never rolled back */
-			engine_ev_step(&ev, EV_STEP_BEGIN, H->spec, s->phase, s->index,
-				       s->name.s);
-			ev.command = rec;
-			ev.display = disp;
-			ev.rollback_none = s->rollback_none;
-			ev.timeout_ms = s->timeout_ms;
-			if (engine_emit(E, &ev) == 0) {
-				ev.type = EV_STEP_END;
-				ev.result = RES_SKIPPED;
-				ev.duration_ms = o.ms;
-				ev.note = "skip_if exited 0: already done";
-				ok = engine_emit(E, &ev) == 0;
-			}
-		}
+		ok = skip > 0 && step_skipped(E, H, s, rec, disp, o.ms);
 		goto out;
 	}
 	outcome_release(&o);
+	if (s->n_backup && take_backup(E, H, s, &r, &bk) < 0)
+		goto out;
 	if (s->phase == PHASE_STEPS) {
 		/* from here on the step may change the host: roll it back */
 		H->items = xgrow(H->items, &H->cap_items, H->n_items + 1,
@@ -403,6 +457,8 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		it->timeout_ms = s->timeout_ms;
 		it->local = s->local;
 		it->result = RES_NOT_RUN;
+		it->restore = bk.restore;	/* NULL unless rollback: restore */
+		bk.restore = NULL;
 		engine_render_item(E, H, it);
 		mark_changed(E, H);
 	}
@@ -412,6 +468,7 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	ev.rollback = it ? it->record : NULL;
 	ev.rollback_masked = it && it->masked;
 	ev.rollback_none = s->rollback_none;
+	ev.backup = bk.record;
 	ev.local = s->local;
 	record_env_dir(E, H, s, &rec_env, &rec_dir);
 	ev.env = rec_env.v;
@@ -429,19 +486,8 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	    E->metrics_when != METRIC_AFTER_ROLLBACK)
 		guarded = !judge_guards(E, H, s, &o);
 	if (E->watch_round && o.result != RES_OK &&
-	    (s->phase == PHASE_WATCH || guarded)) {
-		/* which round, and how long after verify: the note keeps it */
-		struct buf w = BUF_INIT;
-		char after[32];
-
-		format_duration((unsigned)((sys_now_ms() - E->watch_start) / 1000 * 1000),
-				after);
-		buf_addf(&w, "watch round %u, %s after verify: %s", E->watch_round,
-			 after, buf_str(&o.why));
-		buf_reset(&o.why);
-		buf_adds(&o.why, buf_str(&w));
-		buf_release(&w);
-	}
+	    (s->phase == PHASE_WATCH || guarded))
+		watch_why(E, &o.why);
 	ok = o.result == RES_OK;
 	step_end(E, H, s, it, &o, attempts, rec, disp, kept);
 	if (!ok && E->checking) {
@@ -459,6 +505,8 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 			    buf_str(&o.why));
 	}
 out:
+	free(bk.restore);
+	free(bk.record);
 	capture_release_step(s, &hp);
 	outcome_release(&o);
 	engine_free_exec(cmd);

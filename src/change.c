@@ -166,6 +166,7 @@ static void free_step(struct rec_step *s)
 	free(s->command);
 	free(s->rollback);
 	free(s->dir);
+	free(s->backup);
 	strvec_release(&s->env);
 	free(s->output);
 	free(s->message);
@@ -635,6 +636,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 				   strcmp(str(r, "rollback_none"), "true") == 0;
 		s->local = str(r, "local") && strcmp(str(r, "local"), "true") == 0;
 		s->dir = dup_or_null(str(r, "dir"));
+		s->backup = dup_or_null(str(r, "backup"));
 		read_list(r, "env", &s->env);
 		s->timeout_ms = (unsigned)num(r, "timeout_ms", 600000);
 		s->running = true;

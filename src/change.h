@@ -71,6 +71,7 @@ struct rec_step {
 	bool rb_by_hand;	/* the operator said they undid it by hand */
 	bool local;		/* ran on the machine running runbook */
 	char *dir;		/* NULL: none */
+	char *backup;		/* the backup's manifest (backup.h), or NULL */
 	struct strvec env;	/* "NAME=value", record form */
 	unsigned timeout_ms;
 	bool running;		/* begun and never ended (interrupted) */

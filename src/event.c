@@ -72,6 +72,7 @@ static struct queued *copy(const struct event *ev)
 	e->diff = keep(sv, ev->diff);
 	e->message = keep(sv, ev->message);
 	e->env = NULL;	/* record-only fields stay with the recorder */
+	e->backup = NULL;
 	e->snap_out = NULL;
 	e->snap_len = 0;
 	q->caps[0] = keep_vec(ev->cap_names, ev->n_caps);

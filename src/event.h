@@ -79,6 +79,7 @@ struct event {
 	const char *command;
 	const char *display;	/* the command as people see it (masked) */
 	const char *rollback;	/* record form, for STEP_BEGIN/END; or NULL */
+	const char *backup;	/* STEP_BEGIN: the backup's manifest, or NULL */
 	bool rollback_none;	/* `rollback: none` (ROLLBACK_END: nothing to undo) */
 	bool rollback_masked;	/* a redact pattern changed the record form */
 	bool local;		/* runs on this machine (`local: true`) */

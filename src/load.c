@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backup.h"
 #include "buf.h"
 #include "guard.h"
 #include "runbook.h"
@@ -559,6 +560,7 @@ static void load_step(struct loader *L, const struct ynode *n,
 		{ "expect", false }, { "capture", false }, { "timeout", false },
 		{ "retries", false }, { "retry_delay", false }, { "env", false },
 		{ "dir", false }, { "skip_if", false }, { "local", false },
+		{ "backup", false },
 	};
 	static const struct keyspec check_keys_[] = {
 		{ "name", true }, { "run", true }, { "expect", false },
@@ -682,6 +684,8 @@ static void load_step(struct loader *L, const struct ynode *n,
 		else if (get_bool(L, x, join(&p, s->path, "baseline"), &on))
 			s->no_baseline = !on;
 	}
+	if (ph == PHASE_STEPS)
+		backup_load_step(L->d, n, s);
 out:
 	buf_release(&p);
 }
@@ -929,7 +933,7 @@ static void load_root(struct loader *L, const struct ynode *root)
 		{ "reason", true }, { "expected", true }, { "targets", false },
 		{ "vars", false }, { "secrets", false }, { "redact", false },
 		{ "preflight", false }, { "steps", true }, { "verify", false },
-		{ "metrics", false }, { "watch", false },
+		{ "metrics", false }, { "watch", false }, { "backup_dir", false },
 	};
 	struct runbook *rb = L->rb;
 	const struct ynode *x;
@@ -993,6 +997,7 @@ static void load_root(struct loader *L, const struct ynode *root)
 		load_phase(L, root, (enum phase)ph);
 	if ((x = ynode_get(root, "watch")))
 		load_watch(L, x);
+	backup_load_dir(L->d, root, rb);
 }
 
 int runbook_load_mem(const char *path, const char *data, size_t len,

@@ -180,6 +180,10 @@ static void fm_step(const struct rec_step *s, struct buf *b)
 		buf_adds(b, "\n    dir: ");
 		q(b, s->dir);
 	}
+	if (s->backup) {	/* paths, sizes and SHA-256s: never content */
+		buf_adds(b, "\n    backup: ");
+		q(b, s->backup);
+	}
 	if (s->env.n) {
 		buf_adds(b, "\n    env:");
 		for (size_t k = 0; k < s->env.n; k++) {
@@ -882,6 +886,7 @@ static void parse_step(struct reader *r, const struct ynode *n,
 	s->rollback_masked = flag(r, n, "rollback_masked");
 	s->rb_by_hand = flag(r, n, "rollback_by_hand");
 	s->dir = dup(str(r, n, "dir"));
+	s->backup = dup(str(r, n, "backup"));
 	if ((env = strings(r, n, "env", YN_SEQ)))
 		for (size_t k = 0; k < env->n; k++)
 			strvec_push(&s->env, env->items[k]->text);

@@ -402,6 +402,8 @@ static int on_event(void *ctx, const struct event *ev, struct rb_error *err)
 			free(red);
 		}
 		buf_addf(&rec, "],\"timeout_ms\":%u", ev->timeout_ms);
+		if (ev->backup)
+			red_kv(r, &rec, "backup", ev->backup);
 		break;
 	case EV_STEP_END:
 		json_kv(&rec, "t", "step-end", 1);

@@ -28,6 +28,8 @@ void rollback_item_release(struct rollback_item *it)
 	strvec_release(&it->env_shown);
 	engine_free_exec(it->dir);
 	free(it->dir_shown);
+	free(it->restore);
+	it->restore = NULL;
 	it->name = it->exec = it->display = it->record = it->error = NULL;
 	it->dir = it->dir_shown = NULL;
 }
@@ -38,11 +40,12 @@ void rollback_item_render(struct rollback_item *it, const char *cmd,
 			  const struct redactor *red)
 {
 	struct rb_error err = RB_ERROR_INIT;
-	char *name = it->name;
+	char *name = it->name, *restore = it->restore;
 
-	it->name = NULL;
+	it->name = it->restore = NULL;	/* kept: cmd may be restore */
 	rollback_item_release(it);
 	it->name = name;
+	it->restore = restore;
 	it->masked = false;
 	if (it->none)
 		return;
@@ -86,8 +89,8 @@ void engine_render_item(struct engine *E, struct host_run *H,
 	const struct step *s = &E->rb->phases[PHASE_STEPS][it->index];
 	struct lookup_ctx lc = { E, H };
 
-	rollback_item_render(it, s->rollback.s, s->env, s->n_env, s->dir.s,
-			     engine_lookup, &lc, E->red);
+	rollback_item_render(it, it->restore ? it->restore : s->rollback.s,
+			     s->env, s->n_env, s->dir.s, engine_lookup, &lc, E->red);
 }
 
 static void rollback_end(struct engine *E, struct host_run *H,

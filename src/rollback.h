@@ -38,6 +38,7 @@ struct rollback_item {
 	char *dir_shown;	/* masked, for people */
 	unsigned timeout_ms;
 	bool local;		/* runs on this machine (`local: true`) */
+	char *restore;		/* rollback: restore: the command (backup.h) */
 	enum step_result result;	/* of the step; RES_NOT_RUN: never started */
 	enum step_result rb_result;	/* RES_NOT_RUN until tried */
 };

@@ -72,6 +72,9 @@ static void free_step(struct step *s)
 	free_kvs(s->env, s->n_env);
 	for (int g = 0; g < GUARD_COUNT; g++)
 		free(s->guards[g].text);
+	for (size_t i = 0; i < s->n_backup; i++)
+		free(s->backup[i].s);
+	free(s->backup);
 }
 
 void runbook_free(struct runbook *rb)
@@ -83,6 +86,7 @@ void runbook_free(struct runbook *rb)
 	free(rb->owner.s);
 	free(rb->reason.s);
 	free(rb->expected.s);
+	free(rb->backup_dir.s);
 	for (size_t i = 0; i < rb->n_targets; i++) {
 		struct target *t = &rb->targets[i];
 

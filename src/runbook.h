@@ -83,6 +83,9 @@ struct step {
 	bool local;
 	bool no_baseline;	/* preflight `baseline: false`: not compared */
 	struct guard guards[GUARD_COUNT];	/* metrics */
+	struct strval *backup;	/* steps: paths to back up (docs/backup.md) */
+	size_t n_backup;
+	bool rollback_restore;	/* rollback: restore (puts the backup back) */
 };
 
 struct host {
@@ -131,6 +134,7 @@ struct runbook {
 	size_t n_phase[PHASE_COUNT];
 	/* watch: its steps are phases[PHASE_WATCH] (docs/watch.md) */
 	unsigned watch_duration_ms, watch_interval_ms;
+	struct strval backup_dir;	/* NULL: the default (backup.h) */
 };
 
 const char *phase_name(enum phase p);

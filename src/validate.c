@@ -356,6 +356,9 @@ static void check_step(struct vctx *V, const struct step *s)
 	check_template(V, &s->run, sp, "run", TPL_SHELL, IN_COMMAND);
 	check_template(V, &s->skip_if, sp, "skip_if", TPL_SHELL, IN_COMMAND);
 	check_template(V, &s->dir, sp, "dir", TPL_RAW, IN_COMMAND);
+	for (size_t i = 0; i < s->n_backup; i++)
+		check_template(V, &s->backup[i], sp, "backup", TPL_RAW,
+			       IN_COMMAND);
 	if (s->n_env) {
 		struct buf p = BUF_INIT;
 
