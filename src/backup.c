@@ -309,9 +309,11 @@ int backup_parse(const char *text, struct backup_manifest *out,
 		char kind[16], sum[80];
 		unsigned long long size;
 		unsigned idx;
+		int at = 0;
 
 		if (!(e = strchr(l, '\n')) ||
-		    sscanf(l, "%u %15s %llu %79s /", &idx, kind, &size, sum) != 4 ||
+		    sscanf(l, "%u %15s %llu %79s %n", &idx, kind, &size, sum,
+			   &at) != 4 || at == 0 || l + at >= e || l[at] != '/' ||
 		    idx != m.n_paths + 1) {
 			*why = "expected manifest lines \"N KIND SIZE SHA256 PATH\"";
 			goto bad;
