@@ -52,6 +52,7 @@ static void text_field(FILE *out, const char *label, const char *value)
 struct shown {
 	struct buf run, rb, skip, dir;
 	struct strvec env;		/* NAME=value */
+	struct strvec backup;		/* the paths, rendered */
 	char *pats[5];			/* out, err, not_out, not_err, metric */
 	char **caps;			/* one per capture */
 	size_t n_caps;
@@ -67,6 +68,7 @@ static void shown_release(struct shown *w)
 	buf_release(&w->skip);
 	buf_release(&w->dir);
 	strvec_release(&w->env);
+	strvec_release(&w->backup);
 	for (size_t i = 0; i < 5; i++)
 		free(w->pats[i]);
 	for (size_t i = 0; i < w->n_caps; i++)
@@ -114,6 +116,14 @@ static int render_step(const struct step *s, struct varset *vs,
 		}
 		strvec_push(&w->env, buf_str(&b));
 	}
+	for (size_t i = 0; i < s->n_backup; i++) {
+		buf_reset(&b);
+		if (render(s->backup[i].s, TPL_RAW, vs, &b, err) < 0) {
+			buf_release(&b);
+			return -1;
+		}
+		strvec_push(&w->backup, buf_str(&b));
+	}
 	buf_release(&b);
 	for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
 		if (pattern_of(pats[i]->s, vs, &w->pats[i], err) < 0)
@@ -152,6 +162,15 @@ static void json_step(const struct step *s, const struct shown *w,
 			s->rollback_none ? "none" : buf_str(&w->rb), 0);
 	if (s->skip_if.s)
 		json_kv(line, "skip_if", buf_str(&w->skip), 0);
+	if (w->backup.n) {
+		buf_adds(line, ",\"backup\":[");
+		for (size_t i = 0; i < w->backup.n; i++) {
+			if (i)
+				buf_addc(line, ',');
+			json_str(line, w->backup.v[i]);
+		}
+		buf_addc(line, ']');
+	}
 	if (s->dir.s)
 		json_kv(line, "dir", buf_str(&w->dir), 0);
 	if (s->n_env) {
@@ -243,9 +262,12 @@ static void text_step(const struct step *s, const struct shown *w,
 				 s->guards[k].text);
 	if (b.len)
 		text_field(out, "guards", buf_str(&b));
+	for (size_t i = 0; i < w->backup.n; i++)
+		text_field(out, i ? "" : "backup", w->backup.v[i]);
 	if (s->phase == PHASE_STEPS)
 		text_field(out, "rollback",
 			   s->rollback_none ? "none (nothing to undo)" :
+			   s->rollback_restore ? "restore (puts the backup back)" :
 					      buf_str(&w->rb));
 	for (size_t i = 0; i < s->n_capture; i++) {
 		buf_reset(&b);
@@ -259,7 +281,7 @@ static int plan_step(const struct step *s, struct varset *vs, bool json,
 		     const char *host, FILE *out, struct rb_error *err)
 {
 	struct shown w = { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, STRVEC_INIT,
-			   { NULL }, NULL, 0 };
+			   STRVEC_INIT, { NULL }, NULL, 0 };
 	struct buf line = BUF_INIT;
 	int ret = -1;
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # the sh -c text is for the sh it runs
 # Benchmark (prints figures; not a test): what `backup: [DIR]` adds to a step
 # (docs/backup.md), DIR a 100 MB directory of many files of mixed sizes,
 #   locally           next to `cp -a DIR DEST`                  target <= 1.3

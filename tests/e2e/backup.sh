@@ -161,6 +161,10 @@ run_case() {
 	begin "$where-restore-exact"
 	make_tree tree && cp -a tree orig && snapshot tree >before.txt
 	runbook_file "bk-$where" "$D/tree" "$D/backups" fail "$host" >f.yml
+	rb plan plan f.yml ${host:+-t prod}
+	expect_rc 0
+	has plan.out "^ +backup +$D/tree/conf\$" "the rendered backup paths"
+	has plan.out '^ +rollback +restore \(puts the backup back\)$' "the restore"
 	rb apply apply f.yml "${args[@]}"
 	expect_rc 1
 	has apply.err 'ok +rollback .*Edit the config' "the restore as a rollback that passed"
