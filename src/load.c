@@ -35,7 +35,7 @@ struct keyspec {
 	bool required;
 };
 
-#define MAX_KEYS 16	/* the most keys a mapping of the format has */
+#define MAX_KEYS 32	/* the most keys a mapping of the format has */
 
 static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *pathf(const char *fmt, ...)
