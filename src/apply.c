@@ -12,6 +12,7 @@
 
 #include "backup.h"
 #include "engine.h"
+#include "fleet.h"
 #include "guard.h"
 
 #include <stdio.h>
@@ -632,8 +633,13 @@ static void setup_hosts(struct engine *E)
 					     sizeof(struct snap));
 		H->metric_before = xcalloc(E->rb->n_phase[PHASE_METRICS] + 1,
 					   sizeof(char *));
+		/* later wins: runbook, target, host vars, (captures,) --var */
 		for (size_t i = 0; i < E->rb->n_vars; i++)
 			varset_set(&H->vars, E->rb->vars[i].key, E->rb->vars[i].val);
+		for (size_t i = 0; i < t->n_vars; i++)
+			varset_set(&H->vars, t->vars[i].key, t->vars[i].val);
+		for (size_t i = 0; i < H->h->n_vars; i++)
+			varset_set(&H->vars, H->h->vars[i].key, H->h->vars[i].val);
 		varset_copy(&H->vars, E->o->cli_vars);
 		varset_set(&H->vars, "change.id", E->change_id);
 		varset_set(&H->vars, "target", t->name);
@@ -914,29 +920,67 @@ static void run_watch(struct engine *E)
 	E->watch_round = 0;
 }
 
+/*
+ * pause: between batches (docs/fleets.md): one line, then a countdown
+ * that only a terminal shows (EV_TICK). False if a signal ended it.
+ */
+static bool pause_between(struct engine *E, size_t b, size_t nb)
+{
+	unsigned ms = E->o->target->pause_ms;
+	unsigned long long end = sys_now_ms() + ms;
+	char d[32], what[128];
+
+	format_duration(ms, d);
+	snprintf(what, sizeof(what), "pause: %s before batch %zu of %zu", d,
+		 b + 1, nb);
+	stage(E, what);
+	for (;;) {
+		unsigned long long now = sys_now_ms();
+		struct event ev;
+
+		if (now >= end)
+			return true;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = EV_TICK;
+		format_duration((unsigned)((end - now + 999) / 1000 * 1000), d);
+		snprintf(what, sizeof(what), "pause: batch %zu of %zu starts in %s",
+			 b + 1, nb, d);
+		ev.note = what;
+		engine_emit(E, &ev);
+		if (!engine_pause_ms(end - now < 1000 ? (unsigned)(end - now) : 1000)) {
+			engine_fail(E, true, "interrupted by a signal during the pause before batch %zu of %zu",
+				    b + 1, nb);
+			return false;
+		}
+	}
+}
+
 /* Preflight, metrics, steps, verify, metrics again: batch by batch. */
 static void run_batches(struct engine *E)
 {
-	size_t n = E->n_hosts, per = E->per;
+	size_t *ends = NULL, nb = fleet_batches(E->o->target, &ends);
 
-	for (size_t b = 0; b < n && !engine_stopped(E); b += per) {
-		size_t end = b + per < n ? b + per : n;
+	for (size_t b = 0, from = 0; b < nb && !engine_stopped(E);
+	     from = ends[b++]) {
 		struct event ev;
 
+		if (b && E->o->target->pause_ms && !pause_between(E, b, nb))
+			break;
 		memset(&ev, 0, sizeof(ev));
 		ev.type = EV_BATCH;
-		ev.batch = b / per + 1;
-		ev.n_batches = (n + per - 1) / per;
-		ev.n_hosts = end - b;
+		ev.batch = b + 1;
+		ev.n_batches = nb;
+		ev.n_hosts = ends[b] - from;
 		engine_emit(E, &ev);
-		run_phase(E, b, end, PHASE_PREFLIGHT);
-		run_phase(E, b, end, PHASE_METRICS);
-		run_phase(E, b, end, PHASE_STEPS);
-		run_phase(E, b, end, PHASE_VERIFY);
+		run_phase(E, from, ends[b], PHASE_PREFLIGHT);
+		run_phase(E, from, ends[b], PHASE_METRICS);
+		run_phase(E, from, ends[b], PHASE_STEPS);
+		run_phase(E, from, ends[b], PHASE_VERIFY);
 		E->metrics_when = METRIC_AFTER;
-		run_phase(E, b, end, PHASE_METRICS);
+		run_phase(E, from, ends[b], PHASE_METRICS);
 		E->metrics_when = METRIC_BEFORE;
 	}
+	free(ends);
 	if (engine_signals() && !E->failed)
 		engine_fail(E, true, "interrupted by a signal between steps");
 }

@@ -10,6 +10,8 @@
 
 #include "buf.h"
 #include "error.h"
+#include "fleet.h"
+#include "runbook.h"
 #include "suggest.h"
 
 #define C(x) (1u << (x))
@@ -51,7 +53,8 @@ static const struct cli_cmd_info cmds[] = {
 enum opt_id {
 	O_HELP, O_TARGET, O_VAR, O_NOTES, O_JSON, O_NO_COLOR, O_QUIET,
 	O_VERBOSE, O_FORKS, O_KNOWN_HOSTS, O_ACCEPT_NEW, O_DRY_RUN, O_LAST, O_YES, O_FORCE, O_REASON,
-	O_N, O_BY_HAND, O_LIMIT, O_NO_WATCH, O_REMOTE,
+	O_N, O_BY_HAND, O_LIMIT, O_NO_WATCH, O_REMOTE, O_INVENTORY, O_SERIAL,
+	O_WAIT,
 };
 
 static const struct cli_opt_info opts[] = {
@@ -86,8 +89,8 @@ static const struct cli_opt_info opts[] = {
 	  "print the rollback commands without running them" },
 	{ O_LAST, "last", 0, NULL, C(CMD_ROLLBACK),
 	  "the most recent change" },
-	{ O_YES, "yes", 'y', NULL, C(CMD_ROLLBACK),
-	  "replay a change this machine did not record without asking" },
+	{ O_YES, "yes", 'y', NULL, RUNNERS,
+	  "go on without asking: a target with confirm, a change this machine did not record" },
 	{ O_FORCE, "force", 0, NULL, C(CMD_ROLLBACK) | C(CMD_UNLOCK),
 	  "roll back although later changes on the target still stand on it; unlock: break the lock (recorded)" },
 	{ O_REASON, "reason", 0, "TEXT", C(CMD_ROLLBACK) | C(CMD_UNLOCK),
@@ -100,6 +103,14 @@ static const struct cli_opt_info opts[] = {
 	  "only these hosts of the target: names or globs, comma-separated (recorded)" },
 	{ O_NO_WATCH, "no-watch", 0, NULL, C(CMD_APPLY) | C(CMD_REHEARSE),
 	  "skip the runbook's watch after verify (recorded in the note)" },
+	{ O_INVENTORY, "inventory", 0, "FILE",
+	  C(CMD_VALIDATE) | C(CMD_PLAN) | C(CMD_APPLY) | C(CMD_REHEARSE),
+	  "targets from this inventory (default: the runbook's inventory key, else inventory.yml beside it)" },
+	{ O_SERIAL, "serial", 0, "N|P%,...",
+	  C(CMD_PLAN) | C(CMD_APPLY) | C(CMD_REHEARSE),
+	  "hosts per batch, or a list of waves such as 1,50%; overrides the target's serial" },
+	{ O_WAIT, "wait", 0, "DURATION", C(CMD_APPLY) | C(CMD_REHEARSE),
+	  "wait up to DURATION for a busy target, showing who holds it" },
 };
 
 const char *cli_cmd_name(enum cli_cmd cmd)
@@ -302,6 +313,27 @@ static int apply_opt(struct cli *c, const struct cli_opt_info *o,
 			return -1;
 		}
 		c->limit = val;
+		break;
+	case O_INVENTORY:
+		c->inventory = val;
+		break;
+	case O_SERIAL:
+		free(c->serial);
+		c->serial = NULL;
+		if (fleet_parse_serial(val, &c->serial, &c->n_serial) < 0) {
+			rb_error_set(err, RB_ERR_USAGE,
+				     "--serial: expected hosts per batch (1 or more), a percentage such as 25%%, or a list such as 1,50%%, found \"%s\"",
+				     val);
+			return -1;
+		}
+		break;
+	case O_WAIT:
+		if (parse_duration(val, &c->wait_ms) < 0) {
+			rb_error_set(err, RB_ERR_USAGE,
+				     "--wait: expected a duration such as 30s or 5m (at most 24h), found \"%s\"",
+				     val);
+			return -1;
+		}
 		break;
 	case O_BY_HAND:
 		c->by_hand = xgrow(c->by_hand, &c->cap_by_hand,
@@ -533,5 +565,6 @@ void cli_release(struct cli *c)
 	free(c->var_names);
 	free(c->args);
 	free(c->by_hand);
+	free(c->serial);
 	varset_release(&c->vars);
 }

@@ -12,6 +12,7 @@
 #include "vars.h"
 
 struct rb_error;
+struct wave;
 
 enum cli_cmd {
 	CMD_NONE, CMD_VALIDATE, CMD_PLAN, CMD_APPLY, CMD_REHEARSE,
@@ -65,6 +66,10 @@ struct cli {
 	     yes, force, no_watch;
 	const char *reason;	/* rollback --reason */
 	const char *limit;	/* --limit HOSTS */
+	const char *inventory;	/* --inventory FILE */
+	struct wave *serial;	/* --serial (owned) */
+	size_t n_serial;
+	unsigned wait_ms;	/* --wait DURATION; 0: do not wait */
 	unsigned forks;
 	unsigned log_n;
 	const char **by_hand;	/* rollback --by-hand STEP[@HOST] (borrowed) */

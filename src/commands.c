@@ -27,6 +27,7 @@
 #include "hosts.h"
 #include "journal.h"
 #include "json.h"
+#include "inventory.h"
 #include "load.h"
 #include "lock.h"
 #include "note.h"
@@ -46,7 +47,7 @@
 
 const char cmd_retry_hint[] = "nothing was run; fix the file and run again";
 
-static void json_diags(struct diag *d, const char *file, bool ok)
+void cmd_json_diags(struct diag *d, const char *file, bool ok)
 {
 	struct buf b = BUF_INIT;
 
@@ -74,18 +75,21 @@ static struct runbook *load_checked(const struct cli *c, const char *file,
 				    struct rb_error *err)
 {
 	struct runbook *rb = NULL;
+	bool inv_bad = false;
 	struct diag d;
 
 	diag_init(&d, file);
 	runbook_load(file, &rb, &d, err);
 	if (rb)
+		inv_bad = cmd_inventory(c, rb, &d, err) < 0;
+	if (rb)
 		runbook_validate(rb, c->var_names, c->n_var_names, &d);
-	if (diag_count(&d)) {
+	if (diag_count(&d) || inv_bad) {
 		runbook_free(rb);
 		rb = NULL;
 		if (c->json && c->cmd == CMD_VALIDATE) {
 			diag_print(&d, stderr);
-			json_diags(&d, file, false);
+			cmd_json_diags(&d, file, false);
 		} else {
 			diag_print(&d, stderr);
 		}
@@ -103,8 +107,15 @@ int cmd_validate(const struct cli *c)
 
 	for (size_t i = 0; i < c->n_args; i++) {
 		struct rb_error err = RB_ERROR_INIT;
-		struct runbook *rb = load_checked(c, c->args[i], &err);
+		struct runbook *rb;
 
+		if (inventory_sniff(c->args[i])) {
+			if (cmd_validate_inventory(c, c->args[i]))
+				code = RB_ERR_INVALID;
+			diagnosed |= code != 0;
+			continue;
+		}
+		rb = load_checked(c, c->args[i], &err);
 		if (!rb) {
 			if (strcmp(err.msg, cmd_retry_hint) != 0) {
 				/* unreadable: no diagnostics were printed */
@@ -115,7 +126,7 @@ int cmd_validate(const struct cli *c)
 
 					diag_init(&d, c->args[i]);
 					diag_at(&d, &start, "%s", err.msg);
-					json_diags(&d, c->args[i], false);
+					cmd_json_diags(&d, c->args[i], false);
 					diag_release(&d);
 				}
 			}
@@ -128,7 +139,7 @@ int cmd_validate(const struct cli *c)
 			struct diag none;
 
 			diag_init(&none, c->args[i]);
-			json_diags(&none, c->args[i], true);
+			cmd_json_diags(&none, c->args[i], true);
 		} else if (!c->quiet) {
 			printf("%s: ok (%zu preflight, %zu steps, %zu verify, %zu metrics, %zu target%s)\n",
 			       c->args[i], rb->n_phase[PHASE_PREFLIGHT],
@@ -184,10 +195,10 @@ static int pick_hosts(const struct cli *c, const struct runbook *rb,
 		*out = *t;
 		out->hosts = xcalloc(t->n_hosts + 1, sizeof(*out->hosts));
 		memcpy(out->hosts, t->hosts, t->n_hosts * sizeof(*t->hosts));
-		return 0;
+		goto serial;
 	}
 	if (target_limit(t, c->limit, out, &what) == 0)
-		return 0;
+		goto serial;
 	for (size_t h = 0; h < t->n_hosts; h++)
 		buf_addf(&list, "%s%s", h ? ", " : "", t->hosts[h].spec);
 	rb_error_set(err, RB_ERR_USAGE,
@@ -198,6 +209,12 @@ static int pick_hosts(const struct cli *c, const struct runbook *rb,
 	free(out->hosts);
 	out->hosts = NULL;
 	return -1;
+serial:
+	if (c->n_serial) {	/* --serial: borrowed from c */
+		out->waves = c->serial;
+		out->n_waves = c->n_serial;
+	}
+	return 0;
 }
 
 int cmd_plan(const struct cli *c, struct rb_error *err)
@@ -402,7 +419,8 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	struct apply_opts o;
 	struct target t = { 0 };
 	struct team team;
-	char id[128];
+	unsigned long long waited = 0;
+	char id[128], *shown = NULL;
 	int code;
 
 	memset(&team, 0, sizeof(team));
@@ -415,11 +433,22 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 		goto out;
 	}
 	o.target = &t;
-	change_id_new(rb->name.s, id);
-	if (begin_change(c, rb->file, o.target->name, id, &st, &lk, &team,
-			 err) < 0) {
+	if (cmd_confirm_target(c, &t, rb->reason.s, err) < 0) {
 		code = err->cls;
 		goto out;
+	}
+	change_id_new(rb->name.s, id);
+	while (begin_change(c, rb->file, o.target->name, id, &st, &lk, &team,
+			    err) < 0) {
+		if (!cmd_wait_busy(c, &waited, err, &shown)) {
+			code = err->cls;
+			goto out;
+		}
+		cmd_team_end(&team, st);
+		lock_release(lk);
+		store_free(st);
+		memset(&team, 0, sizeof(team));
+		rb_error_clear(err);
 	}
 	ch = change_from_runbook(rb, o.target, &c->vars, store_operator(st));
 	ch->mode = xstrdup(c->cmd == CMD_REHEARSE ? "rehearse" : "apply");
@@ -476,6 +505,7 @@ out:
 	lock_release(lk);
 	store_free(st);
 	free(t.hosts);
+	free(shown);
 	runbook_free(rb);
 	return code;
 }

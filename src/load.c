@@ -21,6 +21,7 @@
 #include "backup.h"
 #include "buf.h"
 #include "guard.h"
+#include "inventory.h"
 #include "runbook.h"
 #include "suggest.h"
 #include "yamltree.h"
@@ -767,14 +768,18 @@ static void load_host(struct loader *L, const struct ynode *n,
 		      const char *path, struct host *h)
 {
 	static const struct keyspec keys[] = { { "host", true },
-					       { "identity", false } };
+					       { "identity", false },
+					       { "vars", false } };
 	struct buf p = BUF_INIT;
 	const struct ynode *spec = n, *id;
 	struct strval sv = { 0 };
 
 	h->pos = n->pos;
 	if (n->type == YN_MAP) {
-		check_keys(L, n, path, keys, 2);
+		check_keys(L, n, path, keys, 3);
+		if ((id = ynode_get(n, "vars")))
+			get_kvs(L, id, join(&p, path, "vars"), "a variable",
+				&h->vars, &h->n_vars);
 		if ((id = ynode_get(n, "identity")) &&
 		    get_nonempty(L, id, join(&p, path, "identity"), &sv))
 			h->identity = sv.s;
@@ -804,6 +809,8 @@ static void load_target(struct loader *L, const struct ynode *k,
 {
 	static const struct keyspec keys[] = {
 		{ "hosts", true }, { "serial", false }, { "identity", false },
+		{ "pause", false }, { "max_fail", false }, { "confirm", false },
+		{ "vars", false },
 	};
 	char *path = pathf("targets.%s", k->text);
 	struct buf p = BUF_INIT;
@@ -834,31 +841,7 @@ static void load_target(struct loader *L, const struct ynode *k,
 			}
 		}
 	}
-	if ((x = ynode_get(n, "serial"))) {
-		const char *sub = join(&p, path, "serial");
-		unsigned v = 0;
-		bool ok = false;
-
-		if (x->type == YN_SCALAR && x->len >= 2 && x->len <= 4 &&
-		    x->text[x->len - 1] == '%' &&
-		    strspn(x->text, "0123456789") == x->len - 1) {
-			v = (unsigned)strtoul(x->text, NULL, 10);
-			ok = v >= 1 && v <= 100;
-			t->serial_percent = true;
-		} else if (x->type == YN_SCALAR && x->style == YS_PLAIN &&
-			   x->len > 0 && x->len <= 6 &&
-			   strspn(x->text, "0123456789") == x->len) {
-			v = (unsigned)strtoul(x->text, NULL, 10);
-			ok = v >= 1;
-		}
-		if (ok)
-			t->serial = v;
-		else
-			bad_quoted(L, x, sub, "a number of hosts per batch (1 or more) or a percentage such as 25%",
-				   x->type == YN_SCALAR && x->len > 0 &&
-				   x->len <= 6 && strspn(x->text, "0123456789") == x->len &&
-				   strtoul(x->text, NULL, 10) >= 1);
-	}
+	inventory_target_keys(L->d, n, path, t);
 	if ((x = ynode_get(n, "identity")))
 		get_nonempty(L, x, join(&p, path, "identity"), &t->identity);
 out:
@@ -934,6 +917,7 @@ static void load_root(struct loader *L, const struct ynode *root)
 		{ "vars", false }, { "secrets", false }, { "redact", false },
 		{ "preflight", false }, { "steps", true }, { "verify", false },
 		{ "metrics", false }, { "watch", false }, { "backup_dir", false },
+		{ "inventory", false },
 	};
 	struct runbook *rb = L->rb;
 	const struct ynode *x;
@@ -980,6 +964,8 @@ static void load_root(struct loader *L, const struct ynode *root)
 	}
 	if ((x = ynode_get(root, "vars")))
 		get_kvs(L, x, "vars", "a variable", &rb->vars, &rb->n_vars);
+	if ((x = ynode_get(root, "inventory")))
+		get_nonempty(L, x, "inventory", &rb->inventory);
 	if ((x = ynode_get(root, "secrets")))
 		load_secrets(L, x);
 	if ((x = ynode_get(root, "redact")) && want_seq(L, x, "redact")) {

@@ -15,6 +15,7 @@
 #include "render.h"
 #include "runbook.h"
 #include "template.h"
+#include "fleet.h"
 #include "vars.h"
 
 static const char *plan_lookup(void *ctx, const char *name)
@@ -300,12 +301,97 @@ out:
 	return ret;
 }
 
+/* The fleet keys of t that change how apply runs (docs/fleets.md). */
+static void plan_fleet(const struct target *t, FILE *out)
+{
+	char w[16], d[32];
+
+	if (t->n_waves > 1) {
+		fputs("  serial:   ", out);
+		for (size_t i = 0; i < t->n_waves; i++) {
+			fleet_wave_text(&t->waves[i], w);
+			fprintf(out, "%s%s", i ? ", " : "", w);
+		}
+		fputc('\n', out);
+	}
+	if (t->pause_ms) {
+		format_duration(t->pause_ms, d);
+		fprintf(out, "  pause:    %s between batches\n", d);
+	}
+	if (t->max_fail)
+		fprintf(out, "  max_fail: %u%s (%zu of %zu host%s; not applied yet: any failure rolls back every host)\n",
+		t->max_fail, t->max_fail_percent ? "%" : "",
+		fleet_budget(t, t->n_hosts), t->n_hosts,
+		t->n_hosts == 1 ? "" : "s");
+	if (t->confirm)
+		fprintf(out, "  confirm:  apply and rehearse ask for the name %s\n",
+			t->name);
+	if (t->from)
+		fprintf(out, "  from:     %s\n", t->from);
+}
+
+/* Each variable a host sees, its value and where it came from; later wins. */
+static void plan_vars(const struct runbook *rb, const struct target *t,
+		      const struct host *h, const struct varset *cli,
+		      bool json, FILE *out)
+{
+	const struct kv *lists[3] = { rb->vars, t->vars, h->vars };
+	size_t ns[3] = { rb->n_vars, t->n_vars, h->n_vars };
+	struct buf line = BUF_INIT, from = BUF_INIT;
+	bool any = false;
+
+	for (int l = 0; l < 4; l++) {
+		size_t n = l < 3 ? ns[l] : cli->n;
+
+		for (size_t i = 0; i < n; i++) {
+			const char *k = l < 3 ? lists[l][i].key : cli->names[i];
+			const char *v = l < 3 ? lists[l][i].val : cli->values[i];
+			bool later = false;
+
+			/* shown once, where its value comes from */
+			for (int m = l + 1; m < 3 && !later; m++)
+				later = kv_find(lists[m], ns[m], k) != NULL;
+			if (later || (l < 3 && varset_get(cli, k)))
+				continue;
+			buf_reset(&from);
+			if (l == 0)
+				buf_adds(&from, "runbook vars");
+			else if (l == 1)
+				buf_addf(&from, "target %s vars", t->name);
+			else if (l == 2)
+				buf_addf(&from, "host %s vars", h->spec);
+			else
+				buf_adds(&from, "--var");
+			if (json) {
+				buf_addf(&line, "%s{", any ? "," : "");
+				json_kv(&line, "name", k, 1);
+				json_kv(&line, "value", v, 0);
+				json_kv(&line, "from", buf_str(&from), 0);
+				buf_addc(&line, '}');
+			} else {
+				if (!any)
+					fputs("  vars:\n", out);
+				fprintf(out, "    %s = %s  (%s)\n", k, v,
+					buf_str(&from));
+			}
+			any = true;
+		}
+	}
+	if (json && any && (t->n_vars || h->n_vars)) {
+		fputs("{\"event\":\"vars\",", out);
+		buf_reset(&from);
+		json_kv(&from, "host", h->spec, 1);
+		fprintf(out, "%s,\"vars\":[%s]}\n", buf_str(&from), buf_str(&line));
+	}
+	buf_release(&line);
+	buf_release(&from);
+}
+
 int plan_write(const struct runbook *rb, const struct target *t,
 	       const struct varset *cli_vars, bool json, FILE *out,
 	       struct rb_error *err)
 {
-	size_t per = target_batch_size(t);
-	size_t nb = (t->n_hosts + per - 1) / per;
+	size_t *ends = NULL, nb = fleet_batches(t, &ends);
 	static const enum phase order[] = { PHASE_PREFLIGHT, PHASE_METRICS,
 					    PHASE_STEPS, PHASE_VERIFY,
 					    PHASE_WATCH };
@@ -329,9 +415,8 @@ int plan_write(const struct runbook *rb, const struct target *t,
 		buf_adds(&line, ",\"batches\":[");
 		for (size_t b = 0; b < nb; b++) {
 			buf_adds(&line, b ? ",[" : "[");
-			for (size_t h = b * per; h < t->n_hosts &&
-			     h < (b + 1) * per; h++) {
-				if (h > b * per)
+			for (size_t h = b ? ends[b - 1] : 0; h < ends[b]; h++) {
+				if (h > (b ? ends[b - 1] : 0))
 					buf_addc(&line, ',');
 				json_str(&line, t->hosts[h].spec);
 			}
@@ -347,11 +432,11 @@ int plan_write(const struct runbook *rb, const struct target *t,
 			rb->owner.s, reason, expected);
 		for (size_t b = 0; b < nb; b++) {
 			fprintf(out, "  batch %zu:", b + 1);
-			for (size_t h = b * per; h < t->n_hosts &&
-			     h < (b + 1) * per; h++)
+			for (size_t h = b ? ends[b - 1] : 0; h < ends[b]; h++)
 				fprintf(out, " %s", t->hosts[h].spec);
 			fputc('\n', out);
 		}
+		plan_fleet(t, out);
 	}
 
 	for (size_t h = 0; h < t->n_hosts; h++) {
@@ -359,14 +444,21 @@ int plan_write(const struct runbook *rb, const struct target *t,
 		const char *host = t->hosts[h].spec;
 		int bad = 0;
 
+		/* later wins: runbook, target, host vars, --var (as apply) */
 		for (size_t i = 0; i < rb->n_vars; i++)
 			varset_set(&vs, rb->vars[i].key, rb->vars[i].val);
+		for (size_t i = 0; i < t->n_vars; i++)
+			varset_set(&vs, t->vars[i].key, t->vars[i].val);
+		for (size_t i = 0; i < t->hosts[h].n_vars; i++)
+			varset_set(&vs, t->hosts[h].vars[i].key,
+				   t->hosts[h].vars[i].val);
 		varset_copy(&vs, cli_vars);
 		varset_set(&vs, "target", t->name);
 		varset_set(&vs, "host", host);
 		varset_set(&vs, "runbook.name", rb->name.s);
 		if (!json)
 			fprintf(out, "\nhost %s\n", host);
+		plan_vars(rb, t, &t->hosts[h], cli_vars, json, out);
 		for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
 			enum phase ph = order[k];
 
@@ -388,6 +480,7 @@ int plan_write(const struct runbook *rb, const struct target *t,
 out:
 	free(reason);
 	free(expected);
+	free(ends);
 	buf_release(&line);
 	return ret;
 }

@@ -332,6 +332,14 @@ static void on_output(struct report *r, const struct event *ev)
 
 static void on_tick(struct report *r, const struct event *ev)
 {
+	if (!ev->host && ev->note) {	/* the countdown of a pause */
+		if (r->o.tty && !r->o.quiet && !r->o.json) {
+			fprintf(stderr, "\r\033[K  %s", ev->note);
+			fflush(stderr);
+			r->live_shown = true;
+		}
+		return;
+	}
 	if (!r->o.tty || r->o.quiet || r->o.verbose || r->per > 1)
 		return;
 	fprintf(stderr, "\r\033[K  %-8s %-9s %-*s %-*s %5.1fs", "...",

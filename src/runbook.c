@@ -95,12 +95,17 @@ void runbook_free(struct runbook *rb)
 			free(t->hosts[j].identity);
 			free(t->hosts[j].user);
 			free(t->hosts[j].address);
+			free_kvs(t->hosts[j].vars, t->hosts[j].n_vars);
 		}
 		free(t->hosts);
 		free(t->name);
 		free(t->identity.s);
+		free(t->waves);
+		free_kvs(t->vars, t->n_vars);
+		free(t->from);
 	}
 	free(rb->targets);
+	free(rb->inventory.s);
 	free_kvs(rb->vars, rb->n_vars);
 	for (size_t i = 0; i < rb->n_secrets; i++) {
 		free(rb->secrets[i].name);

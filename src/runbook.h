@@ -96,6 +96,14 @@ struct host {
 	char *user;		/* NULL: from ssh config or $USER */
 	char *address;
 	unsigned port;		/* 0: from ssh config or 22 */
+	struct kv *vars;	/* host vars (an inventory's; docs/fleets.md) */
+	size_t n_vars;
+};
+
+/* One batch size of a serial list: a number of hosts or a percentage. */
+struct wave {
+	unsigned n;
+	bool percent;
 };
 
 struct target {
@@ -106,6 +114,17 @@ struct target {
 	unsigned serial;	/* 0: all hosts in one batch */
 	bool serial_percent;	/* serial is a percentage of the hosts */
 	struct strval identity;
+	/* docs/fleets.md: serial as a list (waves[0] is serial), the pause
+	   between batches, the failure budget, confirmation, target vars */
+	struct wave *waves;
+	size_t n_waves;
+	unsigned pause_ms;
+	unsigned max_fail;
+	bool max_fail_percent;
+	bool confirm;
+	struct kv *vars;
+	size_t n_vars;
+	char *from;		/* the inventory that defined it; NULL: the runbook */
 };
 
 enum secret_source { SECRET_ENV, SECRET_FILE };
@@ -124,6 +143,7 @@ struct runbook {
 	struct target *targets;	/* never empty */
 	size_t n_targets;
 	bool implicit_target;	/* no targets key: the one target `local` */
+	struct strval inventory;	/* the `inventory` key, as written */
 	struct kv *vars;
 	size_t n_vars;
 	struct secret *secrets;

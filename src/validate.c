@@ -599,6 +599,16 @@ size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 				 "vars");
 		scope_add(&V.names, rb->vars[i].key);
 	}
+	/* target and host vars (docs/fleets.md): known on every target */
+	for (size_t i = 0; i < rb->n_targets; i++) {
+		const struct target *t = &rb->targets[i];
+
+		for (size_t j = 0; j < t->n_vars; j++)
+			scope_add(&V.names, t->vars[j].key);
+		for (size_t h = 0; h < t->n_hosts; h++)
+			for (size_t j = 0; j < t->hosts[h].n_vars; j++)
+				scope_add(&V.names, t->hosts[h].vars[j].key);
+	}
 	for (size_t i = 0; i < rb->n_redact; i++) {
 		buf_reset(&p);
 		buf_addf(&p, "redact[%zu]", i);
@@ -609,7 +619,8 @@ size_t runbook_validate(const struct runbook *rb, char *const *extra_names,
 	check_template(&V, &rb->expected, "expected", NULL, TPL_RAW, IN_TEXT);
 	check_unique_names(&V);
 	for (size_t i = 0; i < rb->n_targets; i++)
-		check_hosts(&V, &rb->targets[i]);
+		if (!rb->targets[i].from)	/* an inventory's: checked there */
+			check_hosts(&V, &rb->targets[i]);
 
 	for (size_t i = 0; i < rb->n_phase[PHASE_PREFLIGHT]; i++)
 		check_step(&V, &rb->phases[PHASE_PREFLIGHT][i]);

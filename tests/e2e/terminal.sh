@@ -115,10 +115,10 @@ while read -r cmd want; do
 	want=$(tr ',' '\n' <<<"$want" | sort | paste -sd,)
 	check [ "$got" = "$want" ] || bad "$cmd --help: expected $want, found $got"
 done <<'EOF2'
-validate --help,--var,--json,--no-color,--quiet
-plan --help,--target,--limit,--var,--json,--no-color
-apply --help,--target,--limit,--var,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--no-watch
-rehearse --help,--target,--limit,--var,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--no-watch
+validate --help,--var,--json,--no-color,--quiet,--inventory
+plan --help,--target,--limit,--var,--json,--no-color,--inventory,--serial
+apply --help,--target,--limit,--var,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--no-watch,--yes,--inventory,--serial,--wait
+rehearse --help,--target,--limit,--var,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--no-watch,--yes,--inventory,--serial,--wait
 rollback --help,--target,--notes,--remote,--json,--no-color,--quiet,--verbose,--forks,--known-hosts,--accept-new-host-keys,--dry-run,--last,--yes,--force,--reason,--by-hand
 status --help,--target,--notes,--remote,--json,--no-color,--quiet
 log --help,--notes,--remote,--json,--no-color,--quiet,-n

@@ -169,6 +169,22 @@ def main(argv):
             continue
         if validator.is_valid(doc):
             covered |= used_keys(validator, schema, doc)
+    # inventories (docs/fleets.md): the definition `inventory` as the root
+    inv_schema = {"$schema": schema["$schema"], "$defs": schema["$defs"],
+                  "$ref": "#/$defs/inventory"}
+    inv_validator = jsonschema.Draft202012Validator(inv_schema)
+    for path in (files("tests/data/valid/inventories/*.yml") +
+                 files("runbooks/*/inventory.yml")):
+        rel = os.path.relpath(path, src)
+        try:
+            doc = load_yaml(path)
+        except (OSError, yaml.YAMLError) as e:
+            report(False, rel, f"cannot load: {e}")
+            continue
+        err = first_error(inv_validator, doc)
+        report(err is None, rel + " (inventory)", err or "")
+        if err is None:
+            covered |= used_keys(inv_validator, inv_schema, doc)
     missing = sorted(schema_keys(schema) - covered)
     report(not missing, "tests/data/valid/*.yml use every key of the schema",
            ", ".join(f"{place}.{key}" for place, key in missing))

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# End-to-end checks of fleets (docs/fleets.md) on real loopback SSH hosts:
+# an inventory beside a runbook without targets, host and target vars and
+# where plan says they came from, serial waves (a failing canary stops the
+# change before wave two), --limit with a glob over inventory hosts and its
+# rollback, confirm on a pseudo-terminal (script(1)) and without one.
+# One OpenSSH sshd (tests/e2e/lib/sshd.sh) listens on 127.0.0.1-7: staging
+# is .1, production .2-.7.
+#
+#   RUNBOOK=build/runbook bash tests/e2e/fleet.sh
+# shellcheck source=lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
+harness_init fleet --operator 'Fay Fleet <fay@example.com>' --repo-per-check
+need_tools git "$PY" ssh-keygen ssh-keyscan /usr/sbin/sshd script
+
+# shellcheck source=lib/sshd.sh
+. "$E2E_DIR/lib/sshd.sh"
+on_cleanup sshd_stop
+
+mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" ||
+	setup_failed "cannot make $HOME/.ssh"
+ADDRS=(127.0.0.1 127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7)
+# shellcheck disable=SC2034 # read by sshd_write_config (lib/sshd.sh)
+SSHD_EXTRA=$(printf 'ListenAddress %s\n' "${ADDRS[@]:1}")
+if ! sshd_start "$tmp/sshd" >"$tmp/sshd-start.log" 2>&1; then
+	setup_failed "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
+fi
+key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")
+for a in "${ADDRS[@]}"; do
+	printf '[%s]:%s %s\n' "$a" "$SSHD_PORT" "$key" >>"$SSH_KNOWN"
+done
+KH=(--known-hosts "$SSH_KNOWN")
+P=$SSHD_PORT
+
+# inventory.yml beside rb.yml: $1 is production's serial, $2 its confirm.
+write_fleet() {
+	cat > inventory.yml <<YAML
+version: 1
+targets:
+  staging:
+    hosts: ["127.0.0.1:$P"]
+    identity: $SSH_KEY
+  production:
+    serial: $1
+    confirm: $2
+    identity: $SSH_KEY
+    vars: { pool: prod }
+    hosts:
+      - "127.0.0.2:$P"
+      - "127.0.0.3:$P"
+      - "127.0.0.4:$P"
+      - "127.0.0.5:$P"
+      - host: "127.0.0.6:$P"
+        vars: { weight: "16" }
+      - host: "127.0.0.7:$P"
+        vars: { weight: "16", pool: big }
+YAML
+	cat > rb.yml <<YAML
+version: 1
+name: fleet
+owner: Test Team <test@example.com>
+reason: e2e check of fleets
+expected: every host has its own weight
+vars:
+  weight: "8"
+  pool: none
+steps:
+  - name: mark
+    run: echo {{ host }} {{ weight }} {{ pool }} >> $D/ran
+    rollback: echo {{ host }} >> $D/undone
+  - name: canary-check
+    run: test ! -e $D/fail-{{ host }}
+    rollback: none
+YAML
+}
+
+hosts_in() { cut -d' ' -f1 "$1" 2>/dev/null | sed 's/:.*//' | sort | paste -sd' ' -; }
+
+begin inventory-vars-and-waves
+write_fleet '[1, 50%]' false
+rb plan plan rb.yml -t production
+expect_rc 0 "plan"
+has plan.out "batch 1: 127.0.0.2:$P" "the canary batch"
+has plan.out "batch 2: 127.0.0.3:$P 127.0.0.4:$P 127.0.0.5:$P" "a wave of half the hosts"
+has plan.out "weight = 16  \\(host 127\\.0\\.0\\.7:$P vars\\)" "a host var and where it came from"
+has plan.out "pool = prod  \\(target production vars\\)" "a target var and where it came from"
+has plan.out "weight = 8  \\(runbook vars\\)" "a runbook var where nothing overrides it"
+rb run apply rb.yml -t production -e pool=cli "${KH[@]}"
+expect_rc 0 "apply"
+check [ "$(hosts_in "$D/ran")" = "127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7" ] ||
+	bad "expected the six production hosts, found: $(hosts_in "$D/ran")"
+check grep -qx "127.0.0.7:$P 16 cli" "$D/ran" || bad "host var, then --var over the target's: $(paste -sd'|' - <"$D/ran")"
+check grep -qx "127.0.0.2:$P 8 cli" "$D/ran" || bad "runbook var where no host var: $(paste -sd'|' - <"$D/ran")"
+has run.err "batch 3 of 3" "three batches"
+rb back rollback --last "${KH[@]}"
+expect_rc 0 "rollback"
+check [ "$(hosts_in "$D/undone")" = "127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7" ] ||
+	bad "the rollback did not cover the six hosts: $(hosts_in "$D/undone")"
+end
+
+begin canary-failure-stops-before-wave-two
+write_fleet '[1, 50%]' false
+: > "$D/fail-127.0.0.2:$P"
+rb run apply rb.yml -t production "${KH[@]}"
+expect_rc 1 "apply with a failing canary"
+check [ "$(hosts_in "$D/ran")" = "127.0.0.2" ] || bad "wave two ran: $(hosts_in "$D/ran")"
+check [ "$(hosts_in "$D/undone")" = "127.0.0.2" ] || bad "the canary was not rolled back: $(hosts_in "$D/undone")"
+hasnt run.err "batch 2 of 3" "batch two never starts"
+end
+
+begin serial-override
+write_fleet 1 false
+rb plan plan rb.yml -t production --serial 2,100%
+expect_rc 0 "plan --serial"
+has plan.out "6 hosts in 2 batches" "--serial 2,100% over serial: 1"
+rb bad plan rb.yml -t production --serial 0
+expect_rc 2 "--serial 0"
+has bad.err "--serial: expected" "says what --serial takes"
+end
+
+begin limit-glob-over-inventory-hosts
+write_fleet '[1, 50%]' false
+rb run apply rb.yml -t production --limit '127.0.0.[67]*' "${KH[@]}"
+expect_rc 0 "apply --limit"
+check [ "$(hosts_in "$D/ran")" = "127.0.0.6 127.0.0.7" ] || bad "expected .6 and .7 only, found: $(hosts_in "$D/ran")"
+rb back rollback --last "${KH[@]}"
+expect_rc 0 "rollback"
+check [ "$(hosts_in "$D/undone")" = "127.0.0.6 127.0.0.7" ] || bad "the rollback touched: $(hosts_in "$D/undone")"
+end
+
+begin confirm-without-a-terminal
+write_fleet '[1, 50%]' true
+rb run apply rb.yml -t production "${KH[@]}" </dev/null
+expect_rc 2 "confirm without a terminal"
+has run.err "add --yes" "says what to add"
+check [ ! -e "$D/ran" ] || bad "something ran"
+rb yes apply rb.yml -t production --yes --limit '127.0.0.2*' "${KH[@]}" </dev/null
+expect_rc 0 "--yes"
+has yes.err "--yes given" "says it went on because of --yes"
+end
+
+begin confirm-on-a-terminal
+write_fleet '[1, 50%]' true
+cmd=$(printf '%q ' "$RUNBOOK" apply rb.yml -t production --limit '127.0.0.2*' "${KH[@]}")
+printf 'staging\n' > wrong.in
+rb_cmd wrong env TERM=dumb script -qec "$cmd" /dev/null <wrong.in
+expect_rc 2 "a wrong name"
+has wrong.out "type the target's name \\(production\\) to go on" "the question on the pty"
+has wrong.out "hosts: 127\\.0\\.0\\.2:$P" "the hosts shown"
+has wrong.out 'found "staging"' "the refusal names what was typed"
+has wrong.out "e2e check of fleets" "the reason shown"
+check [ ! -e "$D/ran" ] || bad "something ran after a wrong name"
+printf 'production\n' > right.in
+rb_cmd right env TERM=dumb script -qec "$cmd" /dev/null <right.in
+expect_rc 0 "the right name"
+check [ "$(hosts_in "$D/ran")" = "127.0.0.2" ] || bad "expected .2 to run, found: $(hosts_in "$D/ran")"
+end
+
+begin inventory-problems-located
+write_fleet '[1, 0]' maybe
+rb val validate rb.yml
+expect_rc 5 "validate"
+has val.err "inventory.yml:" "problems located in the inventory"
+has val.err 'inventory\.yml:7:17: targets\.production\.serial\[1\]: expected' "the bad wave"
+has val.err "targets.production.confirm: expected true or false" "the bad confirm"
+end
+
+finish
