@@ -89,7 +89,10 @@ static void bad(struct loader *L, const struct ynode *n, const char *path,
 	buf_release(&f);
 }
 
-/* Reports unknown keys (but skip, handled by the caller) and missing ones. */
+/*
+ * Reports unknown keys (but skip, handled by the caller; "x-*": every
+ * key starting "x-") and missing ones.
+ */
 static bool check_keys_skip(struct loader *L, const struct ynode *map,
 			    const char *path, const struct keyspec *keys,
 			    size_t nkeys, const char *skip)
@@ -102,7 +105,9 @@ static bool check_keys_skip(struct loader *L, const struct ynode *map,
 		const struct ynode *k = map->keys[i];
 		bool known = false;
 
-		known = skip && strcmp(k->text, skip) == 0;
+		known = skip && (strcmp(k->text, skip) == 0 ||
+				 (strcmp(skip, "x-*") == 0 &&
+				  strncmp(k->text, "x-", 2) == 0));
 		for (size_t j = 0; j < nkeys && !known; j++)
 			known = strcmp(k->text, keys[j].name) == 0;
 		if (!known) {
@@ -922,7 +927,9 @@ static void load_root(struct loader *L, const struct ynode *root)
 	struct runbook *rb = L->rb;
 	const struct ynode *x;
 
-	check_keys(L, root, "", keys, sizeof(keys) / sizeof(keys[0]));
+	/* x-: free for anchors (docs/format.md, "Reuse") */
+	check_keys_skip(L, root, "", keys, sizeof(keys) / sizeof(keys[0]),
+			"x-*");
 	if ((x = ynode_get(root, "version"))) {
 		bool one = x->type == YN_SCALAR && strcmp(x->text, "1") == 0;
 

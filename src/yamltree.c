@@ -6,6 +6,10 @@
  * and anchors are registered only then, so an alias can never point at
  * an enclosing node (no cycles). Alias copies are counted against
  * YTREE_MAX_ALIAS_NODES, which bounds "billion laughs" documents.
+ * Merge keys (`<<`, YAML 1.1) are applied when their mapping ends: the
+ * merged mappings are already complete (aliases are copies), so their
+ * pairs move over without copying and cost nothing beyond the aliases
+ * that brought them.
  *
  * Memory: every node, text and array of one parse comes from one arena
  * that the root owns; freeing the root releases it in a few calls (a
@@ -84,6 +88,8 @@ struct frame {
 	struct ynode *node;
 	struct ynode *key;	/* mappings: key waiting for its value */
 	bool drop_value;	/* mappings: the pending pair is rejected */
+	bool merge_value;	/* mappings: the pending pair is `<<: ...` */
+	struct ynode *merge;	/* mappings: the value of `<<`, applied at end */
 	char *anchor;		/* registered when the node completes */
 };
 
@@ -192,6 +198,33 @@ static bool is_merge_key(const struct ynode *k)
 	       strcmp(k->text, "<<") == 0;
 }
 
+/*
+ * `<<` takes a mapping or a list of mappings (YAML 1.1 merge). Each
+ * item that is not a mapping is reported; the mappings are still
+ * merged, so the rest of the file is checked as meant.
+ */
+static bool merge_value_ok(struct builder *b, const struct ynode *v)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < (v->type == YN_SEQ ? v->n : 1); i++) {
+		const struct ynode *x = v->type == YN_SEQ ? v->items[i] : v;
+
+		if (x->type == YN_MAP)
+			continue;
+		diag_at(b->d, &x->pos,
+			"<<: expected a mapping to merge (such as *anchor) or a list of them, found a %s",
+			ynode_type_name(x));
+		ok = false;
+	}
+	if (v->type == YN_SEQ && v->n == 0) {
+		diag_at(b->d, &v->pos,
+			"<<: expected a mapping to merge (such as *anchor) or a list of them, found an empty list");
+		ok = false;
+	}
+	return ok || v->type == YN_SEQ;
+}
+
 /* Hands a complete node to its parent (or makes it the root). */
 static void attach(struct builder *b, struct ynode *n)
 {
@@ -209,25 +242,80 @@ static void attach(struct builder *b, struct ynode *n)
 	if (!f->key) {
 		f->key = n;
 		f->drop_value = false;
+		f->merge_value = false;
 		if (n->type != YN_SCALAR) {
 			diag_at(b->d, &n->pos,
 				"expected a plain key, found a %s used as a mapping key",
 				ynode_type_name(n));
 			f->drop_value = true;
 		} else if (is_merge_key(n)) {
-			diag_at(b->d, &n->pos,
-				"expected plain keys, found a merge key '<<'; write the keys out instead");
-			f->drop_value = true;
+			if (f->merge) {
+				diag_at(b->d, &n->pos,
+					"expected one merge key '<<' per mapping, found another; merge a list instead: <<: [*a, *b]");
+				f->drop_value = true;
+			}
+			f->merge_value = true;
 		}
 		return;
 	}
 	if (f->drop_value) {
 		ytree_free(f->key);
 		ytree_free(n);
+	} else if (f->merge_value) {
+		if (merge_value_ok(b, n))
+			f->merge = n;
 	} else {
 		node_push(f->node, f->key, n);
 	}
 	f->key = NULL;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp((*(const struct ynode *const *)a)->text,
+		      (*(const struct ynode *const *)b)->text);
+}
+
+/*
+ * YAML 1.1 merge: a key of a merged mapping is added unless the mapping
+ * has it already, whether written out (explicit keys win) or merged
+ * from an earlier mapping of the list (earlier wins). Keys are looked
+ * up in a sorted copy, so a huge merge stays O(n log n).
+ */
+static void apply_merge(struct ynode *map, const struct ynode *merge)
+{
+	const struct ynode *const *srcs = (const struct ynode *const *)&merge;
+	size_t n_srcs = 1, cap = map->n, n_seen;
+	struct ynode **seen;
+
+	if (merge->type == YN_SEQ) {
+		srcs = (const struct ynode *const *)merge->items;
+		n_srcs = merge->n;
+	}
+	for (size_t i = 0; i < n_srcs; i++)
+		cap += srcs[i]->type == YN_MAP ? srcs[i]->n : 0;
+	seen = xmalloc((cap ? cap : 1) * sizeof(*seen));
+	if (map->n)	/* keys is NULL in a mapping of only `<<` */
+		memcpy(seen, map->keys, map->n * sizeof(*seen));
+	n_seen = map->n;
+	qsort(seen, n_seen, sizeof(*seen), cmp_key);
+	for (size_t i = 0; i < n_srcs; i++) {
+		const struct ynode *src = srcs[i];
+		size_t before = n_seen;
+
+		if (src->type != YN_MAP)	/* reported by merge_value_ok() */
+			continue;
+		for (size_t j = 0; j < src->n; j++) {
+			struct ynode *k = src->keys[j];
+
+			if (bsearch(&k, seen, before, sizeof(*seen), cmp_key))
+				continue;
+			node_push(map, k, src->items[j]);
+			seen[n_seen++] = k;
+		}
+		qsort(seen, n_seen, sizeof(*seen), cmp_key);
+	}
+	free(seen);
 }
 
 static void add_anchor(struct builder *b, char *name, struct ynode *n)
@@ -380,6 +468,8 @@ static void on_start(struct builder *b, const yaml_event_t *ev,
 	f->node = node_new(b, t, pos);
 	f->key = NULL;
 	f->drop_value = false;
+	f->merge_value = false;
+	f->merge = NULL;
 	f->anchor = dup_anchor(anchor);
 }
 
@@ -392,6 +482,9 @@ static void on_end(struct builder *b)
 		ytree_free(f->key);
 		f->key = NULL;
 	}
+	if (f->merge)
+		apply_merge(n, f->merge);
+	f->merge = NULL;
 	add_anchor(b, f->anchor, n);
 	f->anchor = NULL;
 	attach(b, n);

@@ -2,9 +2,12 @@
  * A YAML document as a tree of positioned nodes, built from libyaml's
  * event stream with the checks libyaml leaves to its users: input must
  * be UTF-8 (a UTF-8 BOM is allowed), one document only, nesting at most
- * YTREE_MAX_DEPTH deep, mapping keys scalar and unique, no merge keys,
- * and aliases expanded by copy within a fixed node budget. Aliases can
- * only name nodes that are complete, so no cycle can be built.
+ * YTREE_MAX_DEPTH deep, mapping keys scalar, and aliases expanded by
+ * copy within a fixed node budget. Aliases can only name nodes that are
+ * complete, so no cycle can be built. Merge keys (`<<: *a`,
+ * `<<: [*a, *b]`) follow YAML 1.1: keys written in the mapping win, then
+ * earlier merged mappings over later ones; the `<<` pair itself is not
+ * in the tree. Duplicate keys are load.c's to report.
  *
  * The tree owns all its nodes and strings (one arena); ytree_free() of
  * the root releases it, of any other node does nothing.

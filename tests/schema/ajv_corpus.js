@@ -5,7 +5,7 @@
 // MODULES is a node_modules directory holding ajv (8) and yaml (2), the
 // YAML reader yaml-language-server uses. The schema is compiled with
 // strict: true (a schema Ajv's strict mode refuses fails here); each
-// FILE is read as YAML 1.2 (core schema, no merge keys; a key given
+// FILE is read as YAML 1.2 (core schema, merge keys applied; a key given
 // twice keeps the last value, as a JSON reader would) and validated.
 // Prints one JSON object per file: {"file", "verdict": "accept" or
 // "reject" or "yaml-error", "why"}. Exits 2 if the schema does not
@@ -32,7 +32,7 @@ for (const file of files) {
   const out = { file };
   try {
     const doc = YAML.parseDocument(fs.readFileSync(file, 'utf8'), {
-      version: '1.2', schema: 'core', merge: false, uniqueKeys: false,
+      version: '1.2', schema: 'core', merge: true, uniqueKeys: false,
     });
     if (doc.errors.length) {
       out.verdict = 'yaml-error';

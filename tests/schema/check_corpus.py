@@ -47,7 +47,8 @@ class Core12Loader(yaml.SafeLoader):
     """YAML 1.2 core schema: what yaml-language-server reads.
 
     Booleans are only true/false in three cases, no yes/no/on/off; ints are
-    decimal, 0o octal or 0x hex (010 is ten); no timestamps, no merge keys.
+    decimal, 0o octal or 0x hex (010 is ten); no timestamps. Merge keys
+    (`<<: *a`) are applied, as runbook and yaml-language-server apply them.
     """
 
     yaml_implicit_resolvers = {}
@@ -64,6 +65,7 @@ _resolver("tag:yaml.org,2002:float",
           r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
               |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", "-+0123456789.")
 _resolver("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""])
+_resolver("tag:yaml.org,2002:merge", r"^(?:<<)$", "<")
 
 
 def _int12(loader, node):

@@ -928,15 +928,29 @@ static void test_unsafe_templates_rejected(void **state)
 	release(&L);
 }
 
-static void test_merge_key_fails_load(void **state)
+static void test_merge_key_and_x_keys(void **state)
 {
 	struct loaded L;
+	const struct step *st;
 
 	(void)state;
-	load(&L, HEAD "x: &s { name: a, run: echo, rollback: none }\n"
+	load(&L, HEAD "x-s: &s { run: echo, rollback: none, timeout: 5s }\n"
+	     "x-other: [anything, { goes: here }]\n"
 	     "steps:\n  - <<: *s\n    name: b\n");
+	assert_int_equal(L.rc, 0);
+	assert_int_equal(L.problems, 0);
+	st = &L.rb->phases[PHASE_STEPS][0];
+	assert_string_equal(st->name.s, "b");
+	assert_string_equal(st->run.s, "echo");
+	assert_true(st->rollback_none);
+	assert_int_equal(st->timeout_ms, 5000);
+	release(&L);
+	/* x- only at the top level; a bare "x" is still unknown */
+	load(&L, HEAD "x: 1\nsteps:\n  - name: a\n    run: echo\n"
+	     "    rollback: none\n    x-note: 1\n");
 	assert_int_equal(L.rc, -1);
-	assert_problem(&L, 8, 5, "merge key", NULL);
+	assert_problem(&L, 6, 1, "unknown key \"x\"", NULL);
+	assert_problem(&L, 11, 5, "unknown key \"x-note\"", NULL);
 	release(&L);
 }
 
@@ -1064,7 +1078,7 @@ int main(void)
 		cmocka_unit_test(test_capture_scope),
 		cmocka_unit_test(test_preflight_capture_order),
 		cmocka_unit_test(test_unsafe_templates_rejected),
-		cmocka_unit_test(test_merge_key_fails_load),
+		cmocka_unit_test(test_merge_key_and_x_keys),
 		cmocka_unit_test(test_not_a_mapping),
 		cmocka_unit_test(test_hosts),
 		cmocka_unit_test(test_load_file_errors),

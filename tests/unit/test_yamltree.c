@@ -434,33 +434,86 @@ static void test_two_documents_rejected(void **state)
 	release(&p);
 }
 
-static void test_merge_key_rejected(void **state)
+static void test_merge_key(void **state)
 {
 	struct parsed p;
 	const struct ynode *m;
 
 	(void)state;
 	parse(&p, "base: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n");
-	/*
-	 * A diagnostic, whatever the return value: the loader counts
-	 * diagnostics, so the file is rejected either way (see
-	 * test_load.c), and parsing goes on to report other problems.
-	 */
-	if (p.d.n < 1)
-		fail_msg("a merge key was accepted without a diagnostic");
-	assert_non_null(strstr(p.d.v[0].msg, "merge key"));
-	assert_int_equal(p.d.v[0].pos.line, 3);
-	assert_int_equal(p.d.v[0].pos.col, 3);
-	if (p.rc == 0) {
-		/* the merged keys were not spliced in */
-		m = ynode_get(p.root, "m");
-		assert_null(ynode_get(m, "x"));
-		assert_null(ynode_get(m, "<<"));
-	}
+	assert_ok(&p);
+	m = ynode_get(p.root, "m");
+	assert_string_equal(ynode_get(m, "x")->text, "1");
+	assert_string_equal(ynode_get(m, "y")->text, "2");
+	assert_null(ynode_get(m, "<<"));
+	assert_int_equal(m->n, 2);
 	release(&p);
 	/* a quoted "<<" is an ordinary key */
 	parse(&p, "'<<': 1\n");
 	assert_ok(&p);
+	assert_string_equal(ynode_get(p.root, "<<")->text, "1");
+	release(&p);
+}
+
+/* YAML 1.1: explicit keys win (even after <<), then earlier maps. */
+static void test_merge_key_precedence(void **state)
+{
+	struct parsed p;
+	const struct ynode *m;
+
+	(void)state;
+	parse(&p, "a: &a {k: a, only_a: 1}\nb: &b {k: b, j: b, only_b: 2}\n"
+		  "m:\n  j: mine\n  <<: [*a, *b]\n  z: last\n");
+	assert_ok(&p);
+	m = ynode_get(p.root, "m");
+	assert_string_equal(ynode_get(m, "k")->text, "a");
+	assert_string_equal(ynode_get(m, "j")->text, "mine");
+	assert_string_equal(ynode_get(m, "only_a")->text, "1");
+	assert_string_equal(ynode_get(m, "only_b")->text, "2");
+	assert_string_equal(ynode_get(m, "z")->text, "last");
+	assert_int_equal(m->n, 5);
+	release(&p);
+	/* a merged map that merged itself is complete when merged again */
+	parse(&p, "a: &a {k: 1}\nb: &b {<<: *a, l: 2}\nc: {<<: *b}\n");
+	assert_ok(&p);
+	m = ynode_get(p.root, "c");
+	assert_string_equal(ynode_get(m, "k")->text, "1");
+	assert_string_equal(ynode_get(m, "l")->text, "2");
+	release(&p);
+}
+
+/* A diagnostic at line:col, whatever the return (the loader counts them). */
+static void assert_diag_at(struct parsed *p, unsigned line, unsigned col,
+			   const char *what)
+{
+	for (size_t i = 0; i < p->d.n; i++)
+		if (strstr(p->d.v[i].msg, what) &&
+		    p->d.v[i].pos.line == line && p->d.v[i].pos.col == col)
+			return;
+	fail_msg("no diagnostic at %u:%u mentioning \"%s\"; got: %s", line,
+		 col, what, diags(p));
+}
+
+static void test_merge_key_bad_values(void **state)
+{
+	struct parsed p;
+
+	(void)state;
+	parse(&p, "s: &s text\nm:\n  <<: *s\n");
+	assert_diag_at(&p, 3, 7, "expected a mapping to merge");
+	release(&p);
+	parse(&p, "a: &a {k: 1}\nm:\n  <<: [*a, plain]\n");
+	assert_diag_at(&p, 3, 12, "found a string");
+	release(&p);
+	parse(&p, "m:\n  <<: []\n");
+	assert_diag_at(&p, 2, 7, "found an empty list");
+	release(&p);
+	parse(&p, "a: &a {k: 1}\nm:\n  <<: *a\n  <<: *a\n");
+	assert_diag_at(&p, 4, 3, "one merge key");
+	release(&p);
+	/* an alias inside its own anchor is still a cycle */
+	parse(&p, "a: &a {<<: *a}\n");
+	assert_rejected_at(&p, 1, 12, "cycle");
 	release(&p);
 }
 
@@ -581,7 +634,9 @@ int main(void)
 		cmocka_unit_test(test_nul_byte_rejected),
 		cmocka_unit_test(test_escaped_nul_rejected),
 		cmocka_unit_test(test_two_documents_rejected),
-		cmocka_unit_test(test_merge_key_rejected),
+		cmocka_unit_test(test_merge_key),
+		cmocka_unit_test(test_merge_key_precedence),
+		cmocka_unit_test(test_merge_key_bad_values),
 		cmocka_unit_test(test_complex_key_rejected),
 		cmocka_unit_test(test_unknown_tag_rejected),
 		cmocka_unit_test(test_huge_scalar_rejected),
