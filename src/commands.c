@@ -56,9 +56,16 @@ void cmd_json_diags(struct diag *d, const char *file, bool ok)
 	json_kv(&b, "file", file, 0);
 	buf_addf(&b, ",\"ok\":%s,\"problems\":[", ok ? "true" : "false");
 	for (size_t i = 0; i < d->n; i++) {
-		buf_addf(&b, "%s{\"line\":%u,\"column\":%u,\"message\":",
-			 i ? "," : "", d->v[i].pos.line ? d->v[i].pos.line : 1,
-			 d->v[i].pos.col ? d->v[i].pos.col : 1);
+		unsigned line;
+		const char *in = diag_file_of(d, d->v[i].pos, &line);
+
+		buf_addf(&b, "%s{", i ? "," : "");
+		if (in != d->file) {	/* an included file (docs/reuse.md) */
+			json_kv(&b, "file", in, 1);
+			buf_addc(&b, ',');
+		}
+		buf_addf(&b, "\"line\":%u,\"column\":%u,\"message\":",
+			 line ? line : 1, d->v[i].pos.col ? d->v[i].pos.col : 1);
 		json_str(&b, d->v[i].msg);
 		buf_addc(&b, '}');
 	}
@@ -471,7 +478,7 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 		goto out;
 	}
 	rec = recorder_new(st, ch, NULL);
-	if (recorder_keep_file(rec, rb->file, err) < 0 && !c->quiet)
+	if (recorder_keep_runbook(rec, rb, err) < 0 && !c->quiet)
 		fprintf(stderr, "runbook: warning: %s; the note is committed without it\n",
 			err->msg);
 	rb_error_clear(err);

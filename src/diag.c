@@ -39,6 +39,10 @@ void diag_init(struct diag *d, const char *file)
 	d->file = file;
 	d->v = NULL;
 	d->n = d->cap = 0;
+	d->files = NULL;
+	d->n_files = 0;
+	d->refs = NULL;
+	d->n_refs = 0;
 }
 
 void diag_release(struct diag *d)
@@ -48,6 +52,59 @@ void diag_release(struct diag *d)
 	free(d->v);
 	d->v = NULL;
 	d->n = d->cap = 0;
+	for (size_t i = 0; i < d->n_files; i++)
+		free(d->files[i].name);
+	free(d->files);
+	d->files = NULL;
+	d->n_files = 0;
+	for (size_t i = 0; i < d->n_refs; i++)
+		free(d->refs[i]);
+	free(d->refs);
+	d->refs = NULL;
+	d->n_refs = 0;
+}
+
+unsigned diag_add_file(struct diag *d, const char *name,
+		       const struct src_pos *from)
+{
+	if (d->n_files >= DIAG_MAX_FILES)
+		return 0;
+	d->files = xrealloc(d->files, (d->n_files + 1) * sizeof(*d->files));
+	d->files[d->n_files].name = xstrdup(name);
+	d->files[d->n_files].from = *from;
+	d->n_files++;
+	return (unsigned)d->n_files << DIAG_FILE_SHIFT;
+}
+
+static size_t file_index(const struct diag *d, struct src_pos pos)
+{
+	size_t k = pos.line >> DIAG_FILE_SHIFT;
+
+	return k <= d->n_files ? k : 0;
+}
+
+const char *diag_file_of(const struct diag *d, struct src_pos pos,
+			 unsigned *line)
+{
+	size_t k = file_index(d, pos);
+
+	*line = pos.line & ((1u << DIAG_FILE_SHIFT) - 1);
+	return k ? d->files[k - 1].name : d->file;
+}
+
+const char *diag_ref(struct diag *d, struct src_pos of, struct src_pos at)
+{
+	struct buf b = BUF_INIT;
+	unsigned line;
+	const char *name = diag_file_of(d, of, &line);
+
+	if (file_index(d, of) == file_index(d, at))
+		buf_addf(&b, "line %u", line);
+	else
+		buf_addf(&b, "%s:%u", name, line);
+	d->refs = xrealloc(d->refs, (d->n_refs + 1) * sizeof(*d->refs));
+	d->refs[d->n_refs++] = buf_detach(&b);
+	return d->refs[d->n_refs - 1];
 }
 
 void diag_at(struct diag *d, const struct src_pos *pos, const char *fmt, ...)
@@ -89,10 +146,22 @@ void diag_print(struct diag *d, FILE *fp)
 		qsort(d->v, d->n, sizeof(*d->v), cmp_entry);
 	for (size_t i = 0; i < d->n; i++) {
 		const struct diag_entry *e = &d->v[i];
-		unsigned line = e->pos.line ? e->pos.line : 1;
-		unsigned col = e->pos.col ? e->pos.col : 1;
+		unsigned line, col = e->pos.col ? e->pos.col : 1;
+		const char *name = diag_file_of(d, e->pos, &line);
+		size_t k = file_index(d, e->pos), hops = 0;
 
-		fprintf(fp, "%s:%u:%u: %s\n", d->file, line, col, e->msg);
+		fprintf(fp, "%s:%u:%u: %s", name, line ? line : 1, col, e->msg);
+		/* the chain of includes; each one's from is in an earlier file */
+		while (k && hops++ < DIAG_MAX_FILES) {
+			struct src_pos from = d->files[k - 1].from;
+			const char *in = diag_file_of(d, from, &line);
+
+			fprintf(fp, "%s%s:%u:%u", hops == 1 ?
+				" (included at " : ", included at ", in, line,
+				from.col);
+			k = file_index(d, from);
+		}
+		fputs(hops ? ")\n" : "\n", fp);
 	}
 	if (d->n >= DIAG_MAX)
 		fprintf(fp, "%s: stopped after %d problems\n", d->file,

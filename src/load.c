@@ -21,6 +21,7 @@
 #include "backup.h"
 #include "buf.h"
 #include "guard.h"
+#include "include.h"
 #include "inventory.h"
 #include "runbook.h"
 #include "suggest.h"
@@ -29,6 +30,7 @@
 struct loader {
 	struct diag *d;
 	struct runbook *rb;
+	struct include_set *inc;	/* include: items (include.c) */
 };
 
 struct keyspec {
@@ -217,8 +219,9 @@ static void check_dup_keys(struct loader *L, const struct ynode *n,
 			}
 			path_text(&p, &seg);
 			diag_at(L->d, &ks[i]->pos,
-				"%s: expected each key once, found \"%s\" again (first at line %u)",
-				buf_str(&p), ks[i]->text, ks[first]->pos.line);
+				"%s: expected each key once, found \"%s\" again (first at %s)",
+				buf_str(&p), ks[i]->text,
+				diag_ref(L->d, ks[first]->pos, ks[i]->pos));
 			buf_release(&p);
 		}
 		free(ks);
@@ -696,16 +699,36 @@ out:
 	buf_release(&p);
 }
 
+/* A step list with its include: items spliced in (include.c). */
+static const struct ynode *spliced(struct loader *L, const struct ynode *n,
+				   const char *path)
+{
+	const struct ynode *s = include_splice(L->inc, n, path);
+	struct pathseg list = { NULL, path, 0 };
+
+	/* the root's walk saw the items of this file, not included ones */
+	for (size_t i = 0; s != n && i < s->n; i++) {
+		struct pathseg item = { &list, NULL, i };
+
+		if (s->items[i]->pos.line >> DIAG_FILE_SHIFT)
+			check_dup_keys(L, s->items[i], &item, 1);
+	}
+	return s;
+}
+
 static void load_phase(struct loader *L, const struct ynode *root,
 		       enum phase ph)
 {
 	const struct ynode *n = ynode_get(root, phase_key(ph));
+	size_t before;
 
 	if (!n)
 		return;
 	if (!want_seq(L, n, phase_key(ph)))
 		return;
-	if (ph == PHASE_STEPS && n->n == 0)
+	before = diag_count(L->d);
+	n = spliced(L, n, phase_key(ph));
+	if (ph == PHASE_STEPS && n->n == 0 && diag_count(L->d) == before)
 		bad(L, n, "steps", "a non-empty list of steps");
 	L->rb->phases[ph] = xcalloc(n->n ? n->n : 1, sizeof(struct step));
 	L->rb->n_phase[ph] = n->n;
@@ -721,6 +744,7 @@ static void load_watch(struct loader *L, const struct ynode *n)
 	};
 	struct runbook *rb = L->rb;
 	const struct ynode *x;
+	size_t before;
 
 	if (!want_map(L, n, "watch"))
 		return;
@@ -739,7 +763,9 @@ static void load_watch(struct loader *L, const struct ynode *n)
 	}
 	if (!(x = ynode_get(n, "steps")) || !want_seq(L, x, "watch.steps"))
 		return;
-	if (x->n == 0)
+	before = diag_count(L->d);
+	x = spliced(L, x, "watch.steps");
+	if (x->n == 0 && diag_count(L->d) == before)
 		bad(L, x, "watch.steps", "a non-empty list of read-only checks");
 	rb->phases[PHASE_WATCH] = xcalloc(x->n ? x->n : 1, sizeof(struct step));
 	rb->n_phase[PHASE_WATCH] = x->n;
@@ -996,7 +1022,7 @@ static void load_root(struct loader *L, const struct ynode *root)
 int runbook_load_mem(const char *path, const char *data, size_t len,
 		     struct runbook **out, struct diag *d)
 {
-	struct loader L = { d, NULL };
+	struct loader L = { d, NULL, NULL };
 	struct ynode *root = NULL;
 	size_t before = diag_count(d);
 
@@ -1024,7 +1050,10 @@ int runbook_load_mem(const char *path, const char *data, size_t len,
 	L.rb = xcalloc(1, sizeof(*L.rb));
 	L.rb->file = xstrdup(path);
 	check_dup_keys(&L, root, NULL, 0);
+	L.inc = include_new(path, d);
 	load_root(&L, root);
+	include_take_files(L.inc, &L.rb->includes, &L.rb->n_includes);
+	include_free(L.inc);
 	ytree_free(root);
 	*out = L.rb;
 	return diag_count(d) > before ? -1 : 0;

@@ -20,7 +20,9 @@
 #include "journal.h"
 #include "json.h"
 #include "note.h"
+#include "hash.h"
 #include "redact.h"
+#include "runbook.h"
 #include "store.h"
 #include "sys.h"
 #include "yamltree.h"
@@ -550,6 +552,74 @@ int recorder_keep_file(struct recorder *r, const char *path,
 	fclose(f);
 	r->has_file = true;
 	return 0;
+}
+
+/*
+ * An included file, appended to the kept runbook as a block of YAML
+ * comments: the committed file stays the runbook as written (it still
+ * reads the same), and shows every step that ran (docs/reuse.md).
+ */
+static int keep_include(struct recorder *r, const char *path,
+			struct rb_error *err)
+{
+	struct buf data = BUF_INIT;
+	char hex[65] = "";
+	FILE *f = fopen(path, "rb");
+	char chunk[8192];
+	size_t n;
+	int ret = -1;
+
+	if (!f || sha256_file_hex(path, hex) < 0) {
+		rb_error_errno(err, RB_ERR_INVALID, "cannot read '%s' to keep it beside the note",
+			       path);
+		goto out;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_add(&data, chunk, n);
+	if (ferror(f)) {
+		rb_error_errno(err, RB_ERR_INVALID, "cannot read '%s' to keep it beside the note",
+			       path);
+		goto out;
+	}
+	if (r->file.len && r->file.data[r->file.len - 1] != '\n')
+		buf_addc(&r->file, '\n');
+	buf_addf(&r->file, "\n# ---- included: %s (sha256 %s) ----\n", path,
+		 hex);
+	for (size_t i = 0; i < data.len;) {
+		const char *nl = memchr(data.data + i, '\n', data.len - i);
+		size_t end = nl ? (size_t)(nl - data.data) : data.len;
+
+		buf_adds(&r->file, end > i ? "# " : "#");
+		buf_add(&r->file, data.data + i, end - i);
+		buf_addc(&r->file, '\n');
+		i = end + 1;
+	}
+	ret = 0;
+out:
+	if (f)
+		fclose(f);
+	buf_release(&data);
+	return ret;
+}
+
+int recorder_keep_runbook(struct recorder *r, const struct runbook *rb,
+			  struct rb_error *err)
+{
+	struct rb_error later = RB_ERROR_INIT;	/* past the first failure */
+	int ret = 0;
+
+	if (recorder_keep_file(r, rb->file, err) < 0)
+		return -1;
+	for (size_t i = 0; i < rb->n_includes; i++) {
+		if (keep_include(r, rb->includes[i],
+				 ret < 0 ? &later : err) == 0)
+			continue;
+		/* the runbook is kept; err names the file left out */
+		buf_addf(&r->file, "\n# ---- included: %s: could not be read ----\n",
+			 rb->includes[i]);
+		ret = -1;
+	}
+	return ret;
 }
 
 int recorder_rollback_start(struct recorder *r, const char *by,

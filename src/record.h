@@ -42,6 +42,13 @@ struct listener recorder_listener(struct recorder *r);
  */
 int recorder_keep_file(struct recorder *r, const char *path,
 		       struct rb_error *err);
+struct runbook;
+/*
+ * recorder_keep_file() of rb's file, followed by each file it included,
+ * as YAML comments headed by its path and SHA-256 (docs/reuse.md).
+ */
+int recorder_keep_runbook(struct recorder *r, const struct runbook *rb,
+			  struct rb_error *err);
 /*
  * `runbook rollback` starts on a change: by whom, why (may be NULL) and
  * which later changes --force passed over. The note shows them as

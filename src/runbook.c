@@ -120,6 +120,9 @@ void runbook_free(struct runbook *rb)
 			free_step(&rb->phases[p][i]);
 		free(rb->phases[p]);
 	}
+	for (size_t i = 0; i < rb->n_includes; i++)
+		free(rb->includes[i]);
+	free(rb->includes);
 	free(rb);
 }
 

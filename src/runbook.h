@@ -155,6 +155,9 @@ struct runbook {
 	/* watch: its steps are phases[PHASE_WATCH] (docs/watch.md) */
 	unsigned watch_duration_ms, watch_interval_ms;
 	struct strval backup_dir;	/* NULL: the default (backup.h) */
+	/* files spliced in by include: (docs/reuse.md), as opened */
+	char **includes;
+	size_t n_includes;
 };
 
 const char *phase_name(enum phase p);

@@ -427,9 +427,10 @@ static void check_unique_names(struct vctx *V)
 			continue;
 		}
 		problem_at(V, all[i]->name.pos,
-			   "%s.name: expected a step name used once in the file, found \"%s\" again (first at line %u)",
+			   "%s.name: expected a step name used once in the file, found \"%s\" again (first at %s)",
 			   all[i]->path, all[i]->name.s,
-			   all[first]->name.pos.line);
+			   diag_ref(V->d, all[first]->name.pos,
+				    all[i]->name.pos));
 	}
 	free(all);
 }

@@ -106,12 +106,15 @@ struct builder {
 	size_t alias_nodes;
 	struct ynode *root;
 	struct yarena *arena;	/* every node of this parse */
+	unsigned base;		/* line base of the file (diag.h) */
 	bool failed;		/* fatal: stop building */
 };
 
-static struct src_pos mark_pos(yaml_mark_t m)
+/* base: the line base of an included file (diag.h), else 0 */
+static struct src_pos mark_pos(yaml_mark_t m, unsigned base)
 {
-	return (struct src_pos){ (unsigned)m.line + 1, (unsigned)m.column + 1 };
+	return (struct src_pos){ base + (unsigned)m.line + 1,
+				 (unsigned)m.column + 1 };
 }
 
 static struct ynode *node_new(struct builder *b, enum ynode_type t,
@@ -385,7 +388,7 @@ static void block_position(struct builder *b, struct ynode *n, unsigned line0)
 			sp++;
 		if (sp < end - b->lines[l] && s[sp] != '\n' && s[sp] != '\r') {
 			/* the first content line sets the indentation */
-			n->block_line = line0 + 2;
+			n->block_line = b->base + line0 + 2;
 			n->block_col = (unsigned)sp + 1;
 			return;
 		}
@@ -394,7 +397,7 @@ static void block_position(struct builder *b, struct ynode *n, unsigned line0)
 
 static void on_scalar(struct builder *b, const yaml_event_t *ev)
 {
-	struct src_pos pos = mark_pos(ev->start_mark);
+	struct src_pos pos = mark_pos(ev->start_mark, b->base);
 	size_t len = ev->data.scalar.length;
 	struct ynode *n;
 
@@ -443,7 +446,7 @@ static void on_scalar(struct builder *b, const yaml_event_t *ev)
 static void on_start(struct builder *b, const yaml_event_t *ev,
 		     enum ynode_type t)
 {
-	struct src_pos pos = mark_pos(ev->start_mark);
+	struct src_pos pos = mark_pos(ev->start_mark, b->base);
 	const yaml_char_t *anchor, *tag;
 	struct frame *f;
 
@@ -493,7 +496,7 @@ static void on_end(struct builder *b)
 static void on_alias(struct builder *b, const yaml_event_t *ev)
 {
 	const char *name = (const char *)ev->data.alias.anchor;
-	struct src_pos pos = mark_pos(ev->start_mark);
+	struct src_pos pos = mark_pos(ev->start_mark, b->base);
 	const struct ynode *src;
 	struct ynode *n;
 
@@ -582,10 +585,11 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t len)
 	return len;
 }
 
-static int check_encoding(const char *data, size_t len, struct diag *d)
+static int check_encoding(const char *data, size_t len, unsigned base,
+			  struct diag *d)
 {
 	const unsigned char *u = (const unsigned char *)data;
-	struct src_pos start = { 1, 1 };
+	struct src_pos start = { base + 1, 1 };
 	size_t bad;
 
 	if ((len >= 2 && ((u[0] == 0xfe && u[1] == 0xff) ||
@@ -600,6 +604,8 @@ static int check_encoding(const char *data, size_t len, struct diag *d)
 	if (bad < len) {
 		struct src_pos p = offset_pos(data, bad);
 
+		p.line += base;
+
 		if (u[bad] == 0)
 			diag_at(d, &p, "expected UTF-8 text, found a NUL byte (binary data?)");
 		else
@@ -610,9 +616,10 @@ static int check_encoding(const char *data, size_t len, struct diag *d)
 	return 0;
 }
 
-static void parser_problem(const yaml_parser_t *p, struct diag *d)
+static void parser_problem(const yaml_parser_t *p, unsigned base,
+			   struct diag *d)
 {
-	struct src_pos pos = mark_pos(p->problem_mark);
+	struct src_pos pos = mark_pos(p->problem_mark, 0);
 	const char *problem = p->problem ? p->problem : "unknown problem";
 
 	if (p->error == YAML_MEMORY_ERROR) {
@@ -621,17 +628,24 @@ static void parser_problem(const yaml_parser_t *p, struct diag *d)
 	}
 	if (p->context) {
 		/* where the unfinished construct began is where to look */
-		struct src_pos start = mark_pos(p->context_mark);
+		struct src_pos start = mark_pos(p->context_mark, base);
 
 		diag_at(d, &start, "expected valid YAML, found: %s %s (noticed at %u:%u)",
 			problem, p->context, pos.line, pos.col);
-	}
-	else
+	} else {
+		pos.line += base;
 		diag_at(d, &pos, "expected valid YAML, found: %s", problem);
+	}
 }
 
 int ytree_parse(const char *data, size_t len, struct ynode **out,
 		struct diag *d)
+{
+	return ytree_parse_at(data, len, 0, out, d);
+}
+
+int ytree_parse_at(const char *data, size_t len, unsigned base,
+		   struct ynode **out, struct diag *d)
 {
 	struct builder b;
 	yaml_parser_t parser;
@@ -643,10 +657,11 @@ int ytree_parse(const char *data, size_t len, struct ynode **out,
 		data += 3;
 		len -= 3;
 	}
-	if (check_encoding(data, len, d) < 0)
+	if (check_encoding(data, len, base, d) < 0)
 		return -1;
 
 	memset(&b, 0, sizeof(b));
+	b.base = base;
 	b.arena = xcalloc(1, sizeof(*b.arena));
 	b.d = d;
 	b.data = data;
@@ -674,14 +689,14 @@ int ytree_parse(const char *data, size_t len, struct ynode **out,
 
 	while (!done && !b.failed) {
 		if (!yaml_parser_parse(&parser, &ev)) {
-			parser_problem(&parser, d);
+			parser_problem(&parser, base, d);
 			b.failed = true;
 			break;
 		}
 		switch (ev.type) {
 		case YAML_DOCUMENT_START_EVENT:
 			if (++docs > 1) {
-				struct src_pos pos = mark_pos(ev.start_mark);
+				struct src_pos pos = mark_pos(ev.start_mark, base);
 
 				diag_at(d, &pos,
 					"expected one YAML document, found a second one");

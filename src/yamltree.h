@@ -56,6 +56,9 @@ struct ynode {
  */
 int ytree_parse(const char *data, size_t len, struct ynode **out,
 		struct diag *d);
+/* The same for a file included by another: base is its line base (diag.h). */
+int ytree_parse_at(const char *data, size_t len, unsigned base,
+		   struct ynode **out, struct diag *d);
 void ytree_free(struct ynode *n);
 
 /* The value of key in a mapping, or NULL. */

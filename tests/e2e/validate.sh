@@ -26,11 +26,15 @@ FINAL_LINE='nothing was run; fix the file and run again'
 # must be able to fail: it counts as a failure).
 known_bug() { not_ok "$1" "known bug: $2"; }
 
-# located FILE OUTPUT: number of lines of OUTPUT that start "FILE:LINE:COL: ".
+# located FILE OUTPUT: number of lines of OUTPUT that start "FILE:LINE:COL: ",
+# or "DIR/include/NAME:LINE:COL: " for a file FILE includes (the include_*
+# cases keep their included files in tests/data/invalid/include/).
 located() {
 	P="$1" awk '
-		BEGIN { p = ENVIRON["P"] ":"; n = 0 }
-		index($0, p) == 1 && substr($0, length(p) + 1) ~ /^[0-9]+:[0-9]+: [^ ]/ { n++ }
+		BEGIN { p = ENVIRON["P"] ":"; n = 0
+			inc = ENVIRON["P"]; sub(/[^\/]*$/, "include/", inc) }
+		index($0, p) == 1 && substr($0, length(p) + 1) ~ /^[0-9]+:[0-9]+: [^ ]/ { n++; next }
+		index($0, inc) == 1 && substr($0, length(inc) + 1) ~ /^[^:]+:[0-9]+:[0-9]+: [^ ]/ { n++ }
 		END { print n }' "$2"
 }
 
