@@ -31,6 +31,7 @@
 #include "load.h"
 #include "lock.h"
 #include "note.h"
+#include "notify.h"
 #include "plan.h"
 #include "record.h"
 #include "remote.h"
@@ -421,8 +422,9 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	struct change_rec *ch = NULL;
 	struct recorder *rec = NULL;
 	struct report *rep = NULL;
+	struct notifier *nt = NULL;
 	struct report_opts ro;
-	struct listener ls[2];
+	struct listener ls[3];
 	struct apply_opts o;
 	struct target t = { 0 };
 	struct team team;
@@ -487,6 +489,8 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	rep = report_new(&ro);
 	ls[0] = recorder_listener(rec);
 	ls[1] = report_listener(rep);
+	if ((nt = notifier_new(rb, ch, recorder_renote, rec)))
+		ls[2] = notifier_listener(nt);	/* after the recorder */
 	o.change_id = id;
 	o.cli_vars = &c->vars;
 	o.forks = c->forks;
@@ -495,7 +499,7 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 	o.known_hosts = c->known_hosts;
 	o.accept_new = c->accept_new;
 	o.listeners = ls;
-	o.n_listeners = 2;
+	o.n_listeners = nt ? 3 : 2;
 	code = apply_run(rb, &o, err);
 	if (team.first_failed) {
 		rb_error_set(err, RB_ERR_CONNECT,
@@ -504,8 +508,12 @@ int cmd_apply(const struct cli *c, struct rb_error *err)
 		code = RB_ERR_CONNECT;
 	}
 	warn_unnoted(ch, st, c->quiet);
+	for (size_t i = 0; nt && i < notifier_notices(nt)->n; i++)
+		fprintf(stderr, "runbook: warning: %s\n",
+			notifier_notices(nt)->v[i]);
 out:
 	cmd_team_end(&team, st);
+	notifier_free(nt);
 	report_free(rep);
 	recorder_free(rec);
 	change_free(ch);

@@ -23,6 +23,7 @@
 #include "guard.h"
 #include "include.h"
 #include "inventory.h"
+#include "notify.h"
 #include "runbook.h"
 #include "suggest.h"
 #include "yamltree.h"
@@ -949,6 +950,7 @@ static void load_root(struct loader *L, const struct ynode *root)
 		{ "preflight", false }, { "steps", true }, { "verify", false },
 		{ "metrics", false }, { "watch", false }, { "backup_dir", false },
 		{ "inventory", false },
+		{ "notify", false },
 	};
 	struct runbook *rb = L->rb;
 	const struct ynode *x;
@@ -1012,6 +1014,8 @@ static void load_root(struct loader *L, const struct ynode *root)
 			free(item);
 		}
 	}
+	if ((x = ynode_get(root, "notify")))
+		notify_load(L->d, x, rb);	/* after secrets: env may name one */
 	for (int ph = 0; ph < PHASE_WATCH; ph++)
 		load_phase(L, root, (enum phase)ph);
 	if ((x = ynode_get(root, "watch")))

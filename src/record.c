@@ -198,23 +198,47 @@ static void red_kv(struct recorder *r, struct buf *b, const char *k,
 	free(red);
 }
 
-int recorder_commit(struct recorder *r, struct rb_error *err)
+/* Commits the note of the record as it is now; oid: the commit. */
+static int commit_note(struct recorder *r, char oid[41], struct rb_error *err)
 {
-	struct buf text = BUF_INIT, msg = BUF_INIT, rec = BUF_INIT;
-	char oid[41];
-	int ret = -1;
+	struct buf text = BUF_INIT, msg = BUF_INIT;
+	int ret;
 
 	note_render(r->c, &text);
 	buf_addf(&msg, "%s: %s on %s\n\n%s\n", r->c->runbook,
 		 change_status_name(r->c->status), r->c->target,
 		 r->c->reason ? r->c->reason : "");
+	ret = store_commit_change(r->st, r->c->id, buf_str(&text),
+				  r->has_file ? &r->file : NULL,
+				  r->c->owner ? r->c->owner : "unknown",
+				  r->c->operator_ ? r->c->operator_ : "unknown",
+				  buf_str(&msg), oid, err);
+	buf_release(&text);
+	buf_release(&msg);
+	return ret;
+}
+
+int recorder_renote(void *recorder, struct rb_error *err)
+{
+	struct recorder *r = recorder;
+	char oid[41];
+
+	if (commit_note(r, oid, err) < 0)
+		return -1;
+	free(r->c->note_oid);
+	r->c->note_oid = xstrdup(oid);
+	return 0;
+}
+
+int recorder_commit(struct recorder *r, struct rb_error *err)
+{
+	struct buf rec = BUF_INIT;
+	char oid[41];
+	int ret = -1;
+
 	/* The record is durable; a crash here leaves a note behind it. */
 	failpoint_kill("kill-before-note");
-	if (store_commit_change(r->st, r->c->id, buf_str(&text),
-				r->has_file ? &r->file : NULL,
-				r->c->owner ? r->c->owner : "unknown",
-				r->c->operator_ ? r->c->operator_ : "unknown",
-				buf_str(&msg), oid, err) < 0)
+	if (commit_note(r, oid, err) < 0)
 		goto out;
 	buf_adds(&rec, "{");
 	json_kv(&rec, "t", "note", 1);
@@ -245,8 +269,6 @@ int recorder_commit(struct recorder *r, struct rb_error *err)
 		goto out;
 	ret = 0;
 out:
-	buf_release(&text);
-	buf_release(&msg);
 	buf_release(&rec);
 	return ret;
 }

@@ -78,6 +78,13 @@ int recorder_commit(struct recorder *r, struct rb_error *err);
  * (the runner died right after its commit); then retires the journal.
  */
 int recorder_settle(struct recorder *r, struct rb_error *err);
+/*
+ * Commits the note again as the record stands, without a journal
+ * record: for what is added once the change is closed and its journal
+ * retired (the outcomes of notify commands, notify.h). recorder is a
+ * struct recorder (a notifier's callback).
+ */
+int recorder_renote(void *recorder, struct rb_error *err);
 /* Records a new final status (a "close" record) then commits. */
 int recorder_close(struct recorder *r, enum change_status status,
 		   struct rb_error *err);

@@ -120,6 +120,12 @@ void runbook_free(struct runbook *rb)
 			free_step(&rb->phases[p][i]);
 		free(rb->phases[p]);
 	}
+	for (size_t i = 0; i < rb->n_notify; i++) {
+		free(rb->notify[i].name.s);
+		free(rb->notify[i].run.s);
+		free_kvs(rb->notify[i].env, rb->notify[i].n_env);
+	}
+	free(rb->notify);
 	for (size_t i = 0; i < rb->n_includes; i++)
 		free(rb->includes[i]);
 	free(rb->includes);

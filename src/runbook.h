@@ -127,6 +127,17 @@ struct target {
 	char *from;		/* the inventory that defined it; NULL: the runbook */
 };
 
+/* notify: local commands run when the change starts and ends (notify.h) */
+struct notify_spec {
+	struct strval name;	/* NULL: "notify[N]" */
+	struct strval run;	/* not a template: values come in its env */
+	unsigned on;		/* `when`: NOTIFY_ON_* bits of notify.h */
+	unsigned timeout_ms;
+	struct kv *env;		/* "{{ secrets.NAME }}" or literal text */
+	size_t n_env;
+	struct src_pos pos;
+};
+
 enum secret_source { SECRET_ENV, SECRET_FILE };
 
 struct secret {
@@ -155,6 +166,8 @@ struct runbook {
 	/* watch: its steps are phases[PHASE_WATCH] (docs/watch.md) */
 	unsigned watch_duration_ms, watch_interval_ms;
 	struct strval backup_dir;	/* NULL: the default (backup.h) */
+	struct notify_spec *notify;
+	size_t n_notify;
 	/* files spliced in by include: (docs/reuse.md), as opened */
 	char **includes;
 	size_t n_includes;
