@@ -801,7 +801,7 @@ static int rehearse_rest(struct engine *E, enum change_status *status,
 			     "rehearse of %s interrupted by a signal; rolled back: %s; the baseline was not compared; safe to run again",
 			     rb->name.s, buf_str(&undone));
 		buf_release(&undone);
-	} else if (same != 1) {
+	} else if (same != 1 && rb->n_phase[PHASE_PREFLIGHT]) {
 		*status = CHANGE_FAILED;
 		code = RB_ERR_PARTIAL;
 		rb_error_set(err, code,
@@ -810,6 +810,9 @@ static int rehearse_rest(struct engine *E, enum change_status *status,
 			     E->mismatch.len ? ": " : "",
 			     buf_str(&E->mismatch), tname);
 	} else {
+		/* without a preflight there is no baseline to compare with */
+		if (!rb->n_phase[PHASE_PREFLIGHT])
+			stage(E, "rehearse: no preflight, so the baseline was not compared (add read-only preflight checks to prove it)");
 		*status = CHANGE_REHEARSED;
 	}
 	buf_release(&diff);

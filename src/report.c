@@ -37,6 +37,7 @@ struct report {
 	size_t n_ok, n_skipped, n_failed;	/* since the last count line */
 	size_t batch, n_batches, batch_hosts;
 	bool in_rollback;
+	bool compared;		/* a baseline event came: the baseline was compared */
 	unsigned long long t0;
 };
 
@@ -300,8 +301,11 @@ static void on_close(struct report *r, const struct event *ev, struct buf *f)
 	if (ev->code == 0 && r->replay)
 		say(r, "runbook: change %s rolled back\n", ev->change_id);
 	else if (ev->code == 0 && ev->status == CHANGE_REHEARSED)
-		say(r, "runbook: %s rehearsed on %s: applied, rolled back, baseline came back (change %s)\n",
-		    ev->runbook, ev->target, ev->change_id);
+		say(r, "runbook: %s rehearsed on %s: applied, rolled back, %s (change %s)\n",
+		    ev->runbook, ev->target,
+		    r->compared ? "baseline came back" :
+				  "baseline not compared (no preflight)",
+		    ev->change_id);
 	else if (ev->code == 0)
 		say(r, "runbook: %s applied on %s (change %s)\n", ev->runbook,
 		    ev->target, ev->change_id);
@@ -394,6 +398,7 @@ static void on_misc(struct report *r, const struct event *ev, struct buf *f)
 		say(r, "%s\n", ev->note);
 		break;
 	case EV_BASELINE:
+		r->compared = true;
 		if (ev->diff && *ev->diff) {
 			live_clear(r);
 			fputs(ev->diff, stderr);

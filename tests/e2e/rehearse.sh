@@ -90,6 +90,33 @@ note_has '^```diff$' "the diff"
 end
 
 # 3. The apply fails: rolled back as usual, the baseline compared as after
+# 2b. No preflight: nothing to compare with, so the rehearsal passes (apply
+# and rollback ran) and says the baseline was not compared; no baseline in
+# the note.
+begin no-preflight
+cat > rb.yml <<YAML
+version: 1
+name: reh
+owner: Ann Owner <ann@example.com>
+reason: prove the rollback
+expected: file a exists
+targets:
+  local: {hosts: [local]}
+steps:
+  - name: write a
+    run: echo 1 > a
+    rollback: rm -f a
+YAML
+rb run rehearse rb.yml
+note=$(last_note)
+expect_rc 0
+check [ ! -e a ] || bad "file a left behind after the rehearsal"
+check grep -q 'baseline not compared (no preflight)' run.err ||
+	bad "expected the summary to say the baseline was not compared: $(tail -n 2 run.err | paste -sd'|' -)"
+note_has '^status: "rehearsed"$' "status rehearsed"
+refute grep -q '^baseline:' <<<"$note" || bad "a baseline in the note of a runbook without preflight"
+end
+
 #    every rollback, exit 1.
 begin apply-fails
 write_rb
