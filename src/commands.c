@@ -6,6 +6,7 @@
  */
 #include "commands.h"
 
+#include "commands_fleet.h"
 #include "config.h"
 
 #include <errno.h>
@@ -52,25 +53,7 @@ void cmd_json_diags(struct diag *d, const char *file, bool ok)
 {
 	struct buf b = BUF_INIT;
 
-	buf_adds(&b, "{");
-	json_kv(&b, "event", "validate", 1);
-	json_kv(&b, "file", file, 0);
-	buf_addf(&b, ",\"ok\":%s,\"problems\":[", ok ? "true" : "false");
-	for (size_t i = 0; i < d->n; i++) {
-		unsigned line;
-		const char *in = diag_file_of(d, d->v[i].pos, &line);
-
-		buf_addf(&b, "%s{", i ? "," : "");
-		if (in != d->file) {	/* an included file (docs/reuse.md) */
-			json_kv(&b, "file", in, 1);
-			buf_addc(&b, ',');
-		}
-		buf_addf(&b, "\"line\":%u,\"column\":%u,\"message\":",
-			 line ? line : 1, d->v[i].pos.col ? d->v[i].pos.col : 1);
-		json_str(&b, d->v[i].msg);
-		buf_addc(&b, '}');
-	}
-	buf_adds(&b, "]}\n");
+	diag_json(d, file, ok, &b);
 	fputs(buf_str(&b), stdout);
 	buf_release(&b);
 }

@@ -4,7 +4,7 @@
  * question a target with `confirm: true` asks; `--wait` for a busy
  * target. Prints, like the rest of the command layer, on stderr.
  */
-#include "commands.h"
+#include "commands_fleet.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +18,16 @@
 #include "inventory.h"
 #include "runbook.h"
 #include "sys.h"
+
+/* Prints d as `validate --json` does (docs/format.md). */
+static void json_diags(const struct diag *d, const char *file, bool ok)
+{
+	struct buf b = BUF_INIT;
+
+	diag_json(d, file, ok, &b);
+	fputs(buf_str(&b), stdout);
+	buf_release(&b);
+}
 
 int cmd_inventory(const struct cli *c, struct runbook *rb, struct diag *d,
 		  struct rb_error *err)
@@ -64,9 +74,9 @@ int cmd_validate_inventory(const struct cli *c, const char *file)
 			diag_print(&d, stderr);
 		}
 		if (c->json)
-			cmd_json_diags(&d, file, false);
+			json_diags(&d, file, false);
 	} else if (c->json) {
-		cmd_json_diags(&d, file, true);
+		json_diags(&d, file, true);
 	} else if (!c->quiet) {
 		for (size_t i = 0; i < inv->n_targets; i++)
 			hosts += inv->targets[i].n_hosts;

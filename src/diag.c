@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "buf.h"
+#include "json.h"
 
 /* Past this many, more problems add nothing a person can act on. */
 #define DIAG_MAX 1000
@@ -166,4 +167,28 @@ void diag_print(struct diag *d, FILE *fp)
 	if (d->n >= DIAG_MAX)
 		fprintf(fp, "%s: stopped after %d problems\n", d->file,
 			DIAG_MAX);
+}
+
+void diag_json(const struct diag *d, const char *file, bool ok,
+	       struct buf *b)
+{
+	buf_adds(b, "{");
+	json_kv(b, "event", "validate", 1);
+	json_kv(b, "file", file, 0);
+	buf_addf(b, ",\"ok\":%s,\"problems\":[", ok ? "true" : "false");
+	for (size_t i = 0; i < d->n; i++) {
+		unsigned line;
+		const char *in = diag_file_of(d, d->v[i].pos, &line);
+
+		buf_addf(b, "%s{", i ? "," : "");
+		if (in != d->file) {	/* an included file (docs/reuse.md) */
+			json_kv(b, "file", in, 1);
+			buf_addc(b, ',');
+		}
+		buf_addf(b, "\"line\":%u,\"column\":%u,\"message\":",
+			 line ? line : 1, d->v[i].pos.col ? d->v[i].pos.col : 1);
+		json_str(b, d->v[i].msg);
+		buf_addc(b, '}');
+	}
+	buf_adds(b, "]}\n");
 }

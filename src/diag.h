@@ -6,6 +6,7 @@
 #ifndef RUNBOOK_DIAG_H
 #define RUNBOOK_DIAG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -85,5 +86,14 @@ const char *diag_ref(struct diag *d, struct src_pos of, struct src_pos at);
  * includes that brought it in: " (included at main.yml:12:5)".
  */
 void diag_print(struct diag *d, FILE *fp);
+
+/*
+ * Appends to b the `validate --json` object of file's problems, one
+ * line: {"event":"validate","file":...,"ok":...,"problems":[...]}; a
+ * problem inside an included file carries its own "file".
+ */
+struct buf;
+void diag_json(const struct diag *d, const char *file, bool ok,
+	       struct buf *b);
 
 #endif
