@@ -31,44 +31,6 @@ struct spec {
 static const char host_form[] =
 	"a host such as local, host, user@host or user@host:2222";
 
-static void found(struct buf *b, const struct ynode *n)
-{
-	if (n->type != YN_SCALAR) {
-		buf_addf(b, "%s %s", n->n ? "a" : "an empty", ynode_type_name(n));
-	} else if (ynode_is_null(n)) {
-		buf_adds(b, "null");
-	} else {
-		buf_addc(b, '"');
-		diag_quote(b, n->text, n->len, 60);
-		buf_addc(b, '"');
-	}
-}
-
-static void bad(struct diag *d, const struct ynode *n, const char *path,
-		const char *expected)
-{
-	struct buf f = BUF_INIT;
-
-	found(&f, n);
-	diag_at(d, &n->pos, "%s: expected %s, found %s", path, expected,
-		buf_str(&f));
-	buf_release(&f);
-}
-
-/* A number or word in quotes is text to YAML: the one fix is said. */
-static void bad_quoted(struct diag *d, const struct ynode *n,
-		       const char *path, const char *expected)
-{
-	struct buf q = BUF_INIT;
-	char c = n->style == YS_SINGLE ? '\'' : '"';
-
-	diag_quote(&q, n->text, n->len, 60);
-	diag_at(d, &n->pos,
-		"%s: expected %s, found the quoted text %c%s%c; remove the quotes",
-		path, expected, c, buf_str(&q), c);
-	buf_release(&q);
-}
-
 static bool is_text(const struct ynode *n)
 {
 	return n->type == YN_SCALAR && !ynode_is_null(n);
@@ -129,7 +91,7 @@ static void load_vars(struct diag *d, const struct ynode *n,
 	size_t cap = 0;
 
 	if (n->type != YN_MAP) {
-		bad(d, n, path, "a mapping of variable names to values");
+		ynode_bad(d, n, path, "a mapping of variable names to values");
 		return;
 	}
 	for (size_t i = 0; i < n->n; i++) {
@@ -155,7 +117,7 @@ static void load_vars(struct diag *d, const struct ynode *n,
 			struct buf sub = BUF_INIT;
 
 			buf_addf(&sub, "%s.%s", path, k->text);
-			bad(d, v, buf_str(&sub), "a string (quote numbers and words if you like)");
+			ynode_bad(d, v, buf_str(&sub), "a string (quote numbers and words if you like)");
 			buf_release(&sub);
 			continue;
 		}
@@ -203,16 +165,16 @@ static void load_serial(struct diag *d, const struct ynode *x,
 		/* "25%" in quotes is fine; 2 in quotes is text */
 		if (!would || (!plain(x) && !w.percent)) {
 			if (would)
-				bad_quoted(d, x, path, what);
+				ynode_bad_quoted(d, x, path, what);
 			else
-				bad(d, x, path, what);
+				ynode_bad(d, x, path, what);
 			goto out;
 		}
 		t->waves = xcalloc(1, sizeof(*t->waves));
 		t->waves[0] = w;
 		t->n_waves = 1;
 	} else if (x->n == 0 || x->n > 100) {
-		bad(d, x, path, "a list of 1 to 100 batch sizes such as [1, 25%, 100%]");
+		ynode_bad(d, x, path, "a list of 1 to 100 batch sizes such as [1, 25%, 100%]");
 		goto out;
 	} else {
 		t->waves = xcalloc(x->n, sizeof(*t->waves));
@@ -222,7 +184,7 @@ static void load_serial(struct diag *d, const struct ynode *x,
 			if (get_wave(x->items[i], &t->waves[t->n_waves]))
 				t->n_waves++;
 			else
-				bad(d, x->items[i], buf_str(&sub), what);
+				ynode_bad(d, x->items[i], buf_str(&sub), what);
 		}
 		if (t->n_waves != x->n)
 			t->n_waves = 0;
@@ -251,7 +213,7 @@ static void load_max_fail(struct diag *d, const struct ynode *x,
 			return;
 		}
 	}
-	bad(d, x, path, "a number of hosts that may fail (0 or more) or a percentage such as 10%");
+	ynode_bad(d, x, path, "a number of hosts that may fail (0 or more) or a percentage such as 10%");
 }
 
 void inventory_target_keys(struct diag *d, const struct ynode *n,
@@ -269,7 +231,7 @@ void inventory_target_keys(struct diag *d, const struct ynode *n,
 		buf_addf(&sub, "%s.pause", path);
 		if (!is_text(x) || !plain(x) ||
 		    parse_duration(x->text, &t->pause_ms) < 0)
-			bad(d, x, buf_str(&sub),
+			ynode_bad(d, x, buf_str(&sub),
 			    "a duration such as 30s, 5m or 1h30m (at most 24h)");
 	}
 	if ((x = ynode_get(n, "max_fail"))) {
@@ -286,9 +248,9 @@ void inventory_target_keys(struct diag *d, const struct ynode *n,
 		if (word && plain(x))
 			t->confirm = x->text[0] == 't';
 		else if (word && !x->tag_str)
-			bad_quoted(d, x, buf_str(&sub), "true or false");
+			ynode_bad_quoted(d, x, buf_str(&sub), "true or false");
 		else
-			bad(d, x, buf_str(&sub), "true or false");
+			ynode_bad(d, x, buf_str(&sub), "true or false");
 	}
 	if ((x = ynode_get(n, "vars"))) {
 		buf_reset(&sub);
@@ -332,7 +294,7 @@ static void load_host(struct diag *d, const struct ynode *n,
 			if (is_text(x))
 				h->identity = xstrndup(x->text, x->len);
 			else
-				bad(d, x, buf_str(&sub), "a non-empty string");
+				ynode_bad(d, x, buf_str(&sub), "a non-empty string");
 		}
 		if ((x = ynode_get(n, "vars"))) {
 			buf_reset(&sub);
@@ -347,12 +309,12 @@ static void load_host(struct diag *d, const struct ynode *n,
 		h->pos = spec->pos;
 	}
 	if (!is_text(spec)) {
-		bad(d, spec, path, host_form);
+		ynode_bad(d, spec, path, host_form);
 		goto out;
 	}
 	h->spec = xstrndup(spec->text, spec->len);
 	if (!host_ok(h)) {
-		bad(d, spec, path, host_form);
+		ynode_bad(d, spec, path, host_form);
 		free(h->address);
 		h->address = NULL;
 	}
@@ -404,14 +366,14 @@ static void load_target(struct diag *d, const struct ynode *k,
 			"targets: expected a target name of a-z, 0-9, '.', '_' and '-' (at most 64, starting with a letter or digit), found \"%s\"",
 			k->text);
 	if (n->type != YN_MAP) {
-		bad(d, n, buf_str(&path), "a mapping with hosts and, if you like, vars, serial, pause, max_fail, confirm and identity");
+		ynode_bad(d, n, buf_str(&path), "a mapping with hosts and, if you like, vars, serial, pause, max_fail, confirm and identity");
 		goto out;
 	}
 	check_keys(d, n, buf_str(&path), keys, sizeof(keys) / sizeof(keys[0]));
 	if ((x = ynode_get(n, "hosts"))) {
 		buf_addf(&sub, "%s.hosts", buf_str(&path));
 		if (x->type != YN_SEQ || x->n == 0) {
-			bad(d, x, buf_str(&sub), "a non-empty list of hosts");
+			ynode_bad(d, x, buf_str(&sub), "a non-empty list of hosts");
 		} else {
 			t->hosts = xcalloc(x->n, sizeof(*t->hosts));
 			t->n_hosts = x->n;
@@ -430,7 +392,7 @@ static void load_target(struct diag *d, const struct ynode *k,
 		if (is_text(x))
 			t->identity.s = xstrndup(x->text, x->len);
 		else
-			bad(d, x, buf_str(&sub), "a non-empty string");
+			ynode_bad(d, x, buf_str(&sub), "a non-empty string");
 		t->identity.pos = x->pos;
 	}
 out:
@@ -460,7 +422,7 @@ int inventory_load_mem(const char *path, const char *data, size_t len,
 		return -1;
 	if (!root || root->type != YN_MAP) {
 		if (root)
-			bad(d, root, "(top level)", shape);
+			ynode_bad(d, root, "(top level)", shape);
 		else
 			diag_at(d, &start, "expected %s, found an empty document", shape);
 		ytree_free(root);
@@ -471,10 +433,10 @@ int inventory_load_mem(const char *path, const char *data, size_t len,
 	check_keys(d, root, "", keys, 2);
 	if ((x = ynode_get(root, "version")) &&
 	    !(plain(x) && strcmp(x->text, "1") == 0))
-		bad(d, x, "version", "1 (the only format version)");
+		ynode_bad(d, x, "version", "1 (the only format version)");
 	if ((x = ynode_get(root, "targets"))) {
 		if (x->type != YN_MAP || x->n == 0) {
-			bad(d, x, "targets", "a mapping of target names to targets");
+			ynode_bad(d, x, "targets", "a mapping of target names to targets");
 		} else {
 			inv->targets = xcalloc(x->n, sizeof(*inv->targets));
 			inv->n_targets = x->n;

@@ -64,32 +64,10 @@ static const char *join(struct buf *b, const char *path, const char *key)
 	return buf_str(b);
 }
 
-/* Quoted excerpt of a scalar for messages, cut at 60 characters. */
-static void found_text(struct buf *b, const struct ynode *n)
-{
-	if (n->type != YN_SCALAR) {
-		buf_addf(b, "%s %s", n->n ? "a" : "an empty",
-			 ynode_type_name(n));
-		return;
-	}
-	if (ynode_is_null(n)) {
-		buf_adds(b, "null");
-		return;
-	}
-	buf_addc(b, '"');
-	diag_quote(b, n->text, n->len, 60);
-	buf_addc(b, '"');
-}
-
 static void bad(struct loader *L, const struct ynode *n, const char *path,
 		const char *expected)
 {
-	struct buf f = BUF_INIT;
-
-	found_text(&f, n);
-	diag_at(L->d, &n->pos, "%s: expected %s, found %s", path, expected,
-		buf_str(&f));
-	buf_release(&f);
+	ynode_bad(L->d, n, path, expected);
 }
 
 /*
@@ -243,19 +221,11 @@ static void check_dup_keys(struct loader *L, const struct ynode *n,
 static void bad_quoted(struct loader *L, const struct ynode *n,
 		       const char *path, const char *expected, bool plain_ok)
 {
-	struct buf q = BUF_INIT;
-
 	if (!plain_ok || n->type != YN_SCALAR ||
-	    (n->style != YS_SINGLE && n->style != YS_DOUBLE)) {
+	    (n->style != YS_SINGLE && n->style != YS_DOUBLE))
 		bad(L, n, path, expected);
-		return;
-	}
-	diag_quote(&q, n->text, n->len, 60);
-	diag_at(L->d, &n->pos,
-		"%s: expected %s, found the quoted text %c%s%c; remove the quotes",
-		path, expected, n->style == YS_SINGLE ? '\'' : '"', buf_str(&q),
-		n->style == YS_SINGLE ? '\'' : '"');
-	buf_release(&q);
+	else
+		ynode_bad_quoted(L->d, n, path, expected);
 }
 
 static bool want_map(struct loader *L, const struct ynode *n,
@@ -526,7 +496,7 @@ static void check_none_word(struct loader *L, const struct ynode *x,
 
 	if (!none_word(s, &n) || (rollback && strcmp(s, "none") == 0))
 		return;
-	found_text(&f, x);
+	ynode_found(&f, x);
 	if (rollback)
 		diag_at(L->d, &x->pos,
 			"%s: expected none in lowercase (nothing to undo) or the command that undoes the step, found %s; write none, or shell-quote a command of that name ('%.*s')",

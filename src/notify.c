@@ -39,31 +39,6 @@ static const char *const keys[] = { "name", "when", "run", "timeout", "env" };
 
 /* ------------------------------------------------------------ loading */
 
-static void found(struct buf *b, const struct ynode *n)
-{
-	if (n->type != YN_SCALAR)
-		buf_addf(b, "%s %s", n->n ? "a" : "an empty",
-			 ynode_type_name(n));
-	else if (ynode_is_null(n))
-		buf_adds(b, "null");
-	else {
-		buf_addc(b, '"');
-		diag_quote(b, n->text, n->len, 60);
-		buf_addc(b, '"');
-	}
-}
-
-static void bad(struct diag *d, const struct ynode *n, const char *path,
-		const char *expected)
-{
-	struct buf f = BUF_INIT;
-
-	found(&f, n);
-	diag_at(d, &n->pos, "%s: expected %s, found %s", path, expected,
-		buf_str(&f));
-	buf_release(&f);
-}
-
 static bool text(const struct ynode *n)
 {
 	return n->type == YN_SCALAR && !ynode_is_null(n) &&
@@ -87,7 +62,7 @@ static void load_on(struct diag *d, const struct ynode *n, const char *path,
 		items = (const struct ynode *const *)n->items;
 		count = n->n;
 		if (count == 0) {
-			bad(d, n, path, "an event or a list of events");
+			ynode_bad(d, n, path, "an event or a list of events");
 			return;
 		}
 	}
@@ -111,7 +86,7 @@ static void load_on(struct diag *d, const struct ynode *n, const char *path,
 		{
 			struct buf f = BUF_INIT;
 
-			found(&f, x);
+			ynode_found(&f, x);
 			diag_at(d, &x->pos,
 				"%s: expected one of the events %s, found %s%s%s%s",
 				path, buf_str(&list), buf_str(&f),
@@ -130,7 +105,7 @@ static void load_env(struct diag *d, const struct ynode *n, const char *path,
 	size_t cap = 0;
 
 	if (n->type != YN_MAP) {
-		bad(d, n, path, "a mapping of environment variables");
+		ynode_bad(d, n, path, "a mapping of environment variables");
 		return;
 	}
 	for (size_t i = 0; i < n->n; i++) {
@@ -144,7 +119,7 @@ static void load_env(struct diag *d, const struct ynode *n, const char *path,
 				"%s: expected an environment variable name of letters, digits and _ not starting with RUNBOOK_ (runbook sets those), found \"%s\"",
 				buf_str(&p), k->text);
 		} else if (v->type != YN_SCALAR || ynode_is_null(v)) {
-			bad(d, v, buf_str(&p), "a string");
+			ynode_bad(d, v, buf_str(&p), "a string");
 		} else if (strstr(v->text, "{{")) {
 			size_t o = strlen(SECRET_REF_OPEN), len = v->len;
 			bool ref = len > o + 3 &&
@@ -154,7 +129,7 @@ static void load_env(struct diag *d, const struct ynode *n, const char *path,
 					 : NULL;
 
 			if (!ref || !runbook_secret(rb, name))
-				bad(d, v, buf_str(&p),
+				ynode_bad(d, v, buf_str(&p),
 				    ref ? "{{ secrets.NAME }} of a declared secret"
 					: "text, or exactly {{ secrets.NAME }} (notify values are not templates: the change's id, status and target are in RUNBOOK_* variables)");
 			else
@@ -185,7 +160,7 @@ static void load_one(struct diag *d, const struct ynode *n, size_t idx,
 	ns->on = NOTIFY_ON_ALL;
 	ns->timeout_ms = NOTIFY_DEFAULT_TIMEOUT_MS;
 	if (n->type != YN_MAP) {
-		bad(d, n, buf_str(&path), "a mapping with run (and when, timeout, env, name)");
+		ynode_bad(d, n, buf_str(&path), "a mapping with run (and when, timeout, env, name)");
 		goto out;
 	}
 	for (size_t i = 0; i < n->n; i++) {
@@ -208,9 +183,9 @@ static void load_one(struct diag *d, const struct ynode *n, size_t idx,
 		diag_at(d, &n->pos, "%s: expected a key \"run\", found none",
 			buf_str(&sub));
 	else if (!text(x))
-		bad(d, x, buf_str(&sub), "a non-empty command");
+		ynode_bad(d, x, buf_str(&sub), "a non-empty command");
 	else if (strstr(x->text, "{{"))
-		bad(d, x, buf_str(&sub), "a command without {{ }} (it runs on this machine with RUNBOOK_CHANGE, RUNBOOK_STATUS, RUNBOOK_TARGET, RUNBOOK_SUMMARY ... in its environment: use \"$RUNBOOK_TARGET\")");
+		ynode_bad(d, x, buf_str(&sub), "a command without {{ }} (it runs on this machine with RUNBOOK_CHANGE, RUNBOOK_STATUS, RUNBOOK_TARGET, RUNBOOK_SUMMARY ... in its environment: use \"$RUNBOOK_TARGET\")");
 	else
 		set_str(&ns->run, x);
 	if ((x = ynode_get(n, "name"))) {
@@ -226,7 +201,7 @@ static void load_one(struct diag *d, const struct ynode *n, size_t idx,
 			chars += (c & 0xc0) != 0x80;
 		}
 		if (!text(x) || ctl || chars > RB_MAX_STEP_NAME)
-			bad(d, x, buf_str(&sub), "a name of at most 200 characters on one line");
+			ynode_bad(d, x, buf_str(&sub), "a name of at most 200 characters on one line");
 		else
 			set_str(&ns->name, x);
 	}
@@ -241,7 +216,7 @@ static void load_one(struct diag *d, const struct ynode *n, size_t idx,
 		buf_reset(&sub);
 		buf_addf(&sub, "%s.timeout", buf_str(&path));
 		if (!text(x) || parse_duration(x->text, &ms) < 0 || ms == 0)
-			bad(d, x, buf_str(&sub), "a duration above zero, such as 10s (at most 24h)");
+			ynode_bad(d, x, buf_str(&sub), "a duration above zero, such as 10s (at most 24h)");
 		else
 			ns->timeout_ms = ms;
 	}
@@ -258,7 +233,7 @@ out:
 void notify_load(struct diag *d, const struct ynode *n, struct runbook *rb)
 {
 	if (n->type != YN_SEQ) {
-		bad(d, n, "notify", "a list of notify commands ({ when: [failed], run: COMMAND })");
+		ynode_bad(d, n, "notify", "a list of notify commands ({ when: [failed], run: COMMAND })");
 		return;
 	}
 	rb->notify = xcalloc(n->n ? n->n : 1, sizeof(*rb->notify));

@@ -787,3 +787,43 @@ bool ynode_is_null(const struct ynode *n)
 			return true;
 	return false;
 }
+
+void ynode_found(struct buf *b, const struct ynode *n)
+{
+	if (n->type != YN_SCALAR) {
+		buf_addf(b, "%s %s", n->n ? "a" : "an empty",
+			 ynode_type_name(n));
+		return;
+	}
+	if (ynode_is_null(n)) {
+		buf_adds(b, "null");
+		return;
+	}
+	buf_addc(b, '"');
+	diag_quote(b, n->text, n->len, 60);
+	buf_addc(b, '"');
+}
+
+void ynode_bad(struct diag *d, const struct ynode *n, const char *path,
+	       const char *expected)
+{
+	struct buf f = BUF_INIT;
+
+	ynode_found(&f, n);
+	diag_at(d, &n->pos, "%s: expected %s, found %s", path, expected,
+		buf_str(&f));
+	buf_release(&f);
+}
+
+void ynode_bad_quoted(struct diag *d, const struct ynode *n,
+		      const char *path, const char *expected)
+{
+	struct buf q = BUF_INIT;
+	char c = n->style == YS_SINGLE ? '\'' : '"';
+
+	diag_quote(&q, n->text, n->len, 60);
+	diag_at(d, &n->pos,
+		"%s: expected %s, found the quoted text %c%s%c; remove the quotes",
+		path, expected, c, buf_str(&q), c);
+	buf_release(&q);
+}

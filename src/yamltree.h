@@ -67,4 +67,22 @@ const char *ynode_type_name(const struct ynode *n);
 /* A plain scalar that YAML reads as null: ~, null, Null, NULL or nothing. */
 bool ynode_is_null(const struct ynode *n);
 
+/*
+ * What a message says was found at n: a quoted excerpt of a scalar (cut
+ * at 60 characters), "null", or "a mapping"/"an empty list", appended
+ * to b.
+ */
+struct buf;
+void ynode_found(struct buf *b, const struct ynode *n);
+/* The problem "PATH: expected EXPECTED, found ..." at n. */
+void ynode_bad(struct diag *d, const struct ynode *n, const char *path,
+	       const char *expected);
+/*
+ * The problem of a quoted scalar where the plain word was wanted:
+ * "PATH: expected EXPECTED, found the quoted text '...'; remove the
+ * quotes" at n (the quote character is n's own).
+ */
+void ynode_bad_quoted(struct diag *d, const struct ynode *n,
+		      const char *path, const char *expected);
+
 #endif
