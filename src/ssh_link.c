@@ -532,6 +532,14 @@ void ssh_link_close(struct exec_ssh *x)
 		x->sh = NULL;
 		if (!x->dead)
 			libssh2_session_disconnect(x->s, "runbook done");
+		/*
+		 * Then nothing is left to wait for: libssh2_session_free()
+		 * closes any channel still listed (one whose free above timed
+		 * out), and a host slow to answer would make it give up with
+		 * LIBSSH2_ERROR_TIMEOUT, the session unfreed.
+		 */
+		if (x->sock >= 0)
+			shutdown(x->sock, SHUT_RDWR);
 		libssh2_session_free(x->s);
 		x->s = NULL;
 	}
