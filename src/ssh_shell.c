@@ -296,11 +296,16 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 	 * The shell's own stderr goes nowhere (it would report a stopped
 	 * command's death when it reads on, "Killed", outside any command):
 	 * each command gets the channel's stderr from fd 3.
+	 * The pid file lives in memory where it can: rewritten twice per
+	 * command, on ext4 each truncation of it starts a writeback
+	 * (auto_da_alloc), 2.5 ms a step on a disk /tmp.
 	 */
 	buf_addf(&hello, "exec 3>&2 2>/dev/null\n"
 		 "if ! command -v setsid >/dev/null 2>&1; then "
 		 "printf '%%s none\\n' '%s'; exit 0; fi\n"
-		 "rb_f=${TMPDIR:-/tmp}/runbook-sh.%s\n"
+		 "for rb_f in \"$XDG_RUNTIME_DIR\" /dev/shm \"${TMPDIR:-/tmp}\"; do "
+		 "[ -n \"$rb_f\" ] && [ -d \"$rb_f\" ] && [ -w \"$rb_f\" ] && break; done\n"
+		 "rb_f=$rb_f/runbook-sh.%s\n"
 		 "if [ -r /proc/self/stat ] && "
 		 "(umask 077; set -C; : >\"$rb_f\"); then "
 		 "trap 'rm -f -- \"$rb_f\"' EXIT; "
