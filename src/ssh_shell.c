@@ -298,7 +298,7 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 	 * each command gets the channel's stderr from fd 3.
 	 * The pid file lives in memory where it can: rewritten twice per
 	 * command, on ext4 each truncation of it starts a writeback
-	 * (auto_da_alloc), 2.5 ms a step on a disk /tmp.
+	 * (auto_da_alloc), ~0.5 ms a step on a disk /tmp.
 	 */
 	buf_addf(&hello, "exec 3>&2 2>/dev/null\n"
 		 "if ! command -v setsid >/dev/null 2>&1; then "
