@@ -59,6 +59,11 @@ size_t fleet_budget(const struct target *t, size_t n)
 	return t->max_fail;
 }
 
+bool fleet_within_budget(size_t budget, size_t failed)
+{
+	return failed <= budget;
+}
+
 int fleet_parse_serial(const char *s, struct wave **out, size_t *n)
 {
 	char *list = xstrdup(s), *save = NULL, *item;

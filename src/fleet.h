@@ -31,6 +31,12 @@ size_t fleet_batches(const struct target *t, size_t **ends);
  */
 size_t fleet_budget(const struct target *t, size_t n);
 /*
+ * Whether a change with failed hosts (failed or unreachable, over every
+ * batch so far) is still within budget: a failed host is then rolled
+ * back alone and the others go on; past it, every host is rolled back.
+ */
+bool fleet_within_budget(size_t budget, size_t failed);
+/*
  * Parses a serial as --serial gives it: "2", "25%" or "1,25%,100%".
  * Returns 0 with *out (the caller's to free) and *n set, or -1.
  */
