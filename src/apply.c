@@ -100,8 +100,8 @@ static bool step_not_run(struct engine *E, struct host_run *H,
 	ev.result = RES_FAILED;
 	ev.why = why;
 	engine_emit(E, &ev);
-	engine_fail(E, false, "%s '%s' on %s: %s%s", phase_name(s->phase), s->name.s,
-		    H->spec, what, why);
+	engine_host_fail(E, H, false, "%s '%s' on %s: %s%s", phase_name(s->phase),
+			 s->name.s, H->spec, what, why);
 	return false;
 }
 
@@ -170,9 +170,9 @@ static int skip_check(struct engine *E, struct host_run *H,
 		ev.duration_ms = o->ms;
 		ev.why = buf_str(&o->why);
 		engine_emit(E, &ev);
-		engine_fail(E, o->cancelled, "%s '%s' on %s: skip_if: %s",
-			    phase_name(s->phase), s->name.s, H->spec,
-			    buf_str(&o->why));
+		engine_host_fail(E, H, o->cancelled, "%s '%s' on %s: skip_if: %s",
+				 phase_name(s->phase), s->name.s, H->spec,
+				 buf_str(&o->why));
 		return -1;
 	}
 	return o->exit_code == 0;
@@ -401,7 +401,8 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 	bool ok = false;
 	int skip = 0;
 
-	if (engine_stopped(E))
+	/* a host failed within max_fail runs nothing more (but the checks after a rollback) */
+	if (engine_stopped(E) || (H->failed && !E->checking))
 		return false;
 	if (engine_render3(engine_lookup, &lc, E->red, s->run.s, TPL_SHELL, &cmd, &disp,
 			   &rec, NULL, &err) < 0) {
@@ -499,8 +500,8 @@ static bool run_step(struct engine *E, struct host_run *H, const struct step *s)
 		E->interrupted |= o.cancelled;
 		pthread_mutex_unlock(&E->mu);
 	} else if (!ok && (s->phase != PHASE_METRICS || guarded)) {
-		engine_fail(E, o.cancelled, "%s '%s' on %s: %s", what, s->name.s,
-			    H->spec, buf_str(&o.why));
+		engine_host_fail(E, H, o.cancelled, "%s '%s' on %s: %s", what,
+				 s->name.s, H->spec, buf_str(&o.why));
 	} else if (o.cancelled) {
 		engine_fail(E, true, "%s '%s' on %s: %s", what, s->name.s, H->spec,
 			    buf_str(&o.why));
@@ -531,8 +532,13 @@ static void phase_host(struct engine *E, struct host_run *H, void *arg)
 {
 	enum phase ph = ((struct phase_arg *)arg)->ph;
 
-	for (size_t i = 0; i < E->rb->n_phase[ph] && !engine_stopped(E); i++)
+	for (size_t i = 0; i < E->rb->n_phase[ph] && !engine_stopped(E) &&
+	     (!H->failed || E->checking); i++)
 		run_step(E, H, &E->rb->phases[ph][i]);
+	/* failed within max_fail: rolled back alone, while the others go on */
+	if (H->failed && !H->alone && !H->unreachable && !E->checking &&
+	    !engine_stopped(E))
+		engine_rollback_alone(E, H);
 }
 
 static void run_phase(struct engine *E, size_t from, size_t to, enum phase ph)
@@ -574,6 +580,11 @@ static void connect_one(struct engine *E, struct host_run *H, void *arg)
 
 	if (hosts_open(H->h, &C->access, false, &H->ex, &H->local_ex,
 		       &err) < 0) {
+		char *why = redact_str(E->red, err.msg);
+
+		H->unreachable = true;
+		buf_adds(&H->why, why);
+		free(why);
 		pthread_mutex_lock(&E->mu);
 		if (!C->n_failed++)
 			C->err = err;
@@ -605,6 +616,25 @@ static int connect_hosts(struct engine *E, struct rb_error *err)
 	free(idx);
 	if (!C.n_failed)
 		return 0;
+	/* max_fail: unreachable hosts count, the others go on (not all of them) */
+	if (C.n_failed < E->n_hosts && fleet_within_budget(E->budget, C.n_failed)) {
+		for (size_t h = 0; h < E->n_hosts; h++) {
+			struct host_run *H = &E->hosts[h];
+			struct event ev;
+
+			if (!H->unreachable)
+				continue;
+			H->failed = true;
+			engine_ev_step(&ev, EV_HOST, H->spec, PHASE_STEPS, 0, NULL);
+			ev.note = "unreachable";
+			ev.why = buf_str(&H->why);
+			engine_emit(E, &ev);
+		}
+		pthread_mutex_lock(&E->mu);
+		E->n_host_failed += C.n_failed;
+		pthread_mutex_unlock(&E->mu);
+		return 0;
+	}
 	*err = C.err;
 	if (C.n_failed > 1) {
 		size_t len = strlen(err->msg);
@@ -669,6 +699,7 @@ static void free_hosts(struct engine *E)
 		for (size_t i = 0; i < H->n_items; i++)
 			rollback_item_release(&H->items[i]);
 		free(H->items);
+		buf_release(&H->why);
 	}
 	free(E->hosts);
 }
@@ -877,6 +908,53 @@ static int fail_rest(struct engine *E, enum change_status *status,
 }
 
 /*
+ * max_fail: the run ended with every failed host within the budget and
+ * rolled back alone. The others are applied (their outcome is
+ * recorded); exit 7, or 1 when no host is left applied.
+ */
+static int partial_rest(struct engine *E, enum change_status *status,
+			struct rb_error *err)
+{
+	struct buf failed = BUF_INIT, limit = BUF_INIT;
+	size_t n_ok = 0;
+	int code = RB_ERR_SOME_FAILED;
+
+	for (size_t h = 0; h < E->n_hosts; h++) {
+		struct host_run *H = &E->hosts[h];
+		struct event ev;
+
+		if (H->failed) {
+			buf_addf(&failed, "%s%s %s (%s)", failed.len ? "; " : "",
+				 H->spec, H->unreachable ? "was unreachable" :
+				 "failed and was rolled back alone",
+				 buf_str(&H->why));
+			buf_addf(&limit, "%s%s", limit.len ? "," : "", H->spec);
+			continue;
+		}
+		n_ok++;
+		engine_ev_step(&ev, EV_HOST, H->spec, PHASE_STEPS, 0, NULL);
+		ev.note = "applied";
+		engine_emit(E, &ev);
+	}
+	if (!n_ok) {
+		*status = CHANGE_ROLLED_BACK;
+		code = RB_ERR_FAILED;
+		rb_error_set(err, code,
+			     "%s failed on every host of %s, each within max_fail (%zu): %s; nothing is left applied; safe to run again after fixing the cause",
+			     E->rb->name.s, E->target, E->budget, buf_str(&failed));
+	} else {
+		*status = CHANGE_APPLIED_WITH_FAILURES;
+		rb_error_set(err, code,
+			     "%s applied on %zu of %zu hosts of %s; within max_fail (%zu): %s; fix those hosts, then apply again with --limit %s",
+			     E->rb->name.s, n_ok, E->n_hosts, E->target, E->budget,
+			     buf_str(&failed), buf_str(&limit));
+	}
+	buf_release(&failed);
+	buf_release(&limit);
+	return code;
+}
+
+/*
  * watch: its checks on every host, round after round every interval for
  * the duration, after the last batch's verify and metrics; guarded
  * metrics are measured and judged again each round. A failing check or
@@ -1003,6 +1081,8 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 	E.o = o;
 	E.target = t->name;
 	E.per = target_batch_size(t);
+	/* rehearse proves the rollback of every host: no budget */
+	E.budget = o->rehearse ? 0 : fleet_budget(t, t->n_hosts);
 	E.forks = o->forks ? o->forks : 20;
 	E.red = red;
 	redactor_add_builtins(red);
@@ -1048,6 +1128,8 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 		run_watch(&E);
 	if (!E.failed && o->rehearse)
 		code = rehearse_rest(&E, &status, err);
+	else if (!E.failed && E.n_host_failed)
+		code = partial_rest(&E, &status, err);
 	else if (!E.failed)
 		status = CHANGE_APPLIED;
 	else

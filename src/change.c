@@ -32,7 +32,8 @@ const char *change_status_name(enum change_status s)
 {
 	static const char *const n[] = { "running", "applied", "rolled-back",
 					 "rollback-failed", "failed",
-					 "interrupted", "rehearsed" };
+					 "interrupted", "rehearsed",
+					 "applied-with-failures" };
 
 	return n[s];
 }
@@ -42,7 +43,7 @@ bool change_status_final(enum change_status s)
 	/* interrupted as a runner records it: rolled back, then stopped */
 	return s == CHANGE_APPLIED || s == CHANGE_ROLLED_BACK ||
 	       s == CHANGE_FAILED || s == CHANGE_REHEARSED ||
-	       s == CHANGE_INTERRUPTED;
+	       s == CHANGE_INTERRUPTED || s == CHANGE_APPLIED_WITH_FAILURES;
 }
 
 void change_id_new(const char *name, char out[128])
@@ -204,6 +205,7 @@ void change_free(struct change_rec *c)
 	varset_release(&c->vars);
 	varset_release(&c->secrets);
 	varset_release(&c->host_ids);
+	varset_release(&c->outcomes);
 	strvec_release(&c->redact);
 	for (size_t i = 0; i < c->n_captures; i++) {
 		free(c->captures[i].host);
@@ -445,7 +447,7 @@ size_t change_pending(struct change_rec *c, const char *host,
 
 int change_status_parse(const char *s)
 {
-	for (int i = CHANGE_RUNNING; i <= CHANGE_REHEARSED; i++)
+	for (int i = CHANGE_RUNNING; i <= CHANGE_APPLIED_WITH_FAILURES; i++)
 		if (strcmp(s, change_status_name((enum change_status)i)) == 0)
 			return i;
 	return -1;
@@ -739,6 +741,9 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		/* a later rollback does not rewrite when the run finished */
 		if (!c->finished || !c->rolled_back_at)
 			replace(&c->finished, str(r, "finished"));
+	} else if (strcmp(t, "host") == 0 && host && str(r, "outcome")) {
+		/* max_fail: one host's outcome (docs/notes.md) */
+		varset_set(&c->outcomes, host, str(r, "outcome"));
 	} else if (strcmp(t, "baseline") == 0) {
 		/* "same" is how rehearse said "restored" before 0.12 */
 		replace(&c->baseline, str(r, "baseline") &&

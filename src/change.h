@@ -33,6 +33,9 @@ enum change_status {
 	CHANGE_RUNNING, CHANGE_APPLIED, CHANGE_ROLLED_BACK,
 	CHANGE_ROLLBACK_FAILED, CHANGE_FAILED, CHANGE_INTERRUPTED,
 	CHANGE_REHEARSED,
+	/* max_fail (docs/fleets.md): applied, but some hosts failed within
+	   the budget and were rolled back alone (outcomes says which) */
+	CHANGE_APPLIED_WITH_FAILURES,
 };
 
 const char *step_result_name(enum step_result r);
@@ -151,6 +154,12 @@ struct change_rec {
 	struct varset vars;	/* no secrets */
 	struct varset secrets;	/* name -> "env:VAR" or "file:PATH" */
 	struct varset host_ids;	/* host -> its own SSH identity file */
+	/*
+	 * host -> its outcome, when max_fail let some hosts fail
+	 * (docs/notes.md): applied, failed-rolled-back, rollback-failed,
+	 * unreachable; empty otherwise (the status says it for all)
+	 */
+	struct varset outcomes;
 	struct strvec redact;	/* the runbook's redact patterns */
 	struct rec_capture *captures;
 	size_t n_captures, cap_captures;

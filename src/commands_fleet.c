@@ -95,9 +95,6 @@ int cmd_confirm_target(const struct cli *c, const struct target *t,
 	char answer[128] = "";
 	size_t len;
 
-	if (t->max_fail && !c->quiet)
-		fprintf(stderr, "runbook: warning: target %s has max_fail: %u%s, which this version does not apply yet: any failure rolls back every host (docs/fleets.md)\n",
-			t->name, t->max_fail, t->max_fail_percent ? "%" : "");
 	if (!t->confirm)
 		return 0;
 	if (c->yes) {

@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "exec.h"
+#include "fleet.h"
 #include "redact.h"
 #include "sys.h"
 
@@ -101,6 +102,35 @@ void engine_fail(struct engine *E, bool interrupted, const char *fmt, ...)
 		va_end(ap);
 	}
 	pthread_mutex_unlock(&E->mu);
+}
+
+void engine_host_fail(struct engine *E, struct host_run *H, bool interrupted,
+		      const char *fmt, ...)
+{
+	struct buf msg = BUF_INIT;
+	bool within = false;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&E->mu);
+	if (E->budget && !interrupted && !E->failed) {
+		within = fleet_within_budget(E->budget, ++E->n_host_failed);
+		if (!within) {
+			E->failed = true;
+			buf_addf(&E->fail_msg, "%s; %zu hosts failed, more than max_fail allows (%zu)",
+				 buf_str(&msg), E->n_host_failed, E->budget);
+		}
+	}
+	pthread_mutex_unlock(&E->mu);
+	if (within) {
+		H->failed = true;
+		buf_adds(&H->why, buf_str(&msg));
+	} else if (!E->budget || interrupted) {
+		engine_fail(E, interrupted, "%s", buf_str(&msg));
+	}
+	buf_release(&msg);
 }
 
 bool engine_stopped(struct engine *E)

@@ -6,7 +6,8 @@
  * rollback.h.
  *
  * Locking: E->mu guards the failure state (failed, interrupted,
- * fail_msg, mismatch), n_changed and each host's changed_order, and
+ * fail_msg, mismatch, n_host_failed), n_changed and each host's
+ * changed_order, and
  * the pool's cursor. It is a plain mutex, never held while a listener
  * or a command runs and never taken twice. The bus has its own lock
  * (event.h); nothing takes E->mu while holding it. Everything else a
@@ -45,6 +46,13 @@ struct host_run {
 	size_t n_items, cap_items;
 	size_t changed_order;	/* 0: unchanged; else order of first change (mu) */
 	bool rollback_failed;
+	/*
+	 * max_fail (docs/fleets.md), the host's own: failed within the
+	 * budget (its worker starts nothing more on it), could not be
+	 * reached, rolled back alone; why it failed, redacted.
+	 */
+	bool failed, unreachable, alone;
+	struct buf why;
 };
 
 struct engine {
@@ -67,9 +75,11 @@ struct engine {
 	unsigned watch_round;	/* the watch round now running, from 1 */
 	unsigned long long watch_start;	/* sys_now_ms() of round 1 */
 	bool checking;		/* after a rollback: failures are mismatches */
+	size_t budget;		/* max_fail in hosts; 0: any failure stops all */
 	/* guarded by mu */
 	pthread_mutex_t mu;
 	size_t n_changed;
+	size_t n_host_failed;	/* failed or unreachable hosts within budget */
 	bool failed;
 	bool interrupted;
 	struct buf mismatch;	/* preflights that failed after a rollback */
@@ -92,6 +102,16 @@ bool engine_pause_ms(unsigned ms);
 /* Records the first failure; later ones are consequences. */
 void engine_fail(struct engine *E, bool interrupted, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/*
+ * A failure of one host (a step, check or guard of H). Without a budget
+ * (max_fail 0), when a signal stopped it, or once the change failed
+ * already, it is engine_fail(). Else it counts against the budget:
+ * within it, H->failed is set (H's worker stops, and rolls H back
+ * alone); past it, the change fails and every host is rolled back.
+ */
+void engine_host_fail(struct engine *E, struct host_run *H, bool interrupted,
+		      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Failed, or a signal arrived: start nothing new. */
 bool engine_stopped(struct engine *E);
 /* Hands ev to the listeners; one that cannot record fails the run (-1). */
@@ -168,8 +188,17 @@ void engine_for_hosts(struct engine *E, const size_t *idx, size_t n,
 /* (Re-)renders a step's rollback with the variables in force now (apply). */
 void engine_render_item(struct engine *E, struct host_run *H,
 			struct rollback_item *it);
-/* Rolls back every changed host, most recently changed first. */
+/*
+ * Rolls back every changed host, most recently changed first (but the
+ * hosts already rolled back alone); true when no host's rollback failed.
+ */
 bool engine_rollback_all(struct engine *E);
+/*
+ * max_fail: rolls back H alone, on its own worker, once it failed
+ * within the budget, and emits its outcome (EV_HOST). A rollback that
+ * fails stops the change: every host is then rolled back.
+ */
+void engine_rollback_alone(struct engine *E, struct host_run *H);
 /* What was not undone, for the closing message. */
 void engine_pending(struct engine *E, struct buf *b);
 /*

@@ -15,6 +15,7 @@ enum rb_err_class {
 	RB_ERR_BUSY = 4,	/* target locked or unfinished change */
 	RB_ERR_INVALID = 5,	/* invalid runbook or input; nothing ran */
 	RB_ERR_CONNECT = 6,	/* connect, auth or host key; nothing changed */
+	RB_ERR_SOME_FAILED = 7,	/* applied but on hosts that failed within max_fail */
 	RB_ERR_INTERRUPTED = 130,
 };
 

@@ -57,6 +57,7 @@ enum event_type {
 	EV_STAGE,		/* a stage after a rollback starts (message says which) */
 	EV_BASELINE,		/* the preflight after a rollback, against the baseline */
 	EV_ORPHAN,		/* a command left by a dead runner was stopped */
+	EV_HOST,		/* max_fail: a host's outcome (note), why it failed (why) */
 	EV_CLOSE,		/* the change's final status, exit code and message */
 	EV_OUTPUT,		/* a piece of a command's output (--verbose) */
 	EV_TICK,		/* about every 100 ms while a command runs */

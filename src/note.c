@@ -38,9 +38,31 @@ static void fm_str(struct buf *b, const char *key, const char *s)
 	buf_addc(b, '\n');
 }
 
+/* An outcome this version writes; a note may say anything. */
+static bool outcome_known(const char *o)
+{
+	return strcmp(o, "applied") == 0 || strcmp(o, "failed-rolled-back") == 0 ||
+	       strcmp(o, "rollback-failed") == 0 || strcmp(o, "unreachable") == 0;
+}
+
+/* A host's outcome under max_fail, for people. */
+static const char *outcome_words(const char *o)
+{
+	if (strcmp(o, "failed-rolled-back") == 0)
+		return "failed, rolled back alone";
+	if (strcmp(o, "rollback-failed") == 0)
+		return "failed, its rollback failed";
+	return o;	/* applied, unreachable */
+}
+
 static const char *host_result(const struct change_rec *c, const char *host)
 {
 	bool failed = false, rolled = false;
+	const char *o = varset_get(&c->outcomes, host);
+
+	/* rolled back later: the steps say so, not the outcome of the run */
+	if (o && (!c->rolled_back_at || strcmp(o, "applied") != 0))
+		return outcome_words(o);
 
 	for (size_t i = 0; i < c->n_steps; i++) {
 		const struct rec_step *s = &c->steps[i];
@@ -305,6 +327,7 @@ void note_front_matter(const struct change_rec *c, struct buf *b)
 	fm_map(b, "vars", &c->vars, true);
 	fm_map(b, "secrets", &c->secrets, true);
 	fm_map(b, "identities", &c->host_ids, false);
+	fm_map(b, "outcomes", &c->outcomes, false);
 	fm_captures(c, b);
 	fm_metrics(c, b);
 	buf_adds(b, "\nsteps:");
@@ -382,6 +405,9 @@ static void ending(const struct change_rec *c, struct buf *b)
 			buf_adds(b, ")");
 		}
 		buf_adds(b, ".\n\n");
+	} else if (f && c->status == CHANGE_APPLIED_WITH_FAILURES) {
+		buf_addf(b, "**Rollback:** the hosts that failed within max_fail were rolled back alone by the run; the applied hosts stay applied (`runbook rollback %s` undoes them).\n\n",
+			 c->id);
 	} else if (f && c->status != CHANGE_RUNNING &&
 		   c->status != CHANGE_APPLIED) {
 		buf_adds(b, "**Rollback:** automatic, by the run itself.\n\n");
@@ -529,6 +555,7 @@ static void body(const struct change_rec *c, struct buf *b)
 		"is running", "was applied", "was rolled back: every step undone",
 		"failed and its rollback did not finish", "failed",
 		"was interrupted", "was rehearsed: applied and rolled back",
+		"was applied on some hosts; the hosts that failed within max_fail were rolled back alone",
 	};
 	bool any_output = false;
 
@@ -550,6 +577,7 @@ static void body(const struct change_rec *c, struct buf *b)
 		 c->finished ? c->finished : "(not finished)");
 	buf_addf(b, "- **Expected:** %s — %s\n", c->expected ? c->expected : "",
 		 c->status == CHANGE_APPLIED ? "met (verify passed)" :
+		 c->status == CHANGE_APPLIED_WITH_FAILURES ? "met on the applied hosts (verify passed there)" :
 		 c->status == CHANGE_REHEARSED ? "met, then rolled back as rehearsed" :
 		 c->status == CHANGE_RUNNING ? "not known yet" :
 		 c->status == CHANGE_ROLLED_BACK ? "not in effect: the change was undone" :
@@ -820,6 +848,11 @@ static void parse_head(struct reader *r, const struct ynode *root,
 		for (size_t i = 0; i < x->n; i++)
 			varset_set(&c->host_ids, x->keys[i]->text,
 				   x->items[i]->text);
+	if ((x = strings(r, root, "outcomes", YN_MAP)))
+		for (size_t i = 0; i < x->n; i++)
+			if (outcome_known(x->items[i]->text))
+				varset_set(&c->outcomes, x->keys[i]->text,
+					   x->items[i]->text);
 	if ((x = strings(r, root, "secrets", YN_MAP)))
 		for (size_t i = 0; i < x->n; i++)
 			varset_set(&c->secrets, x->keys[i]->text,

@@ -319,7 +319,7 @@ static void plan_fleet(const struct target *t, FILE *out)
 		fprintf(out, "  pause:    %s between batches\n", d);
 	}
 	if (t->max_fail)
-		fprintf(out, "  max_fail: %u%s (%zu of %zu host%s; not applied yet: any failure rolls back every host)\n",
+		fprintf(out, "  max_fail: %u%s (%zu of %zu host%s may fail and be rolled back alone; one more rolls back every host)\n",
 		t->max_fail, t->max_fail_percent ? "%" : "",
 		fleet_budget(t, t->n_hosts), t->n_hosts,
 		t->n_hosts == 1 ? "" : "s");

@@ -512,6 +512,13 @@ static int on_event(void *ctx, const struct event *ev, struct rb_error *err)
 		json_kv(&rec, "baseline", ev->baseline_same ? "restored" : "differs", 0);
 		red_kv(r, &rec, "diff", ev->diff);
 		break;
+	case EV_HOST:
+		json_kv(&rec, "t", "host", 1);
+		red_kv(r, &rec, "host", ev->host);
+		json_kv(&rec, "outcome", ev->note, 0);
+		if (ev->why)
+			red_kv(r, &rec, "message", ev->why);
+		break;
 	case EV_PID:
 		json_kv(&rec, "t", "pid", 1);
 		step_key(r, &rec, ev);
@@ -546,7 +553,7 @@ struct listener recorder_listener(struct recorder *r)
 	l.mask = EV_BIT(EV_OPEN) | EV_BIT(EV_STEP_BEGIN) | EV_BIT(EV_PID) |
 		 EV_BIT(EV_ATTEMPT) | EV_BIT(EV_STEP_END) |
 		 EV_BIT(EV_ROLLBACK_BEGIN) | EV_BIT(EV_ROLLBACK_END) |
-		 EV_BIT(EV_BASELINE) | EV_BIT(EV_CLOSE);
+		 EV_BIT(EV_BASELINE) | EV_BIT(EV_HOST) | EV_BIT(EV_CLOSE);
 	return l;
 }
 

@@ -410,6 +410,20 @@ static void on_misc(struct report *r, const struct event *ev, struct buf *f)
 			jkv(r, f, "diff", ev->diff);
 		json_line(ev, "baseline", f);
 		break;
+	case EV_HOST:
+		fold_flush(r);
+		if (ev->why)
+			say(r, "host %s: %s (%s)\n", ev->host, ev->note, ev->why);
+		else
+			say(r, "host %s: %s\n", ev->host, ev->note);
+		if (!r->o.json)
+			break;
+		jkv(r, f, "host", ev->host);
+		jkv(r, f, "outcome", ev->note);
+		if (ev->why)
+			jkv(r, f, "message", ev->why);
+		json_line(ev, "host", f);
+		break;
 	case EV_ORPHAN:
 		say(r, "runbook: stopped process group %ld on %s, left running by the interrupted %s of %s '%s'\n",
 		    ev->pid, ev->host, ev->in_rollback ? "rollback" : "run",

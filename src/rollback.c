@@ -178,16 +178,34 @@ static void rollback_one(struct engine *E, struct host_run *H, void *arg)
 	rollback_host(E, H);
 }
 
+void engine_rollback_alone(struct engine *E, struct host_run *H)
+{
+	struct event ev;
+
+	H->alone = true;
+	rollback_host(E, H);
+	engine_ev_step(&ev, EV_HOST, H->spec, PHASE_STEPS, 0, NULL);
+	ev.note = H->rollback_failed ? "rollback-failed" : "failed-rolled-back";
+	ev.why = buf_str(&H->why);
+	engine_emit(E, &ev);
+	/* a host in an unknown state: change nothing more anywhere */
+	if (H->rollback_failed)
+		engine_fail(E, false, "%s; its rollback alone did not finish on %s",
+			    buf_str(&H->why), H->spec);
+}
+
 bool engine_rollback_all(struct engine *E)
 {
-	size_t per = E->per ? E->per : 1, *idx;
+	size_t per = E->per ? E->per : 1, *idx, n_left = 0;
 	bool ok = true;
 	struct event ev;
 
-	if (E->n_changed) {
+	for (size_t h = 0; h < E->n_hosts; h++)
+		n_left += E->hosts[h].changed_order && !E->hosts[h].alone;
+	if (n_left) {
 		memset(&ev, 0, sizeof(ev));
 		ev.type = EV_ROLLBACK_ALL;
-		ev.n_hosts = E->n_changed;
+		ev.n_hosts = n_left;
 		engine_emit(E, &ev);
 	}
 	idx = xcalloc(E->n_hosts + 1, sizeof(*idx));
@@ -198,12 +216,13 @@ bool engine_rollback_all(struct engine *E)
 
 		for (size_t k = E->n_changed; k > 0; k--)
 			for (size_t h = b * per; h < end; h++)
-				if (E->hosts[h].changed_order == k)
+				if (E->hosts[h].changed_order == k &&
+				    !E->hosts[h].alone)
 					idx[n++] = h;
 		engine_for_hosts(E, idx, n, rollback_one, NULL);
-		for (size_t i = 0; i < n; i++)
-			ok &= !E->hosts[idx[i]].rollback_failed;
 	}
+	for (size_t h = 0; h < E->n_hosts; h++)
+		ok &= !E->hosts[h].rollback_failed;
 	free(idx);
 	return ok;
 }

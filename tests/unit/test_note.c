@@ -387,7 +387,7 @@ static void test_note_round_trip_every_field(void **state)
 static void test_note_every_status(void **state)
 {
 	(void)state;
-	for (int st = CHANGE_RUNNING; st <= CHANGE_REHEARSED; st++) {
+	for (int st = CHANGE_RUNNING; st <= CHANGE_APPLIED_WITH_FAILURES; st++) {
 		struct change_rec *c = full_rec(), *d;
 		struct buf text = BUF_INIT;
 
@@ -402,6 +402,51 @@ static void test_note_every_status(void **state)
 		change_free(d);
 		buf_release(&text);
 	}
+}
+
+/*
+ * max_fail: each host's outcome goes to the front matter and the body
+ * and comes back; an outcome this version never writes is dropped, and
+ * a note without outcomes (every older one) has none.
+ */
+static void test_note_host_outcomes(void **state)
+{
+	struct change_rec *c = full_rec(), *d;
+	struct buf text = BUF_INIT, forged = BUF_INIT;
+	struct rb_error err = RB_ERROR_INIT;
+	char *at;
+
+	(void)state;
+	d = round_trip(c, &text);
+	assert_int_equal(d->outcomes.n, 0);
+	change_free(d);
+	buf_reset(&text);
+	c->status = CHANGE_APPLIED_WITH_FAILURES;
+	varset_set(&c->outcomes, "web1", "applied");
+	varset_set(&c->outcomes, "web2: x", "failed-rolled-back");
+	varset_set(&c->outcomes, "web3", "rollback-failed");
+	varset_set(&c->outcomes, "web4", "unreachable");
+	d = round_trip(c, &text);
+	assert_int_equal(d->status, CHANGE_APPLIED_WITH_FAILURES);
+	assert_int_equal(d->outcomes.n, 4);
+	assert_string_equal(varset_get(&d->outcomes, "web2: x"), "failed-rolled-back");
+	assert_string_equal(varset_get(&d->outcomes, "web4"), "unreachable");
+	assert_non_null(strstr(text.data, "\noutcomes:\n"));
+	assert_non_null(strstr(text.data, "web2: x: failed, rolled back alone"));
+	assert_non_null(strstr(text.data, "web1: applied"));
+	change_free(d);
+	/* a forged outcome is not taken */
+	buf_adds(&forged, text.data);
+	at = strstr(forged.data, "\"unreachable\"");
+	assert_non_null(at);
+	memcpy(at, "\"unreachabl!\"", 13);
+	assert_int_equal(note_parse(forged.data, forged.len, NULL, &d, &err), 0);
+	assert_int_equal(d->outcomes.n, 3);
+	assert_null(varset_get(&d->outcomes, "web4"));
+	change_free(d);
+	change_free(c);
+	buf_release(&text);
+	buf_release(&forged);
 }
 
 /* NULLs stay NULL, empty strings stay empty, nothing becomes "null". */
@@ -808,6 +853,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_note_round_trip_every_field),
 		cmocka_unit_test(test_note_every_status),
+		cmocka_unit_test(test_note_host_outcomes),
 		cmocka_unit_test(test_note_nulls_and_empties),
 		cmocka_unit_test(test_note_single_host_metrics),
 		cmocka_unit_test(test_note_front_matter_is_the_data),
