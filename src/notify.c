@@ -28,7 +28,7 @@
 
 static const char *const events[] = {
 	"start", "applied", "failed", "rolled-back", "rollback-failed",
-	"interrupted", "rehearsed",
+	"interrupted", "rehearsed", "applied-with-failures",
 };
 #define N_EVENTS (sizeof(events) / sizeof(events[0]))
 
@@ -491,6 +491,9 @@ static unsigned status_bit(enum change_status s)
 		return NOTIFY_ON_INTERRUPTED;
 	case CHANGE_REHEARSED:
 		return NOTIFY_ON_REHEARSED;
+	case CHANGE_APPLIED_WITH_FAILURES:
+		/* some hosts failed: who listens for failures hears it too */
+		return NOTIFY_ON_APPLIED_WITH_FAILURES | NOTIFY_ON_FAILED;
 	default:
 		return 0;
 	}

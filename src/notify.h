@@ -41,7 +41,8 @@ enum notify_on {
 	NOTIFY_ON_ROLLBACK_FAILED = 1 << 4,
 	NOTIFY_ON_INTERRUPTED = 1 << 5,
 	NOTIFY_ON_REHEARSED = 1 << 6,
-	NOTIFY_ON_ALL = (1 << 7) - 1,
+	NOTIFY_ON_APPLIED_WITH_FAILURES = 1 << 7,	/* max_fail (docs/fleets.md) */
+	NOTIFY_ON_ALL = (1 << 8) - 1,
 };
 
 #define NOTIFY_DEFAULT_TIMEOUT_MS 10000u

@@ -65,6 +65,10 @@ steps:
   - name: check
     run: test ! -e $D/fail-{{ host }}
     rollback: echo {{ host }} >> $D/undone-check
+notify:
+  - name: pager
+    when: [failed]
+    run: echo "\$RUNBOOK_EVENT \$RUNBOOK_EXIT_CODE" >> $D/paged
 YAML
 }
 
@@ -113,6 +117,7 @@ done = [e for e in ev if e["event"] == "done"][0]
 assert done["status"] == "applied-with-failures" and done["exit"] == 7, done
 PY
 has run.err "applied on 5 of 6 hosts of production" "the closing message counts the hosts"
+check [ "$(cat "$D/paged" 2>/dev/null)" = "applied-with-failures 7" ] || bad "a notify for failed should hear of it: $(cat "$D/paged" 2>/dev/null)"
 has run.err "apply again with --limit 127\\.0\\.0\\.4:$P" "says what to run next"
 note=$(last_note)
 check grep -q '^status: "applied-with-failures"' <<<"$note" || bad "note status: $(grep ^status <<<"$note")"
