@@ -331,6 +331,7 @@ struct change_rec *change_from_runbook(const struct runbook *rb,
 	ch->operator_ = operator_;
 	if (t->identity.s)
 		ch->identity = xstrdup(t->identity.s);
+	ch->confirm = t->confirm;
 	for (size_t h = 0; h < t->n_hosts; h++) {
 		strvec_push(&ch->hosts, t->hosts[h].spec);
 		if (t->hosts[h].identity)
@@ -513,6 +514,8 @@ void change_rec_open(struct buf *out, const struct change_rec *c)
 	kv(out, "started", c->started);
 	if (c->identity)
 		kv(out, "identity", c->identity);
+	if (c->confirm)
+		buf_adds(out, ",\"confirm\":true");
 	buf_adds(out, ",\"hosts\":[");
 	for (size_t i = 0; i < c->hosts.n; i++) {
 		if (i)
@@ -617,6 +620,7 @@ void change_apply_record(struct change_rec *c, const struct ynode *r)
 		replace(&c->operator_, str(r, "operator"));
 		replace(&c->started, str(r, "started"));
 		replace(&c->identity, str(r, "identity"));
+		c->confirm = str(r, "confirm") && strcmp(str(r, "confirm"), "true") == 0;
 		strvec_release(&c->hosts);
 		read_list(r, "hosts", &c->hosts);
 		strvec_release(&c->redact);

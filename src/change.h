@@ -138,6 +138,7 @@ struct change_rec {
 	char *owner, *reason, *expected, *operator_;
 	char *started, *finished;
 	char *identity;		/* the target's SSH identity file, or NULL */
+	bool confirm;		/* the target had confirm: true (rollback asks) */
 	/*
 	 * Preflight again after a rollback (rehearse, apply's own, or a
 	 * later one): "restored", "differs", or NULL when not compared.

@@ -810,6 +810,13 @@ int cmd_rollback(const struct cli *c, struct rb_error *err)
 		code = err->cls;
 		goto out;
 	}
+	/* the target asked for confirmation when the change was applied */
+	if (ch->confirm && change_pending_total(ch) &&
+	    cmd_confirm(c, ch->target ? ch->target : "local", &ch->hosts,
+			ch->reason, "rollback", err) < 0) {
+		code = err->cls;
+		goto out;
+	}
 	if (lock_take(store_dir(st), ch->target ? ch->target : "local", ch->id,
 		      &lk, &stale, &stale_info, err) < 0) {
 		code = err->cls;

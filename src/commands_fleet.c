@@ -89,44 +89,59 @@ int cmd_validate_inventory(const struct cli *c, const char *file)
 	return code;
 }
 
-int cmd_confirm_target(const struct cli *c, const struct target *t,
-		       const char *reason, struct rb_error *err)
+int cmd_confirm(const struct cli *c, const char *target,
+		const struct strvec *hosts, const char *reason,
+		const char *what, struct rb_error *err)
 {
 	char answer[128] = "";
 	size_t len;
 
-	if (!t->confirm)
-		return 0;
 	if (c->yes) {
 		if (!c->quiet)
 			fprintf(stderr, "runbook: target %s asks for confirmation; --yes given\n",
-				t->name);
+				target);
 		return 0;
 	}
-	fprintf(stderr, "runbook: target %s asks for confirmation (confirm: true)\n  hosts: ",
-		t->name);
-	for (size_t h = 0; h < t->n_hosts; h++)
-		fprintf(stderr, "%s%s", h ? ", " : "", t->hosts[h].spec);
+	fprintf(stderr, "runbook: %s on target %s asks for confirmation (confirm: true)\n  hosts: ",
+		what, target);
+	for (size_t h = 0; h < hosts->n; h++)
+		fprintf(stderr, "%s%s", h ? ", " : "", hosts->v[h]);
 	fprintf(stderr, "\n  reason: %s\n", reason ? reason : "");
 	if (!isatty(0) || !isatty(2)) {
 		rb_error_set(err, RB_ERR_USAGE,
 			     "target %s has confirm: true and there is no terminal to ask on; nothing was run; add --yes to go on without asking",
-			     t->name);
+			     target);
 		return -1;
 	}
-	fprintf(stderr, "runbook: type the target's name (%s) to go on: ", t->name);
+	fprintf(stderr, "runbook: type the target's name (%s) to go on: ", target);
 	fflush(stderr);
 	if (!fgets(answer, sizeof(answer), stdin))
 		answer[0] = '\0';
 	len = strlen(answer);
 	while (len && (answer[len - 1] == '\n' || answer[len - 1] == '\r'))
 		answer[--len] = '\0';
-	if (strcmp(answer, t->name) == 0)
+	if (strcmp(answer, target) == 0)
 		return 0;
 	rb_error_set(err, RB_ERR_USAGE,
 		     "not confirmed: expected the target's name \"%s\", found \"%.64s\"; nothing was run; safe to run again",
-		     t->name, answer);
+		     target, answer);
 	return -1;
+}
+
+int cmd_confirm_target(const struct cli *c, const struct target *t,
+		       const char *reason, struct rb_error *err)
+{
+	struct strvec hosts = STRVEC_INIT;
+	int ret;
+
+	if (!t->confirm)
+		return 0;
+	for (size_t h = 0; h < t->n_hosts; h++)
+		strvec_push(&hosts, t->hosts[h].spec);
+	ret = cmd_confirm(c, t->name, &hosts, reason,
+			  c->cmd == CMD_REHEARSE ? "rehearse" : "apply", err);
+	strvec_release(&hosts);
+	return ret;
 }
 
 bool cmd_wait_busy(const struct cli *c, unsigned long long *deadline,

@@ -12,6 +12,7 @@ struct cli;
 struct rb_error;
 struct diag;
 struct runbook;
+struct strvec;
 struct target;
 /*
  * Joins rb's inventory (--inventory, its key, inventory.yml beside it)
@@ -29,6 +30,10 @@ int cmd_validate_inventory(const struct cli *c, const char *file);
  */
 int cmd_confirm_target(const struct cli *c, const struct target *t,
 		       const char *reason, struct rb_error *err);
+/* The same question for what ("rollback") of a recorded change. */
+int cmd_confirm(const struct cli *c, const char *target,
+		const struct strvec *hosts, const char *reason,
+		const char *what, struct rb_error *err);
 /*
  * --wait: whether to try again after err (a busy target), having
  * waited a moment and said who holds it (once per holder). *deadline

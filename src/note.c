@@ -297,6 +297,8 @@ void note_front_matter(const struct change_rec *c, struct buf *b)
 	fm_str(b, "finished", c->finished);
 	if (c->identity)
 		fm_str(b, "identity", c->identity);
+	if (c->confirm)
+		buf_adds(b, "confirm: true\n");
 	fm_str(b, "status", change_status_name(c->status));
 	if (c->baseline) {
 		fm_str(b, "baseline", c->baseline);
@@ -829,6 +831,8 @@ static void parse_head(struct reader *r, const struct ynode *root,
 	st = str(r, root, "status") ?
 		change_status_parse(str(r, root, "status")) : -1;
 	c->status = st >= 0 ? (enum change_status)st : CHANGE_FAILED;
+	c->confirm = str(r, root, "confirm") &&
+		     strcmp(str(r, root, "confirm"), "true") == 0;
 	c->has_note = true;
 	c->noted = c->status;
 	c->closed = c->status != CHANGE_RUNNING;

@@ -324,7 +324,7 @@ static void plan_fleet(const struct target *t, FILE *out)
 		fleet_budget(t, t->n_hosts), t->n_hosts,
 		t->n_hosts == 1 ? "" : "s");
 	if (t->confirm)
-		fprintf(out, "  confirm:  apply and rehearse ask for the name %s\n",
+		fprintf(out, "  confirm:  apply, rehearse and rollback ask for the name %s\n",
 			t->name);
 	if (t->from)
 		fprintf(out, "  from:     %s\n", t->from);

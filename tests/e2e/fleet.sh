@@ -154,6 +154,22 @@ printf 'production\n' > right.in
 rb_cmd right env TERM=dumb script -qec "$cmd" /dev/null <right.in
 expect_rc 0 "the right name"
 check [ "$(hosts_in "$D/ran")" = "127.0.0.2" ] || bad "expected .2 to run, found: $(hosts_in "$D/ran")"
+# its rollback asks too, from the record (the runbook is gone)
+mv rb.yml rb.yml.gone
+rb back-nt rollback --last "${KH[@]}" </dev/null
+expect_rc 2 "rollback of a confirm target without a terminal"
+has back-nt.err "add --yes" "the rollback says what to add"
+check [ ! -e "$D/undone" ] || bad "a rollback ran unconfirmed"
+cmd=$(printf '%q ' "$RUNBOOK" rollback --last "${KH[@]}")
+rb_cmd back-wrong env TERM=dumb script -qec "$cmd" /dev/null <wrong.in
+expect_rc 2 "rollback, a wrong name"
+has back-wrong.out "rollback on target production asks for confirmation" "the rollback's question"
+has back-wrong.out "hosts: 127\\.0\\.0\\.2:$P" "the hosts of the change shown"
+check [ ! -e "$D/undone" ] || bad "a rollback ran after a wrong name"
+rb_cmd back-right env TERM=dumb script -qec "$cmd" /dev/null <right.in
+expect_rc 0 "rollback, the right name"
+check [ "$(hosts_in "$D/undone")" = "127.0.0.2" ] || bad "expected .2 undone, found: $(hosts_in "$D/undone")"
+mv rb.yml.gone rb.yml
 end
 
 begin inventory-problems-located
