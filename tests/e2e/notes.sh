@@ -1038,6 +1038,45 @@ check [ "$(grep -c done-a log 2>/dev/null)" = 2 ] || bad "expected two applies o
 check [ ! -s "$G/runbook/locks/a.lock" ] || bad "a released lock still names a holder: $(cat "$G/runbook/locks/a.lock")"
 end
 
+# --wait: a busy target is waited for (saying who holds it), then exit 4
+begin wait-for-a-busy-target
+mkrepo repo
+{ hdr wt; cat <<'EOF'
+targets:
+  a: { hosts: [local] }
+vars:
+  nap: "0"
+steps:
+  - name: hold
+    run: |
+      touch started-{{ nap }}
+      sleep {{ nap }}
+      echo "done {{ nap }} $(date +%s%N)" >> log
+    rollback: none
+EOF
+} >repo/f.yml
+start_bg hold apply repo/f.yml -t a -e "nap=3.$UNIQ"
+holder=$BGPID
+if ! wait_files $((10 * SLOW)) "started-3.$UNIQ"; then
+	bad "the holding apply never started its step"
+else
+	rb short apply repo/f.yml -t a -e nap=0 --wait 1s
+	expect_rc 4 "--wait 1s while the holder needs 3 s more"
+	alive "$holder" || bad "the holder ended before --wait 1s gave up (the check proves nothing)"
+	has short.err "pid $holder" "who holds the target, while waiting"
+	check [ "$MS" -ge 900 ] || bad "expected --wait 1s to wait about 1 s, returned after $MS ms"
+	check [ ! -e started-0 ] || bad "the step ran although the target stayed busy"
+	rb long apply repo/f.yml -t a -e nap=0 --wait $((30 * SLOW))s
+	expect_rc 0 "--wait long enough for the holder to finish"
+	check [ -e started-0 ] || bad "the waiting apply did not run its step"
+	# the waiting apply's step ran after the holder's had ended
+	order=$(sort -k3n log 2>/dev/null | cut -d' ' -f2 | paste -sd' ' -)
+	check [ "$order" = "3.$UNIQ 0" ] || bad "expected the holder's step then the waiter's, found: $order"
+fi
+wait_bg "$holder" $((20 * SLOW)) || bad "the holding apply did not finish"
+expect_rc 0 "the holding apply"
+end
+
 begin lock-stale-takeover
 mkrepo repo
 { hdr lk2; cat <<'EOF'
