@@ -18,6 +18,10 @@
 #   2. 50 hosts x 5 steps, runbook --forks 50
 #        vs `xargs -P 50` over the hosts, each `ssh host '/bin/true; x5'`
 #                                                           target: <= 1.0
+#        and the same 50 hosts from an inventory (inventory.yml beside a
+#        runbook without targets), each host with its own vars, the steps
+#        `/bin/true {{ weight }} {{ zone }}`: vs the runbook with targets,
+#        expected within noise (issue 14)
 #   3. 1,000 hosts (127.0.0.1-127.0.3.232) x 5 steps, runbook --forks 100
 #        vs `xargs -P 100 ssh host '/bin/true; x5'`          target: <= 1.0
 #        (in 2 and 3, an ssh whose connection a loaded sshd refused, exit
@@ -125,6 +129,24 @@ write_runbook "$work/w1.yml" 1 "$N1"
 write_runbook "$work/w2.yml" "$H2" "$N2"
 write_runbook "$work/w3.yml" "$H3" "$N3"
 write_runbook "$work/w4.yml" 0 "$N4"
+# Workload 2 from an inventory with host vars: inv2/inventory.yml + inv2/w2i.yml
+mkdir -p "$work/inv2"
+{
+	printf 'version: 1\ntargets:\n  bench:\n    identity: %s\n' "$SSH_KEY"
+	printf '    vars: { zone: none }\n    hosts:\n'
+	for ((i = 1; i <= H2; i++)); do
+		printf '      - host: "%s@%s:%s"\n        vars: { weight: "%d", zone: z%d }\n' \
+			"$SSH_USER" "$(addr "$i")" "$PORT" "$i" $((i % 3))
+	done
+} >"$work/inv2/inventory.yml"
+{
+	printf 'version: 1\nname: bench\nowner: bench <b@example.com>\n'
+	printf 'reason: benchmark\nexpected: all true\nvars: { weight: "0" }\nsteps:\n'
+	for ((i = 0; i < N2; i++)); do
+		printf '  - name: s%d\n    run: /bin/true {{ weight }} {{ zone }}\n    rollback: none\n' "$i"
+	done
+} >"$work/inv2/w2i.yml"
+"$RUNBOOK" validate -q "$work/inv2/w2i.yml"
 rb_apply() {	# file [options]
 	local f=$1
 	shift
@@ -205,9 +227,11 @@ xargs_ssh() {	# hosts parallel
 			[ $? = 255 ] && exec ssh -F "$SSHCFG" "$1" "$cmds"; exit 1' _
 }
 rb_apply "$work/w2.yml" --forks "$H2" >/dev/null 2>&1 || true	# warm-up
+rb_apply "$work/inv2/w2i.yml" --forks "$H2" >/dev/null 2>&1 || true
 for ((r = 0; r < RUNS; r++)); do
 	timed w2_rb rb_apply "$work/w2.yml" --forks "$H2"
 	timed w2_xargs xargs_ssh "$H2" "$H2"
+	timed w2_inv rb_apply "$work/inv2/w2i.yml" --forks "$H2"
 done
 
 rss_apply() {	# label file [options]: rb_apply under /usr/bin/time -v
@@ -309,6 +333,9 @@ echo "2. $H2 hosts x $N2 steps of /bin/true"
 line "runbook apply --forks $H2" w2_rb
 line "xargs -P $H2 ssh host '/bin/true; x$N2'" w2_xargs
 ratio "ratio runbook / xargs ssh" w2_rb w2_xargs 1.0
+line "runbook apply --forks $H2, inventory with host vars" w2_inv
+ratio "ratio inventory with host vars / targets in the runbook" w2_inv w2_rb -
+ratio "ratio runbook (inventory) / xargs ssh" w2_inv w2_xargs 1.0
 echo
 if have w3_rb; then
 	echo "3. $H3 hosts x $N3 steps of /bin/true ($(addr 1)-$(addr "$H3"))"
@@ -327,7 +354,7 @@ line "sh -c /bin/true x $N4" w4_sh
 ratio "ratio runbook / sh -c loop" w4_rb w4_sh 1.15
 echo
 if $have_ansible; then
-	echo "5. ansible-playbook $(ansible-playbook --version | head -1 | grep -o '[0-9][0-9.]*' | head -1) (pipelining, ControlPersist, forks $H2), $ANSIBLE_RUNS run(s)"
+	echo "5. ansible-playbook $(ansible-playbook --version 2>/dev/null | sed -n '1s/[^0-9]*\([0-9][0-9.]*\).*/\1/p') (pipelining, ControlPersist, forks $H2), $ANSIBLE_RUNS run(s)"
 	line "ansible-playbook: $N1 tasks on 1 host" a1
 	line "ansible-playbook: $H2 hosts x $N2 tasks" a2
 	line "ansible-playbook: $N4 local tasks" a4
