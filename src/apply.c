@@ -1039,7 +1039,7 @@ static bool pause_between(struct engine *E, size_t b, size_t nb)
 /* Preflight, metrics, steps, verify, metrics again: batch by batch. */
 static void run_batches(struct engine *E)
 {
-	size_t *ends = NULL, nb = fleet_batches(E->o->target, &ends);
+	size_t *ends = E->ends, nb = E->n_batches;
 
 	for (size_t b = 0, from = 0; b < nb && !engine_stopped(E);
 	     from = ends[b++]) {
@@ -1061,7 +1061,6 @@ static void run_batches(struct engine *E)
 		run_phase(E, from, ends[b], PHASE_METRICS);
 		E->metrics_when = METRIC_BEFORE;
 	}
-	free(ends);
 	if (engine_signals() && !E->failed)
 		engine_fail(E, true, "interrupted by a signal between steps");
 }
@@ -1081,6 +1080,7 @@ int apply_run(const struct runbook *rb, const struct apply_opts *o,
 	E.o = o;
 	E.target = t->name;
 	E.per = target_batch_size(t);
+	E.n_batches = fleet_batches(t, &E.ends);
 	/* rehearse proves the rollback of every host: no budget */
 	E.budget = o->rehearse ? 0 : fleet_budget(t, t->n_hosts);
 	E.forks = o->forks ? o->forks : 20;
@@ -1139,6 +1139,7 @@ closing:
 	engine_signals_restore();
 out:
 	free_hosts(&E);
+	free(E.ends);
 	capture_free_pats(rb, E.pats);
 	secrets_release(&E.secrets);
 	engine_release(&E);

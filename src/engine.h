@@ -67,6 +67,12 @@ struct engine {
 	struct host_run *hosts;
 	size_t n_hosts;
 	size_t per;		/* hosts per batch */
+	/*
+	 * The batches as apply cut them (fleet_batches()): ends[b] is one
+	 * past batch b's last host; NULL: one batch of every host (a
+	 * replayed rollback). A rollback goes newest batch first.
+	 */
+	size_t *ends, n_batches;
 	unsigned forks;
 	struct bus bus;
 	/* set by the calling thread while no worker runs */

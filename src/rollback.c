@@ -196,7 +196,8 @@ void engine_rollback_alone(struct engine *E, struct host_run *H)
 
 bool engine_rollback_all(struct engine *E)
 {
-	size_t per = E->per ? E->per : 1, *idx, n_left = 0;
+	size_t all = E->n_hosts, *ends = E->ends ? E->ends : &all;
+	size_t nb = E->ends ? E->n_batches : 1, *idx, n_left = 0;
 	bool ok = true;
 	struct event ev;
 
@@ -210,12 +211,11 @@ bool engine_rollback_all(struct engine *E)
 	}
 	idx = xcalloc(E->n_hosts + 1, sizeof(*idx));
 	/* the newest batch first; in a batch the latest changed first */
-	for (size_t b = (E->n_hosts + per - 1) / per; b-- > 0;) {
-		size_t n = 0, end = (b + 1) * per < E->n_hosts ?
-				    (b + 1) * per : E->n_hosts;
+	for (size_t b = nb; b-- > 0;) {
+		size_t n = 0, from = b ? ends[b - 1] : 0;
 
 		for (size_t k = E->n_changed; k > 0; k--)
-			for (size_t h = b * per; h < end; h++)
+			for (size_t h = from; h < ends[b] && h < E->n_hosts; h++)
 				if (E->hosts[h].changed_order == k &&
 				    !E->hosts[h].alone)
 					idx[n++] = h;

@@ -108,6 +108,30 @@ check [ "$(hosts_in "$D/undone")" = "127.0.0.2" ] || bad "the canary was not rol
 hasnt run.err "batch 2 of 3" "batch two never starts"
 end
 
+# The rollback goes back wave by wave, newest first, each wave as apply
+# cut it: [2, 1] over six hosts is .2 .3 | .4 | .5 | .6 | .7; .7 fails.
+begin rollback-newest-wave-first
+write_fleet '[2, 1]' false
+sed -i "s|rollback: echo {{ host }} >> $D/undone|rollback: sleep 0.4; echo {{ host }} \\\$(date +%s%N) >> $D/undone|" rb.yml
+: > "$D/fail-127.0.0.7:$P"
+rb run apply rb.yml -t production "${KH[@]}"
+expect_rc 1 "apply with the last wave failing"
+check [ "$(hosts_in "$D/undone")" = "127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7" ] ||
+	bad "expected every host undone, found: $(hosts_in "$D/undone")"
+t() { awk -v h="$1" 'index($1, h ":") == 1 { print substr($2, 1, length($2) - 6) }' "$D/undone"; }
+# .6 (wave 5) well before .5 (wave 4) before .4 (wave 3): one at a time
+for pair in "6 5" "5 4" "4 3"; do
+	set -- $pair
+	a=$(t "127.0.0.$1") b=$(t "127.0.0.$2")
+	check [ -n "$a" ] && [ -n "$b" ] && [ $((b - a)) -ge 300 ] ||
+		bad "expected .$1 undone at least 300 ms before .$2 (a wave of its own), found .$1 at ${a:-?} ms, .$2 at ${b:-?} ms"
+done
+# .2 and .3 are one wave: undone together
+a=$(t 127.0.0.2) b=$(t 127.0.0.3)
+d=$((a > b ? a - b : b - a))
+check [ "$d" -lt 300 ] || bad "expected .2 and .3 (one wave) undone together, found $d ms apart"
+end
+
 begin serial-override
 write_fleet 1 false
 rb plan plan rb.yml -t production --serial 2,100%
