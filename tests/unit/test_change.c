@@ -776,8 +776,8 @@ static void test_capture_metric_find(void **state)
 static void test_record_with_c1_characters(void **state)
 {
 	static const char *const values[] = {
-		"\xc2\x9b" "31mred\xc2\x9b" "0m",	/* U+009B */
-		"a\xc2\x85" "b",			/* U+0085 */
+		("\xc2\x9b" "31mred\xc2\x9b" "0m"),	/* U+009B */
+		("a\xc2\x85" "b"),			/* U+0085 */
 		"x\xef\xbf\xbf",			/* U+FFFF */
 	};
 	struct change_rec *c;
