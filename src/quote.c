@@ -105,3 +105,40 @@ bool shell_exec_ok(const char *cmd)
 	}
 	return true;
 }
+
+bool shell_bash_same(const char *cmd)
+{
+	bool sq = false, dq = false;
+
+	if (!shell_exec_ok(cmd))
+		return false;
+	for (const char *s = cmd; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x80)
+			return false;	/* bash reads it by the locale */
+		if (sq) {
+			sq = c != '\'';
+			continue;
+		}
+		if (c == '\\') {
+			if (!s[1] || (unsigned char)s[1] >= 0x80)
+				return false;
+			s++;	/* the same escape in both, quoted or not */
+		} else if (c == '\'' && !dq) {
+			sq = true;
+		} else if (c == '"') {
+			dq = !dq;
+		} else if (c == '$') {
+			return false;	/* RANDOM, BASHPID, $'...', $"..." */
+		} else if (!dq && strchr("~[]", c)) {
+			return false;	/* tilde and bracket expressions */
+		} else if (!dq && c == '<' && s[1] == '<') {
+			return false;	/* here-documents, bash's <<< */
+		} else if (!dq && (c == '<' || c == '>') && s[1] == '&' &&
+			   !strchr("0123456789-", s[2] ? s[2] : ' ')) {
+			return false;	/* bash's >&FILE */
+		}
+	}
+	return !sq && !dq;
+}

@@ -30,4 +30,13 @@ void shell_quote_always(struct buf *out, const char *s);
  */
 bool shell_exec_ok(const char *cmd);
 
+/*
+ * True if cmd is shell_exec_ok() and `bash --posix` reads it exactly
+ * as dash does, so that a bash on the host may exec it (docs/ssh.md):
+ * ASCII only, no $ outside single quotes (bash's own variables, $'..'),
+ * no unquoted ~ [ ], no << or <<<, no >& or <& but to a descriptor.
+ * Errs on the side of false: a false runs cmd under /bin/sh.
+ */
+bool shell_bash_same(const char *cmd);
+
 #endif

@@ -65,6 +65,9 @@ struct exec_ssh {
 	int sh_mode;		/* 0: use the remote shell; -1: channels */
 	/* the shell has /proc and its pid file: simple commands go fast */
 	bool sh_fast;
+	/* the shell is a bash with job control (ssh_shell.c script_jobs) */
+	bool sh_jobs;
+	bool sh_defined;	/* its rb_run function is defined */
 	/* what the shell's start printed (login files), for the next command */
 	struct buf sh_out, sh_err;
 	long orphan;		/* group of a command cut off by a lost link */

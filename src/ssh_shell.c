@@ -47,6 +47,32 @@
 #define INNER_TAIL \
 	"$c\") </dev/null 2>&3 3>&-; s=$?; trap '' TERM; kill -TERM 0; exit $s"
 
+/*
+ * What the remote bash must show to run commands as jobs: job control
+ * on without a terminal, and $BASHPID (bash 4 and later). Only `set -m`
+ * turns it on there (bash -m wants a terminal), so each script says it.
+ */
+#define JOBS_CHECK "'set -m; case $- in *m*) [ -n \"$BASHPID\" ] ;; *) exit 1 ;; esac'"
+
+/*
+ * The function a bash with job control runs a simple command with,
+ * defined once per shell (bash reads a pipe a byte at a time, so each
+ * command's script is kept short): rb_run NONCE DIR COMMAND [NAME=VALUE
+ * ...]. The command is a background job, so bash gives it a process
+ * group of its own whose leader is the subshell; the subshell reports
+ * $BASHPID, enters DIR (if not empty), exports the env and execs the
+ * command; bash waits for it, then stops what it left in its group.
+ */
+#define JOBS_RUN \
+	"rb_run() {\nset -m\nprintf '\\036rb %s go\\n' \"$1\"\n" \
+	"(printf '\\036rb %s pid %s\\n' \"$1\" \"$BASHPID\"\n" \
+	"[ -z \"$2\" ] || cd -- \"$2\" || exit 126\n" \
+	"rb_c=$3; shift 3\nfor rb_e; do export \"$rb_e\"; done\n" \
+	"set --\neval \"exec $rb_c\") </dev/null 2>&3 3>&- &\n" \
+	"wait \"$!\"; rb_s=$?\nkill -s TERM -- \"-$!\" 2>/dev/null\n" \
+	"printf '\\036rb %s end %s\\n' \"$1\" \"$rb_s\"\n" \
+	"printf '\\036rb %s end\\n' \"$1\" >&3\n}\n"
+
 /* One stream of the shell's channel, and where its framing stands. */
 struct stream {
 	struct buf acc;		/* not yet passed on: a marker may start here */
@@ -302,7 +328,20 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 	 */
 	buf_addf(&hello, "exec 3>&2 2>/dev/null\n"
 		 "if ! command -v setsid >/dev/null 2>&1; then "
-		 "printf '%%s none\\n' '%s'; exit 0; fi\n"
+		 "printf '%%s none\\n' '%s'; exit 0\n", mark);
+	/*
+	 * A bash with job control gives each command its own group
+	 * without setsid; it takes over this channel's stdin, so its
+	 * branch is part of the last compound command sent (nothing
+	 * after it can be read ahead by /bin/sh and lost).
+	 */
+	if (!getenv("RUNBOOK_SSH_SLOW") && !getenv("RUNBOOK_SSH_NOBASH"))
+		buf_addf(&hello, "elif command -v bash >/dev/null 2>&1 && "
+			 "bash --posix --norc --noprofile -c %s </dev/null; then "
+			 "printf '%%s ready jobs\\n' '%s'; "
+			 "exec bash --posix --norc --noprofile -s \"$@\"\n",
+			 JOBS_CHECK, mark);
+	buf_addf(&hello, "else "
 		 "for rb_f in \"$XDG_RUNTIME_DIR\" /dev/shm \"${TMPDIR:-/tmp}\"; do "
 		 "[ -n \"$rb_f\" ] && [ -d \"$rb_f\" ] && [ -w \"$rb_f\" ] && break; done\n"
 		 "rb_f=$rb_f/runbook-sh.%s\n"
@@ -310,8 +349,8 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 		 "(umask 077; set -C; : >\"$rb_f\"); then "
 		 "trap 'rm -f -- \"$rb_f\"' EXIT; "
 		 "printf '%%s ready fast\\n' '%s'; "
-		 "else printf '%%s ready\\n' '%s'; fi\n",
-		 mark, mark + 4, mark, mark);
+		 "else printf '%%s ready\\n' '%s'; fi\nfi\n",
+		 mark + 4, mark, mark);
 	mark[mlen - 1] = ' ';
 	if (rc || !send_all(x, hello.data, hello.len, SSH_CONNECT_TIMEOUT_MS)) {
 		rc = -1;
@@ -323,9 +362,12 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 		enum got g = read_both(x, &out.acc, &x->sh_err);
 
 		if (take_mark(&out, mark, mlen, NULL, &x->sh_out, tail) == 1) {
+			x->sh_jobs = strcmp(tail, "ready jobs") == 0;
+			x->sh_defined = false;
 			x->sh_fast = strcmp(tail, "ready fast") == 0 &&
 				     !getenv("RUNBOOK_SSH_SLOW");
-			rc = x->sh_fast || strcmp(tail, "ready") == 0 ?
+			rc = x->sh_jobs || x->sh_fast ||
+					     strcmp(tail, "ready") == 0 ?
 				     0 : SSH_SHELL_UNAVAILABLE;
 			break;
 		}
@@ -348,28 +390,35 @@ out:
 }
 
 /*
- * The script the shell runs for cmd (it holds the command and env).
- * A simple command (shell_exec_ok()) on a shell that has /proc and its
- * pid file goes fast: the subshell reads its own pid, leaves it in the
- * pid file, reports it and becomes the command in a session of its own
- * (setsid does not fork in a process that leads no group); the shell
- * then stops what the command left in that group: one fork and two
- * execs on the host. Anything else runs under INNER_HEAD/INNER_TAIL.
+ * Names bash keeps for itself (read-only, or with a meaning of its
+ * own): a step that sets one runs under /bin/sh, as it always did.
  */
-static void script(struct buf *s, const struct exec_ssh *x,
-		   const struct shrun *r, const struct exec_cmd *cmd)
+static bool bash_env_ok(char *const *env)
 {
-	const char *id = change_id(cmd);
-	bool fast = x->sh_fast && shell_exec_ok(cmd->command);
-	struct buf nonce_text = BUF_INIT;
+	static const char *const names[] = {
+		"SHELLOPTS", "UID", "EUID", "PPID", "GROUPS", "FUNCNAME",
+		"RANDOM", "SRANDOM", "SECONDS", "LINENO", "HISTCMD", "ENV",
+		"EPOCHREALTIME", "EPOCHSECONDS", "DIRSTACK", "PIPESTATUS",
+		"POSIXLY_CORRECT", "HOSTNAME", "OPTIND", "OPTERR", NULL,
+	};
 
-	buf_add(&nonce_text, r->mark + 4, r->mlen - 5);
-	buf_addf(s, "printf '\\036rb %s go\\n'\n(", buf_str(&nonce_text));
-	if (fast)	/* before env: a step's IFS must not split the pid */
-		buf_addf(s, "read rb_p rb_x </proc/self/stat || exit 125\n"
-			 "printf '%%s\\n' \"$rb_p\" >\"$rb_f\" || exit 125\n"
-			 "printf '\\036rb %s pid %%s\\n' \"$rb_p\"\n"
-			 "unset rb_p rb_x\n", buf_str(&nonce_text));
+	for (char *const *e = env; e && *e; e++) {
+		size_t n = strcspn(*e, "=");
+
+		/* rb_: the names rb_run uses itself */
+		if (strncmp(*e, "BASH", 4) == 0 || strncmp(*e, "COMP_", 5) == 0 ||
+		    strncmp(*e, "rb_", 3) == 0)
+			return false;
+		for (const char *const *b = names; *b; b++)
+			if (strlen(*b) == n && strncmp(*e, *b, n) == 0)
+				return false;
+	}
+	return true;
+}
+
+/* The step's dir and env, in the subshell that becomes the command. */
+static void dir_env(struct buf *s, const struct exec_cmd *cmd)
+{
 	if (cmd->dir) {
 		buf_adds(s, "cd -- ");
 		shell_quote(s, cmd->dir);
@@ -384,7 +433,106 @@ static void script(struct buf *s, const struct exec_ssh *x,
 		shell_quote(s, eq + 1);
 		buf_addc(s, '\n');
 	}
+}
+
+/* The /bin/sh that runs a command the long way: INNER_HEAD/INNER_TAIL. */
+static void inner(struct buf *s, const struct shrun *r,
+		  const struct exec_cmd *cmd, bool setsid)
+{
+	const char *id = change_id(cmd);
+
+	buf_adds(s, "RB_N=");
+	buf_add(s, r->mark + 4, r->mlen - 5);
+	buf_adds(s, " RB_C=");
+	shell_quote(s, cmd->command);
+	buf_adds(s, setsid ? "\nexport RB_N RB_C\nexec setsid /bin/sh -c " :
+			     "\nexport RB_N RB_C\nexec /bin/sh -c ");
+	shell_quote(s, shell_exec_ok(cmd->command) ?
+			       INNER_HEAD "exec " INNER_TAIL :
+			       INNER_HEAD INNER_TAIL);
+	buf_adds(s, " runbook-change-");
+	shell_quote(s, id ? id : "none");
+}
+
+/*
+ * The script a bash with job control runs for cmd. A simple command
+ * that bash reads as dash does (shell_bash_same()) goes to rb_run
+ * (JOBS_RUN): one fork and one exec on the host. Anything else becomes
+ * /bin/sh -c INNER in a background job, as on other hosts but without
+ * setsid (and with the env set by a /bin/sh first where bash would
+ * refuse it).
+ */
+static void script_jobs(struct buf *s, struct exec_ssh *x,
+			const struct shrun *r, const struct exec_cmd *cmd,
+			const char *nonce_text)
+{
+	if (shell_bash_same(cmd->command) && bash_env_ok(cmd->env)) {
+		if (!x->sh_defined)
+			buf_adds(s, JOBS_RUN);
+		x->sh_defined = true;
+		buf_addf(s, "rb_run %s ", nonce_text);
+		shell_quote_always(s, cmd->dir ? cmd->dir : "");
+		buf_addc(s, ' ');
+		shell_quote(s, cmd->command);
+		for (char *const *e = cmd->env; e && *e; e++) {
+			if (!strchr(*e, '='))
+				continue;
+			buf_addc(s, ' ');
+			shell_quote(s, *e);
+		}
+		buf_addc(s, '\n');
+		return;
+	}
+	buf_addf(s, "printf '\\036rb %s go\\n'\nset -m\n(", nonce_text);
+	if (bash_env_ok(cmd->env)) {
+		dir_env(s, cmd);
+		inner(s, r, cmd, false);
+	} else {	/* bash would refuse the env: /bin/sh sets it */
+		struct buf in = BUF_INIT;
+
+		dir_env(&in, cmd);
+		inner(&in, r, cmd, false);
+		buf_adds(s, "exec /bin/sh -c ");
+		shell_quote_always(s, buf_str(&in));
+		explicit_bzero(in.data, in.len);	/* may hold secrets */
+		buf_release(&in);
+	}
+	buf_adds(s, ") </dev/null 2>&3 3>&- &\nwait \"$!\"; rb_s=$?\n"
+		 "kill -s TERM -- \"-$!\" 2>/dev/null\n");
+	buf_addf(s, "printf '\\036rb %s end %%s\\n' \"$rb_s\"\n"
+		 "printf '\\036rb %s end\\n' >&3\n", nonce_text, nonce_text);
+}
+
+/*
+ * The script the shell runs for cmd (it holds the command and env).
+ * A simple command (shell_exec_ok()) on a shell that has /proc and its
+ * pid file goes fast: the subshell reads its own pid, leaves it in the
+ * pid file, reports it and becomes the command in a session of its own
+ * (setsid does not fork in a process that leads no group); the shell
+ * then stops what the command left in that group: one fork and two
+ * execs on the host. Anything else runs under INNER_HEAD/INNER_TAIL.
+ * A bash with job control runs script_jobs() instead.
+ */
+static void script(struct buf *s, struct exec_ssh *x, const struct shrun *r,
+		   const struct exec_cmd *cmd)
+{
+	bool fast = x->sh_fast && shell_exec_ok(cmd->command);
+	struct buf nonce_text = BUF_INIT;
+
+	buf_add(&nonce_text, r->mark + 4, r->mlen - 5);
+	if (x->sh_jobs) {
+		script_jobs(s, x, r, cmd, buf_str(&nonce_text));
+		buf_release(&nonce_text);
+		return;
+	}
+	buf_addf(s, "printf '\\036rb %s go\\n'\n", buf_str(&nonce_text));
 	if (fast) {
+		/* the pid before env: a step's IFS must not split it */
+		buf_addf(s, "(read rb_p rb_x </proc/self/stat || exit 125\n"
+			 "printf '%%s\\n' \"$rb_p\" >\"$rb_f\" || exit 125\n"
+			 "printf '\\036rb %s pid %%s\\n' \"$rb_p\"\n"
+			 "unset rb_p rb_x\n", buf_str(&nonce_text));
+		dir_env(s, cmd);
 		buf_adds(s, "set --\nrb_c=");
 		shell_quote(s, cmd->command);
 		buf_adds(s, "\neval \"exec setsid $rb_c\"\n"
@@ -392,14 +540,9 @@ static void script(struct buf *s, const struct exec_ssh *x,
 			 "if read rb_p <\"$rb_f\"; then : >\"$rb_f\"; "
 			 "kill -s TERM -- \"-$rb_p\" 2>/dev/null; fi\n");
 	} else {
-		buf_addf(s, "RB_N=%s RB_C=", buf_str(&nonce_text));
-		shell_quote(s, cmd->command);
-		buf_adds(s, "\nexport RB_N RB_C\nexec setsid /bin/sh -c ");
-		shell_quote(s, shell_exec_ok(cmd->command) ?
-				       INNER_HEAD "exec " INNER_TAIL :
-				       INNER_HEAD INNER_TAIL);
-		buf_adds(s, " runbook-change-");
-		shell_quote(s, id ? id : "none");
+		buf_adds(s, "(");
+		dir_env(s, cmd);
+		inner(s, r, cmd, true);
 		buf_adds(s, ") </dev/null 2>&3 3>&-\nrb_s=$?\n");
 	}
 	buf_addf(s, "printf '\\036rb %s end %%s\\n' \"$rb_s\"\n"

@@ -8,7 +8,11 @@
  * command in a subshell that becomes `setsid /bin/sh -c ...`: its own
  * session and process group, stdin /dev/null, the step's dir and env,
  * the command text in its environment (never on a command line), what
- * it leaves in its group sent SIGTERM when it ends. Its stdout and
+ * it leaves in its group sent SIGTERM when it ends. On a host with
+ * bash 4+, that shell becomes `bash --posix -s` and each command is a
+ * background job with job control on: its own process group without
+ * setsid; a simple command that bash reads as dash does is exec'd by
+ * the job's subshell (RUNBOOK_SSH_NOBASH=1 keeps /bin/sh). Its stdout and
  * stderr are the channel's; the shell frames them with markers that
  * hold a fresh 128-bit random nonce per command:
  *

@@ -14,7 +14,9 @@
 #        vs one `ssh host` running the 100 commands in one remote shell
 #           (the floor)                                     target: <= 1.5
 #        also printed: runbook with one channel per command
-#           (RUNBOOK_SSH_CHANNELS=1, the transport before issue 17)
+#           (RUNBOOK_SSH_CHANNELS=1, the transport before issue 17), and
+#           with /bin/sh as the remote shell where bash would be used
+#           (RUNBOOK_SSH_NOBASH=1, docs/ssh.md)
 #   2. 50 hosts x 5 steps, runbook --forks 50
 #        vs `xargs -P 50` over the hosts, each `ssh host '/bin/true; x5'`
 #                                                           target: <= 1.0
@@ -153,6 +155,7 @@ rb_apply() {	# file [options]
 	"$RUNBOOK" apply -q -t bench --known-hosts "$KNOWN" --notes "$work/notes" "$@" "$f"
 }
 rb_channels() { RUNBOOK_SSH_CHANNELS=1 rb_apply "$@"; }
+rb_nobash() { RUNBOOK_SSH_NOBASH=1 rb_apply "$@"; }
 rb_local() { "$RUNBOOK" apply -q --notes "$work/notes-local" "$work/w4.yml"; }
 
 # timed LABEL CMD...: appends the wall time in microseconds to $work/LABEL.us;
@@ -213,6 +216,7 @@ for ((r = 0; r < RUNS; r++)); do
 	timed w1_cm ssh_cm_loop
 	timed w1_floor ssh_one_shell
 	timed w1_rbch rb_channels "$work/w1.yml"
+	timed w1_rbsh rb_nobash "$work/w1.yml"
 done
 ssh -F "$SSHCFG" "${cm_opts[@]}" -O exit "$H1" 2>/dev/null || true
 cm_pid=
@@ -323,11 +327,13 @@ echo
 echo "1. $N1 steps of /bin/true on one host ($H1)"
 line "runbook apply (1 connection, 1 remote shell)" w1_rb
 line "runbook apply, RUNBOOK_SSH_CHANNELS=1 (1 channel per step)" w1_rbch
+line "runbook apply, RUNBOOK_SSH_NOBASH=1 (/bin/sh as remote shell)" w1_rbsh
 line "ssh ControlMaster: $N1 x 'ssh host /bin/true' (master up first)" w1_cm
 line "one ssh, $N1 x /bin/true in one remote shell (floor)" w1_floor
 ratio "ratio runbook / ControlMaster" w1_rb w1_cm 0.35
 ratio "ratio runbook / one-shell floor" w1_rb w1_floor 1.5
 ratio "ratio runbook, channel per step / one-shell floor" w1_rbch w1_floor -
+ratio "ratio runbook, /bin/sh as remote shell / one-shell floor" w1_rbsh w1_floor -
 echo
 echo "2. $H2 hosts x $N2 steps of /bin/true"
 line "runbook apply --forks $H2" w2_rb

@@ -186,21 +186,26 @@ expect_no_leftovers "after its shell died (sleep 20.$TAG)"
 end
 
 # A simple command (one program and its words, src/quote.c shell_exec_ok)
-# goes the fast way (src/ssh_shell.c script()): the subshell becomes the
-# command in a session of its own, so the command leads its own session.
-# What it leaves behind in that session is stopped when it ends, a hostile
-# IFS in its env does not break the pid it reports, a timeout stops it, and
-# a missing program exits 127. RUNBOOK_SSH_SLOW=1 takes the shell-in-between
-# way for every command: the same contract, but the command is not the
-# session's leader.
+# goes the short way (src/ssh_shell.c script()). On a host with bash (this
+# one) the remote shell is `bash --posix -m` and the command, if bash reads
+# it as dash does (shell_bash_same), is exec'd by a background job's
+# subshell: it leads a process group of its own, not a session. With
+# RUNBOOK_SSH_NOBASH=1 the shell is /bin/sh and the subshell becomes the
+# command through setsid: it leads its own session. RUNBOOK_SSH_SLOW=1 takes
+# the shell-in-between way for every command: the same contract, but the
+# command leads neither. Each way: what the command leaves behind in its
+# group is stopped when it ends, a hostile IFS in its env does not break the
+# pid it reports, a timeout stops it, a missing program exits 127, and a
+# command bash would read otherwise ($RANDOM, an env name bash keeps for
+# itself) runs as /bin/sh runs it.
 cat >"$tmp/bg.sh" <<EOF
 #!/bin/sh
-ps -o pid=,sid= -p \$\$ | awk '{ print (\$1 == \$2) ? "leader" : "member" }' >> "\$1/ids"
+ps -o pid=,pgid=,sid= -p \$\$ | awk '{ print (\$1 == \$3) ? "session" : (\$1 == \$2) ? "group" : "member" }' >> "\$1/ids"
 sleep 30.$TAG >/dev/null 2>&1 &
 echo started
 EOF
 chmod 755 "$tmp/bg.sh"
-for mode in fast slow; do
+for mode in jobs fast slow; do
 	begin "simple-command-$mode"
 	{ hdr e2e-simple; cat <<EOF
 steps:
@@ -217,16 +222,28 @@ steps:
     run: /nonexistent/program.$TAG arg
     expect: { exit: 127 }
     rollback: none
+  - name: read as dash reads it
+    run: /bin/echo "r=\$RANDOM" '\$RANDOM' *.none
+    expect: { stdout: '\Ar= \\\$RANDOM \*\.none\n\z' }
+    rollback: none
+  - name: a name bash keeps
+    run: /usr/bin/env
+    env: { UID: "12345", BASHOPTS: x }
+    expect: { stdout: '(?m)^UID=12345$' }
+    rollback: none
 EOF
 	} >f.yml
-	if [ "$mode" = slow ]; then export RUNBOOK_SSH_SLOW=1; fi
+	case $mode in
+	slow) export RUNBOOK_SSH_SLOW=1 ;;
+	fast) export RUNBOOK_SSH_NOBASH=1 ;;
+	esac
 	rb run apply f.yml "${KH[@]}"
 	expect_rc 0
-	if [ "$mode" = fast ]; then
-		expect_lines ids 'leader|leader' "the command leads its own session"
-	else
-		expect_lines ids 'member|member' "a shell leads the command's session"
-	fi
+	case $mode in
+	jobs) expect_lines ids 'group|group' "the command leads its own group" ;;
+	fast) expect_lines ids 'session|session' "the command leads its own session" ;;
+	slow) expect_lines ids 'member|member' "a shell leads the command's group" ;;
+	esac
 	expect_no_leftovers "after a simple command ended (sleep 30.$TAG)"
 	{ hdr e2e-simple-timeout; cat <<EOF
 steps:
@@ -237,7 +254,7 @@ steps:
 EOF
 	} >g.yml
 	rb run2 apply g.yml "${KH[@]}"
-	unset RUNBOOK_SSH_SLOW
+	unset RUNBOOK_SSH_SLOW RUNBOOK_SSH_NOBASH
 	expect_rc 1
 	has -i run2.err 'timed out|timeout' "that the step timed out"
 	expect_no_leftovers "after a simple command timed out (sleep 40.$TAG)"

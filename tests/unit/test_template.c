@@ -643,6 +643,66 @@ static void test_shell_exec_ok(void **state)
 	rmdir(dir);
 }
 
+/*
+ * shell_bash_same(): where it says yes, `bash --posix` runs the command
+ * exactly as dash does; some of its noes really differ.
+ */
+static void test_shell_bash_same(void **state)
+{
+	static const struct { const char *cmd; int same; } cases[] = {
+		/* same: 1, refused: 0, refused and differs: -1 */
+		{ "/bin/echo a 'b c'", 1 }, { "/bin/echo *", 1 },
+		{ "/bin/echo ?1 'x$y' \"q\"", 1 }, { "/bin/echo a\\ b", 1 },
+		{ "/bin/echo \"a\\$b\" 'it''s'", 1 },
+		{ "/bin/echo x 2>&1 >/dev/null", 1 },
+		{ "/usr/bin/printf '%s,' 'a b' c\\\"d", 1 },
+		{ "/bin/echo '~' \"~\" 'é'", 0 }, { "/bin/echo a~b", 0 },
+		{ "/bin/echo [ab]1", 0 }, { "/bin/echo x >&out", 0 },
+		{ "/bin/echo 'open", 0 }, { "echo $HOME", 0 },
+		{ "/bin/echo $RANDOM", -1 }, { "/bin/echo \"$BASHPID\"", -1 },
+		{ "/bin/echo $'a\\tb'", -1 }, { "/bin/echo $BASH_VERSION", -1 },
+		{ "/bin/cat <<<here", -1 }, { "/bin/echo ~", 0 },
+	};
+	char dir[] = "/tmp/rb-bash-XXXXXX", path[64];
+	struct stat st;
+
+	(void)state;
+	if (stat("/bin/bash", &st) != 0)
+		skip();
+	assert_non_null(mkdtemp(dir));
+	for (const char *f = "a1\0b2\0"; *f; f += strlen(f) + 1) {
+		snprintf(path, sizeof(path), "%s/%s", dir, f);
+		fclose(fopen(path, "w"));
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf e = BUF_INIT;
+		char *a, *b;
+
+		if (shell_bash_same(cases[i].cmd) != (cases[i].same == 1))
+			fail_msg("shell_bash_same(\"%s\") is %d", cases[i].cmd,
+				 cases[i].same != 1);
+		if (!cases[i].same)
+			continue;
+		/* as the remote shell runs it (src/ssh_shell.c) */
+		buf_adds(&e, "set -o posix; rb_c=");
+		shell_quote_always(&e, cases[i].cmd);
+		buf_adds(&e, "; eval \"exec $rb_c\"");
+		a = run_shell("/bin/sh", cases[i].cmd, dir);
+		b = run_shell("/bin/bash", buf_str(&e), dir);
+		if ((strcmp(a, b) == 0) != (cases[i].same == 1))
+			fail_msg("[%s]: dash printed [%s], bash [%s]",
+				 cases[i].cmd, a, b);
+		free(a);
+		free(b);
+		buf_release(&e);
+	}
+	for (const char *f = "a1\0b2\0out\0"; *f; f += strlen(f) + 1) {
+		snprintf(path, sizeof(path), "%s/%s", dir, f);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -660,6 +720,7 @@ int main(void)
 		cmocka_unit_test(test_scan_lists_names_and_offsets),
 		cmocka_unit_test(test_shell_quote_bare_when_safe),
 		cmocka_unit_test(test_shell_exec_ok),
+		cmocka_unit_test(test_shell_bash_same),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
