@@ -3,7 +3,8 @@
  * /dev/null, stdout and stderr on two pipes read by one poll() loop.
  *
  * A simple command that runs a program is exec'd by the shell, not
- * forked (shell_exec_ok()).
+ * forked (shell_exec_ok()); one of plain words is spawned without the
+ * shell (plain_args()).
  *
  * Invariants: the child is started with posix_spawn() (no copy of our
  * address space), its group, signals, mask and fds set before exec; the
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -55,14 +57,15 @@ static void build_env(struct strvec *env, char *const *extra,
 }
 
 /*
- * Starts /bin/sh as its own process group leader, default signals, an
+ * Starts path (/bin/sh, or the program of a plain command) as its own
+ * process group leader, default signals, an
  * empty mask, stdin /dev/null. posix_spawn() (clone with CLONE_VFORK in
  * glibc) does not copy our page tables as fork() would: with libgit2,
  * libssh2 and their crypto mapped, that copy was most of a step's cost.
  * Returns 0, or an errno (exec or chdir failed: nothing ran).
  */
-static int spawn(pid_t *pid, const struct exec_cmd *cmd, char **argv,
-		 char **envp, int out_w, int err_w, int devnull)
+static int spawn(pid_t *pid, const char *path, const struct exec_cmd *cmd,
+		 char **argv, char **envp, int out_w, int err_w, int devnull)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -83,7 +86,7 @@ static int spawn(pid_t *pid, const struct exec_cmd *cmd, char **argv,
 	posix_spawn_file_actions_adddup2(&fa, err_w, 2);
 	if (cmd->dir)
 		posix_spawn_file_actions_addchdir_np(&fa, cmd->dir);
-	rc = posix_spawn(pid, "/bin/sh", &fa, &at, argv, envp);
+	rc = posix_spawn(pid, path, &fa, &at, argv, envp);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
 	return rc;
@@ -173,6 +176,68 @@ static void pump(struct pipes *p, struct pollfd *pfd, const struct exec_sink *si
 			p->fd[i] = -1;
 		}
 	}
+}
+
+/* dash's PATH when the command's environment has none */
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/*
+ * A plain command: one program and its words, each of
+ * [A-Za-z0-9_@%+:,./=-], blanks between (shell_exec_ok() for the first):
+ * sh would only split it at the blanks and exec the program. Then
+ * *path is the program, found as sh finds it (a word with a slash as
+ * it is, else the first regular executable file in the command's own
+ * PATH), and argv its words. False, and the shell runs the command as
+ * ever, for anything else, a PATH entry that is empty or relative, or
+ * a program not found (sh then says so in its own words). Not used with
+ * a step's dir: there sh would also set PWD.
+ */
+static bool plain_args(struct strvec *argv, struct buf *path,
+		       const char *command, char *const *envp)
+{
+	static const char word[] =
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		"0123456789_@%+:,./=-";
+	const char *p = command, *dirs = DEFAULT_PATH;
+
+	if (!shell_exec_ok(command))
+		return false;
+	for (const char *c = command; *c; c++)
+		if (!strchr(word, *c) && !strchr(" \t\n", *c))
+			return false;
+	while (*(p += strspn(p, " \t\n"))) {
+		size_t n = strspn(p, word);
+
+		strvec_push_owned(argv, xstrndup(p, n));
+		p += n;
+	}
+	if (!argv->n)
+		return false;
+	if (strchr(argv->v[0], '/')) {
+		buf_adds(path, argv->v[0]);
+		return true;
+	}
+	for (char *const *e = envp; e && *e; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			dirs = *e + 5;
+	for (const char *d = dirs;; d++) {
+		size_t n = strcspn(d, ":");
+		struct stat st;
+
+		if (*d != '/' || memchr(d, '%', n))
+			break;	/* relative, empty or dash's %func: sh */
+		buf_reset(path);
+		buf_add(path, d, n);
+		buf_addf(path, "/%s", argv->v[0]);
+		if (stat(buf_str(path), &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(buf_str(path), X_OK) == 0)
+			return true;
+		d += n;
+		if (!*d)
+			break;
+	}
+	buf_reset(path);
+	return false;
 }
 
 /*
@@ -360,7 +425,8 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 		     const struct exec_sink *sink, struct exec_result *out,
 		     struct rb_error *err)
 {
-	struct strvec argv = STRVEC_INIT, envp = STRVEC_INIT;
+	struct strvec argv = STRVEC_INIT, envp = STRVEC_INIT, plain = STRVEC_INIT;
+	struct buf path = BUF_INIT;
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	int devnull = -1, ret = -1, child_errno = 0;
 	struct child c = { .pidfd = -1, .p = { { -1, -1 } }, .end = EXEC_EXITED };
@@ -377,8 +443,19 @@ static int local_run(struct exec *ex, const struct exec_cmd *cmd,
 			       "cannot start a command: pipes");
 		goto out;
 	}
-	child_errno = spawn(&c.pid, cmd, argv.v, envp.v, outp[1], errp[1],
-			    devnull);
+	/* a plain command runs without the shell (RUNBOOK_COMMAND is last) */
+	child_errno = -1;
+	if (!cmd->dir && plain_args(&plain, &path, cmd->command, envp.v)) {
+		char *text = envp.v[envp.n - 1];
+
+		envp.v[envp.n - 1] = NULL;
+		child_errno = spawn(&c.pid, buf_str(&path), cmd, plain.v,
+				    envp.v, outp[1], errp[1], devnull);
+		envp.v[envp.n - 1] = text;
+	}
+	if (child_errno)	/* not plain, or it did not start: the shell */
+		child_errno = spawn(&c.pid, "/bin/sh", cmd, argv.v, envp.v,
+				    outp[1], errp[1], devnull);
 	if (child_errno) {
 		errno = child_errno;
 		rb_error_errno(err, RB_ERR_FAILED,
@@ -416,6 +493,10 @@ out:
 		if (fds[i] >= 0)
 			close(fds[i]);
 	strvec_release(&argv);
+	for (size_t i = 0; i < plain.n; i++)	/* rendered: may hold secrets */
+		explicit_bzero(plain.v[i], strlen(plain.v[i]));
+	strvec_release(&plain);
+	buf_release(&path);
 	for (size_t i = 0; i < envp.n; i++)	/* secrets: env values, the command */
 		explicit_bzero(envp.v[i], strlen(envp.v[i]));
 	strvec_release(&envp);

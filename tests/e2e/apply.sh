@@ -1134,4 +1134,40 @@ check [ -n "$c_pid" ] && [ "$c_pid" != "$c_pgid" ] ||
 check grep -q '^builtin-ok sh$' ids || bad "expected the builtin echo from the shell: $(grep builtin ids)"
 end
 
+# A plain command (a program and plain words, no dir) is spawned without
+# the shell: the program is found on the step's own PATH as sh finds it
+# (a non-executable file earlier on the PATH is passed over), its words
+# are passed as sh would split them; a program not found goes to sh, which
+# says so. strace, where it is installed, shows /bin/sh exec'd once: for
+# the program not found.
+begin plain-command-without-shell
+mkdir -p bin1 bin2
+printf 'echo not this one\n' >bin1/hello
+printf '#!/bin/sh\necho "hello $*"\nexit 3\n' >bin2/hello
+chmod 644 bin1/hello
+chmod 755 bin2/hello
+{ hdr e2e-plain; cat <<EOF
+steps:
+  - name: plain
+    run: hello a=b --x=1,2 %s @h:d/e
+    env: { PATH: "$PWD/bin1:$PWD/bin2:/usr/bin:/bin" }
+    expect: { exit: 3, stdout: '\Ahello a=b --x=1,2 %s @h:d/e\n\z' }
+    rollback: none
+  - name: not found
+    run: nosuchprogram-$$ arg
+    env: { PATH: "$PWD/bin1:/usr/bin:/bin" }
+    expect: { exit: 127, stderr: 'not found' }
+    rollback: none
+EOF
+} >f.yml
+rb run apply f.yml
+expect_rc 0
+if command -v strace >/dev/null 2>&1; then
+	strace -f -qq -e trace=execve -o trace.txt "$RUNBOOK" apply f.yml >st.out 2>&1
+	n=$(grep -c 'execve("/bin/sh"' trace.txt)
+	check [ "$n" = 1 ] || bad "expected /bin/sh exec'd once (the program not found), found $n: $(grep execve trace.txt | cut -c1-120)"
+	check grep -q "execve(\"$PWD/bin2/hello\"" trace.txt || bad "bin2/hello was not exec'd by its path"
+fi
+end
+
 finish
