@@ -62,6 +62,9 @@
  * group of its own whose leader is the subshell; the subshell reports
  * $BASHPID, enters DIR (if not empty), exports the env and execs the
  * command; bash waits for it, then stops what it left in its group.
+ * With job control bash's wait also returns when the job is stopped
+ * (SIGSTOP, SIGTSTP): the status is then 128+signal, and SIGCONT after
+ * the SIGTERM lets what was stopped take it.
  */
 #define JOBS_RUN \
 	"rb_run() {\nset -m\nprintf '\\036rb %s go\\n' \"$1\"\n" \
@@ -69,7 +72,8 @@
 	"[ -z \"$2\" ] || cd -- \"$2\" || exit 126\n" \
 	"rb_c=$3; shift 3\nfor rb_e; do export \"$rb_e\"; done\n" \
 	"set --\neval \"exec $rb_c\") </dev/null 2>&3 3>&- &\n" \
-	"wait \"$!\"; rb_s=$?\nkill -s TERM -- \"-$!\" 2>/dev/null\n" \
+	"wait \"$!\"; rb_s=$?\nkill -s TERM -- \"-$!\" 2>/dev/null && " \
+	"kill -s CONT -- \"-$!\" 2>/dev/null\n" \
 	"printf '\\036rb %s end %s\\n' \"$1\" \"$rb_s\"\n" \
 	"printf '\\036rb %s end\\n' \"$1\" >&3\n}\n"
 
@@ -498,7 +502,8 @@ static void script_jobs(struct buf *s, struct exec_ssh *x,
 		buf_release(&in);
 	}
 	buf_adds(s, ") </dev/null 2>&3 3>&- &\nwait \"$!\"; rb_s=$?\n"
-		 "kill -s TERM -- \"-$!\" 2>/dev/null\n");
+		 "kill -s TERM -- \"-$!\" 2>/dev/null && "
+		 "kill -s CONT -- \"-$!\" 2>/dev/null\n");
 	buf_addf(s, "printf '\\036rb %s end %%s\\n' \"$rb_s\"\n"
 		 "printf '\\036rb %s end\\n' >&3\n", nonce_text, nonce_text);
 }

@@ -261,4 +261,30 @@ EOF
 	end
 done
 
+# Under bash's job control, wait returns when the job stops: a command that
+# stops itself ends its step with 128+SIGSTOP at once, and what it left in
+# its group, stopped or not, is gone (SIGTERM, then SIGCONT).
+begin stopped-command-bash
+printf '#!/bin/sh\nsleep 31.%s &\nkill -s STOP $$\n' "$TAG" >"$tmp/stop.sh"
+chmod 755 "$tmp/stop.sh"
+{ hdr e2e-stopped; cat <<EOF
+steps:
+  - name: stops itself
+    run: $tmp/stop.sh
+    timeout: 20s
+    expect: { exit: 147 }
+    rollback: none
+  - name: next
+    run: /bin/echo next
+    expect: { stdout: next }
+    rollback: none
+EOF
+} >f.yml
+rb run apply f.yml "${KH[@]}"
+expect_rc 0
+check [ "${MS:-0}" -lt 15000 ] || bad "the step waited for its timeout (${MS} ms)"
+expect_no_leftovers "after a command stopped itself (sleep 31.$TAG)"
+check [ -z "$(pgrep -f "$tmp/stop.sh" 2>/dev/null)" ] || bad "the stopped shell is left"
+end
+
 finish
