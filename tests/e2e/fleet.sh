@@ -196,6 +196,42 @@ check [ "$(hosts_in "$D/undone")" = "127.0.0.2" ] || bad "expected .2 undone, fo
 mv rb.yml.gone rb.yml
 end
 
+begin pause-between-batches
+# a canary, then the rest after a 2 s pause: plan says it, apply waits and
+# says so, a terminal shows the countdown, and SIGINT during the pause
+# rolls back the canary while the second batch never starts
+write_fleet '[1, 100%]' false
+sed -i 's/^    serial: .*/&\n    pause: 2s/' inventory.yml
+rb plan plan rb.yml -t production --limit '127.0.0.[23]*'
+expect_rc 0 "plan"
+has plan.out 'pause: +2s between batches' "plan shows the pause"
+t0=$(date +%s%N)
+rb run apply rb.yml -t production --limit '127.0.0.[23]*' "${KH[@]}"
+t1=$(date +%s%N)
+expect_rc 0 "apply with a pause"
+has run.err 'pause: 2s before batch 2 of 2' "the pause announced"
+check [ $(((t1 - t0) / 1000000)) -ge 2000 ] || bad "the apply took $(((t1 - t0) / 1000000)) ms, less than the pause"
+check [ "$(hosts_in "$D/ran")" = "127.0.0.2 127.0.0.3" ] || bad "expected .2 and .3 to run, found: $(hosts_in "$D/ran")"
+rm -f "$D/ran" "$D/undone"
+cmd=$(printf '%q ' "$RUNBOOK" apply rb.yml -t production --limit '127.0.0.[23]*' "${KH[@]}")
+rb_cmd tty env TERM=xterm script -qec "$cmd" /dev/null </dev/null
+expect_rc 0 "apply on a terminal"
+has tty.out 'batch 2 of 2 starts in [12]s' "the countdown on the terminal"
+rm -f "$D/ran" "$D/undone"
+sed -i 's/^    pause: 2s/    pause: 30s/' inventory.yml
+start_bg int apply rb.yml -t production --limit '127.0.0.[23]*' "${KH[@]}"
+for _ in $(seq 1 $((100 * SLOW))); do
+	grep -q 'pause: 30s before batch 2' "$D/int.err" 2>/dev/null && break
+	sleep 0.1
+done
+kill -INT "$BGPID"
+wait_bg "$BGPID" $((10 * SLOW)) || bad "runbook still ran 10 s after SIGINT"
+expect_rc 130 "SIGINT during the pause"
+has int.err 'interrupted by a signal during the pause before batch 2 of 2' "the pause named"
+check [ "$(hosts_in "$D/ran")" = "127.0.0.2" ] || bad "expected only the canary to run, found: $(hosts_in "$D/ran")"
+check [ "$(hosts_in "$D/undone")" = "127.0.0.2" ] || bad "expected the canary rolled back, found: $(hosts_in "$D/undone")"
+end
+
 begin inventory-problems-located
 write_fleet '[1, 0]' maybe
 rb val validate rb.yml
