@@ -132,6 +132,19 @@ d=$((a > b ? a - b : b - a))
 check [ "$d" -lt 300 ] || bad "expected .2 and .3 (one wave) undone together, found $d ms apart"
 end
 
+begin capture-over-host-var
+# a capture wins over a host var of the same name, --var over the capture
+write_fleet 100% false
+sed -i 's/^steps:$/preflight:\n  - name: read weight\n    run: echo weight=99\n    capture: { weight: '"'"'weight=(\\d+)'"'"' }\nsteps:/' rb.yml
+rb run apply rb.yml -t production --limit '127.0.0.[67]*' "${KH[@]}"
+expect_rc 0 "apply"
+check grep -qx "127.0.0.7:$P 99 big" "$D/ran" || bad "expected the capture over the host var: $(paste -sd'|' - <"$D/ran")"
+rm -f "$D/ran"
+rb run2 apply rb.yml -t production --limit '127.0.0.7*' -e weight=7 "${KH[@]}"
+expect_rc 0 "apply -e"
+check grep -qx "127.0.0.7:$P 7 big" "$D/ran" || bad "expected --var over the capture: $(paste -sd'|' - <"$D/ran")"
+end
+
 begin serial-override
 write_fleet 1 false
 rb plan plan rb.yml -t production --serial 2,100%
