@@ -82,6 +82,32 @@ else
 	fi
 fi
 
+# runbooks in folders of their own with an inventory beside (docs/fleets.md)
+nested=()
+for f in runbooks/*/*.yml; do
+	[ "$(basename "$f")" = inventory.yml ] || nested+=("$f")
+done
+if [ "${#nested[@]}" -eq 0 ]; then
+	not_ok "runbooks/*/" "no runbook in a folder of runbooks/"
+else
+	run_clean validate "${nested[@]}"
+	if [ "$RC" -eq 0 ] && [ ! -s "$err" ] &&
+	   [ "$(grep -c ': ok (' "$out")" -eq "${#nested[@]}" ]; then
+		ok "runbooks/*/*.yml validate with their inventories (${#nested[@]} files)"
+	else
+		not_ok "runbooks/*/*.yml" "exit $RC, expected 0 and one ok line per file"
+		show "$err" 10
+	fi
+fi
+run_clean plan runbooks/fleet/nginx-tuning.yml -t production
+if [ "$RC" -eq 0 ] && grep -q '6 hosts in 3 batches' "$out" &&
+   grep -q 'max_fail: 1 ' "$out"; then
+	ok "docs/fleets.md's example plans six hosts in a canary and two waves"
+else
+	not_ok "plan runbooks/fleet/nginx-tuning.yml" "exit $RC, expected 6 hosts in 3 batches and max_fail 1"
+	show "$out" 10
+fi
+
 valid=(tests/data/valid/*.yml)
 [ "${#valid[@]}" -gt 0 ] || not_ok "valid" "no tests/data/valid/*.yml"
 for f in "${valid[@]}"; do
