@@ -718,21 +718,27 @@ bool ssh_link_free_channel(struct exec_ssh *x, LIBSSH2_CHANNEL *ch, unsigned ms)
 
 /*
  * Runs a short command on its own channel, up to ms. Returns its exit
- * status, or -1 if it could not run or did not finish in time.
+ * status, or -1 if it could not run or did not finish in time. The
+ * login shell only execs /bin/sh with it: a bash login shell would run
+ * it with the functions the environment exports (BASH_FUNC_kill%%...).
  */
 static int side_command(struct exec_ssh *x, const char *command, unsigned ms)
 {
 	bool done = false;
 	LIBSSH2_CHANNEL *ch;
 	unsigned long long end = sys_now_ms() + ms;
+	struct buf line = BUF_INIT;
 	char sink[256];
 	int rc;
 
 	if (!(ch = ssh_link_channel(x, -1, ms)))
 		return -1;
-	while ((rc = libssh2_channel_exec(ch, command)) == LIBSSH2_ERROR_EAGAIN &&
-	       sys_now_ms() < end)
+	buf_adds(&line, "exec /bin/sh -c ");
+	shell_quote_always(&line, command);
+	while ((rc = libssh2_channel_exec(ch, buf_str(&line))) ==
+	       LIBSSH2_ERROR_EAGAIN && sys_now_ms() < end)
 		ssh_link_wait(x, -1, 50);
+	buf_release(&line);
 	while (rc == 0 && sys_now_ms() < end) {
 		ssize_t n = libssh2_channel_read(ch, sink, sizeof(sink));
 

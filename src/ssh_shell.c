@@ -77,6 +77,15 @@
 	"printf '\\036rb %s end %s\\n' \"$1\" \"$rb_s\"\n" \
 	"printf '\\036rb %s end\\n' \"$1\" >&3\n}\n"
 
+/*
+ * bash imports functions from the environment (BASH_FUNC_name%%), even
+ * in posix mode: the regular builtins the scripts use must be the
+ * builtins. Special builtins (unset, export, eval, exec, set, shift)
+ * come before functions in posix mode. Sent once, with JOBS_RUN, and
+ * first thing to /bin/sh too, which is bash on some systems.
+ */
+#define JOBS_PREAMBLE "unset -f printf kill wait cd read command [ 2>/dev/null\n"
+
 /* One stream of the shell's channel, and where its framing stands. */
 struct stream {
 	struct buf acc;		/* not yet passed on: a marker may start here */
@@ -330,7 +339,7 @@ static int open_shell(struct exec_ssh *x, const struct exec_cmd *cmd)
 	 * command, on ext4 each truncation of it starts a writeback
 	 * (auto_da_alloc), ~0.5 ms a step on a disk /tmp.
 	 */
-	buf_addf(&hello, "exec 3>&2 2>/dev/null\n"
+	buf_addf(&hello, "exec 3>&2 2>/dev/null\n" JOBS_PREAMBLE
 		 "if ! command -v setsid >/dev/null 2>&1; then "
 		 "printf '%%s none\\n' '%s'; exit 0\n", mark);
 	/*
@@ -470,10 +479,10 @@ static void script_jobs(struct buf *s, struct exec_ssh *x,
 			const struct shrun *r, const struct exec_cmd *cmd,
 			const char *nonce_text)
 {
+	if (!x->sh_defined)
+		buf_adds(s, JOBS_PREAMBLE JOBS_RUN);
+	x->sh_defined = true;
 	if (shell_bash_same(cmd->command) && bash_env_ok(cmd->env)) {
-		if (!x->sh_defined)
-			buf_adds(s, JOBS_RUN);
-		x->sh_defined = true;
 		buf_addf(s, "rb_run %s ", nonce_text);
 		shell_quote_always(s, cmd->dir ? cmd->dir : "");
 		buf_addc(s, ' ');

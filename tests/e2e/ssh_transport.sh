@@ -27,6 +27,12 @@ stop_daemons() {
 	for p in $(leftovers); do kill -KILL "$p" 2>/dev/null; done
 }
 on_cleanup stop_daemons
+# Every session gets functions named like the builtins the remote shell's
+# scripts use: bash imports exported functions even in posix mode, and
+# every check below must pass with them there (src/ssh_shell.c
+# JOBS_PREAMBLE). dash imports none.
+# shellcheck disable=SC2034 # read by sshd_write_config (lib/sshd.sh)
+SSHD_SETENV='SHLVL=1 "BASH_FUNC_printf%%=() { echo hijacked; }" "BASH_FUNC_wait%%=() { return 0; }" "BASH_FUNC_kill%%=() { return 0; }" "BASH_FUNC_cd%%=() { return 0; }"'
 if ! sshd_start "$tmp/sshd" >"$tmp/sshd-start.log" 2>&1; then
 	setup_failed "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
 fi
@@ -264,6 +270,16 @@ done
 # Under bash's job control, wait returns when the job stops: a command that
 # stops itself ends its step with 128+SIGSTOP at once, and what it left in
 # its group, stopped or not, is gone (SIGTERM, then SIGCONT).
+# The hostile functions above do reach a session's login shell (so the
+# checks above ran with them): ssh's own session sees kill as a function.
+begin imported-functions-present
+ssh -p "$SSHD_PORT" -i "$SSH_KEY" -o UserKnownHostsFile="$SSH_KNOWN" \
+	-o BatchMode=yes -o ControlPath=none "$SSH_USER@127.0.0.1" \
+	'type kill' >"$D/type.out" 2>&1
+check grep -q 'kill is a function' "$D/type.out" ||
+	bad "the login shell's kill is not the hostile function: $(head -c 200 "$D/type.out")"
+end
+
 begin stopped-command-bash
 printf '#!/bin/sh\nsleep 31.%s &\nkill -s STOP $$\n' "$TAG" >"$tmp/stop.sh"
 chmod 755 "$tmp/stop.sh"
