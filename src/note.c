@@ -949,6 +949,19 @@ static void parse_step(struct reader *r, const struct ynode *n,
 	}
 }
 
+/* What the record's events are (change.c, notify.c). */
+static bool event_kind_ok(const char *kind)
+{
+	static const char *const kinds[] = {
+		"step", "attempt", "rollback", "notify", NULL,
+	};
+
+	for (const char *const *k = kinds; *k; k++)
+		if (strcmp(kind, *k) == 0)
+			return true;
+	return false;
+}
+
 static void parse_event(struct reader *r, const struct ynode *e,
 			struct change_rec *c)
 {
@@ -957,6 +970,17 @@ static void parse_event(struct reader *r, const struct ynode *e,
 
 	if (!kind)
 		return;
+	if (!event_kind_ok(kind)) {
+		const struct ynode *v = ynode_get(e, "event");
+
+		if (!r->bad)
+			rb_error_set(r->err, RB_ERR_INVALID,
+				     "%s:%u:%u: 'event' expected step, attempt, rollback or notify, found \"%.*s\"; the note is not used (nothing was run), fix it in the notes branch",
+				     r->what, v->pos.line + 1, v->pos.col,
+				     (int)strcspn(kind, "\n\r\t\033"), kind);
+		r->bad = true;
+		return;
+	}
 	ev = change_add_event(c, kind, str(r, e, "host"),
 			      (enum phase)phase_of(str(r, e, "phase"),
 						   PHASE_STEPS),

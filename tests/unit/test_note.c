@@ -697,6 +697,9 @@ static void test_note_wrong_types_refused(void **state)
 		"steps: {a: b}\n",
 		"events: [[x]]\n",
 		"events: [{event: {a: b}}]\n",
+		/* fuzzing: a multi-line kind was written back unquoted */
+		"events: [{event: \"att\\n\\nempt\", host: h}]\n",
+		"events: [{event: steps}]\n",
 	};
 	static const char *id = "20240102T030405Z-x-00000000";
 
