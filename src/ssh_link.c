@@ -563,6 +563,14 @@ static ssize_t sock_recv(libssh2_socket_t fd, void *data, size_t len,
 		n = recv(fd, data, len, flags);
 	while (n < 0 && errno == EINTR);
 	if (n > 0) {
+		int one = 1;
+
+		/*
+		 * sshd leaves Nagle on for sessions without a tty: its next
+		 * small packet waits for our ACK of the last one, which
+		 * Linux would delay up to 40 ms. ACK now, every read.
+		 */
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 		x->last_rx = sys_now_ms();
 		return n;
 	}
