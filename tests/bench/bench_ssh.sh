@@ -13,6 +13,9 @@
 #           the clock starts                                target: <= 0.35
 #        vs one `ssh host` running the 100 commands in one remote shell
 #           (the floor)                                     target: <= 1.5
+#        and the same with 1 step, for what a connection costs and what
+#           each further step adds: (T100 - T1) / 99, for runbook, the
+#           floor and Ansible
 #        also printed: runbook with one channel per command
 #           (RUNBOOK_SSH_CHANNELS=1, the transport before issue 17), and
 #           with /bin/sh as the remote shell where bash would be used
@@ -32,7 +35,8 @@
 #   4. 100 local steps of /bin/true vs `sh -c /bin/true` x 100
 #                                                           target: <= 1.15
 #   5. ansible-playbook (Debian's ansible-core) on workloads 1, 2 and 4, only
-#      if installed: per-step ratio                        target: >= 100x
+#      if installed: ratio of whole runs, and of what each step adds on
+#      one host (1 task against 100)                       target: >= 100x
 #
 # The machine's load moves every figure: compare figures of one run, and
 # look at the load average printed with them.
@@ -128,6 +132,7 @@ write_runbook() {
 	"$RUNBOOK" validate -q "$1"
 }
 write_runbook "$work/w1.yml" 1 "$N1"
+write_runbook "$work/w1one.yml" 1 1
 write_runbook "$work/w2.yml" "$H2" "$N2"
 write_runbook "$work/w3.yml" "$H3" "$N3"
 write_runbook "$work/w4.yml" 0 "$N4"
@@ -191,6 +196,11 @@ ratio() {	# text a b target(or -) [>=]
 		else if (ge != "") printf "   %-64s %6.1f (target >= %s) %s\n", t, r, lim, (r >= lim + 0) ? "PASS" : "MISS"
 		else printf "   %-64s %6.2f (target <= %s) %s\n", t, r, lim, (r <= lim + 0) ? "PASS" : "MISS" }'
 }
+# what each step adds, in ms: (median of LABEL100 - median of LABEL1) / (N1 - 1)
+per_step() {
+	awk -v a="$(med "$1")" -v b="$(med "$2")" -v n="$N1" 'BEGIN { printf "%.3f", (a - b) / (n - 1) / 1000 }'
+}
+step_line() { printf '   %-64s %9.3f ms\n' "$1" "$(per_step "$2" "$3")"; }
 line() { printf '   %-64s %s\n' "$1" "$(stat "$2")"; }
 have() { [ -s "$work/$1.us" ]; }
 
@@ -209,6 +219,7 @@ ssh_cm_loop() {
 }
 script1=$(for ((i = 0; i < N1; i++)); do echo /bin/true; done)
 ssh_one_shell() { ssh -F "$SSHCFG" "$H1" "$script1"; }
+ssh_one() { ssh -F "$SSHCFG" "$H1" /bin/true; }
 
 rb_apply "$work/w1.yml" >/dev/null 2>&1 || true	# warm-up (page cache, notes repo)
 for ((r = 0; r < RUNS; r++)); do
@@ -217,6 +228,8 @@ for ((r = 0; r < RUNS; r++)); do
 	timed w1_floor ssh_one_shell
 	timed w1_rbch rb_channels "$work/w1.yml"
 	timed w1_rbsh rb_nobash "$work/w1.yml"
+	timed w1one_rb rb_apply "$work/w1one.yml"
+	timed w1one_floor ssh_one
 done
 ssh -F "$SSHCFG" "${cm_opts[@]}" -O exit "$H1" 2>/dev/null || true
 cm_pid=
@@ -293,6 +306,7 @@ INV
 	inv "$H2" >"$ad/inv2"
 	printf 'localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n' >"$ad/invl"
 	play "$N1" >"$ad/play1.yml"
+	play 1 >"$ad/play1one.yml"
 	play "$N2" >"$ad/play2.yml"
 	play "$N4" localhost >"$ad/playl.yml"
 	# Ansible's usual connection reuse (ControlPersist), with a fresh control
@@ -314,6 +328,7 @@ INV
 	}
 	for ((r = 0; r < ANSIBLE_RUNS; r++)); do
 		timed a1 ansible_run "$ad/inv1" "$ad/play1.yml"
+		timed a1one ansible_run "$ad/inv1" "$ad/play1one.yml"
 		timed a2 ansible_run "$ad/inv2" "$ad/play2.yml"
 		timed a4 ansible_run "$ad/invl" "$ad/playl.yml"
 	done
@@ -330,6 +345,10 @@ line "runbook apply, RUNBOOK_SSH_CHANNELS=1 (1 channel per step)" w1_rbch
 line "runbook apply, RUNBOOK_SSH_NOBASH=1 (/bin/sh as remote shell)" w1_rbsh
 line "ssh ControlMaster: $N1 x 'ssh host /bin/true' (master up first)" w1_cm
 line "one ssh, $N1 x /bin/true in one remote shell (floor)" w1_floor
+line "runbook apply, 1 step (connection, shell, step, note)" w1one_rb
+line "one ssh running /bin/true once" w1one_floor
+step_line "each further step, runbook: (100 steps - 1 step) / $((N1 - 1))" w1_rb w1one_rb
+step_line "each further step, one-shell floor" w1_floor w1one_floor
 ratio "ratio runbook / ControlMaster" w1_rb w1_cm 0.35
 ratio "ratio runbook / one-shell floor" w1_rb w1_floor 1.5
 ratio "ratio runbook, channel per step / one-shell floor" w1_rbch w1_floor -
@@ -362,9 +381,14 @@ echo
 if $have_ansible; then
 	echo "5. ansible-playbook $(ansible-playbook --version 2>/dev/null | sed -n '1s/[^0-9]*\([0-9][0-9.]*\).*/\1/p') (pipelining, ControlPersist, forks $H2), $ANSIBLE_RUNS run(s)"
 	line "ansible-playbook: $N1 tasks on 1 host" a1
+	line "ansible-playbook: 1 task on 1 host" a1one
+	step_line "each further task, ansible: (100 tasks - 1 task) / $((N1 - 1))" a1 a1one
 	line "ansible-playbook: $H2 hosts x $N2 tasks" a2
 	line "ansible-playbook: $N4 local tasks" a4
 	ratio "ansible / runbook, $N1 steps on 1 host (x faster)" a1 w1_rb 100 ge
+	awk -v a="$(per_step a1 a1one)" -v r="$(per_step w1_rb w1one_rb)" -v t="ansible / runbook, each further step on 1 host (x faster)" 'BEGIN {
+		if (r > 0) x = a / r; else x = 0
+		printf "   %-64s %6.1f (target >= 100) %s\n", t, x, (x >= 100) ? "PASS" : "MISS" }'
 	ratio "ansible / runbook, $H2 hosts x $N2 (x faster)" a2 w2_rb 100 ge
 	ratio "ansible / runbook, $N4 local steps (x faster)" a4 w4_rb 100 ge
 else
