@@ -27,8 +27,10 @@
 #include "note.h"
 #include "store.h"
 
+#include "scratch.h"
+
 struct fx {
-	char dir[64];
+	char dir[SCRATCH_MAX];
 	struct store *st;
 };
 
@@ -39,7 +41,7 @@ static int setup(void **state)
 	struct buf path = BUF_INIT;
 
 	assert_non_null(f);
-	assert_non_null(mkdtemp(strcpy(f->dir, "/tmp/rbhistXXXXXX")));
+	assert_int_equal(scratch_make(f->dir, "test_history"), 0);
 	buf_addf(&path, "%s/notes.git", f->dir);
 	assert_int_equal(store_open(buf_str(&path), NULL, true, &f->st, &err), 0);
 	buf_release(&path);
@@ -50,11 +52,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
 	store_free(f->st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(scratch_remove(f->dir), 0);
 	free(f);
 	return 0;
 }

@@ -21,19 +21,18 @@
 #include "error.h"
 #include "lock.h"
 
+#include "scratch.h"
+
 struct fixture {
-	char dir[64];
+	char dir[SCRATCH_MAX];
 	char host[256];
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
 
-	snprintf(f->dir, sizeof(f->dir), "%s/test_lock.XXXXXX",
-		 tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-	if (!mkdtemp(f->dir)) {
+	if (scratch_make(f->dir, "test_lock") < 0) {
 		free(f);
 		return -1;
 	}
@@ -46,19 +45,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	struct buf p = BUF_INIT;
-	static const char *const targets[] = { "web", "db" };
 
-	for (size_t i = 0; i < sizeof(targets) / sizeof(*targets); i++) {
-		buf_reset(&p);
-		buf_addf(&p, "%s/locks/%s.lock", f->dir, targets[i]);
-		unlink(buf_str(&p));
-	}
-	buf_reset(&p);
-	buf_addf(&p, "%s/locks", f->dir);
-	rmdir(buf_str(&p));
-	rmdir(f->dir);
-	buf_release(&p);
+	scratch_remove(f->dir);
 	free(f);
 	return 0;
 }

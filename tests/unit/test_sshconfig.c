@@ -11,7 +11,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,8 +23,10 @@
 #include "error.h"
 #include "sshconfig.h"
 
+#include "scratch.h"
+
 struct tdir {
-	char dir[64];
+	char dir[SCRATCH_MAX];
 };
 
 static int setup(void **state)
@@ -35,8 +36,7 @@ static int setup(void **state)
 
 	if (!t)
 		return -1;
-	strcpy(t->dir, "/tmp/rbsshcfgXXXXXX");
-	if (!mkdtemp(t->dir))
+	if (scratch_make(t->dir, "test_sshconfig") < 0)
 		return -1;
 	setenv("HOME", t->dir, 1);
 	snprintf(ssh, sizeof(ssh), "%s/.ssh", t->dir);
@@ -46,20 +46,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static int teardown(void **state)
 {
 	struct tdir *t = *state;
 
-	nftw(t->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	scratch_remove(t->dir);
 	free(t);
 	return 0;
 }

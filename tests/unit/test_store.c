@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,18 +25,17 @@
 #include "hash.h"
 #include "store.h"
 
+#include "scratch.h"
+
 struct fixture {
-	char dir[64];
+	char dir[SCRATCH_MAX];
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
-	const char *tmp = getenv("TMPDIR");
 
-	snprintf(f->dir, sizeof(f->dir), "%s/test_store.XXXXXX",
-		 tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-	if (!mkdtemp(f->dir)) {
+	if (scratch_make(f->dir, "test_store") < 0) {
 		free(f);
 		return -1;
 	}
@@ -45,21 +43,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int type,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		return rmdir(path);
-	return unlink(path);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	scratch_remove(f->dir);
 	free(f);
 	return 0;
 }
@@ -737,7 +725,7 @@ static void test_store_open_fallbacks(void **state)
 					 &text, &err), -1);
 	store_free(s);
 	assert_int_equal(unsetenv("RUNBOOK_NOTES"), 0);
-	nftw(dot, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	scratch_remove(dot);
 
 	/* outside any repository: ./.runbook-notes, made only on request */
 	if (sh(NULL, "cd '%s' && git rev-parse --git-dir >/dev/null 2>&1",
