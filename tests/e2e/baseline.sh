@@ -14,13 +14,6 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
 harness_init baseline --operator 'Olive Operator <olive@example.com>' --repo-per-check
 
-# The note of the newest change, from plain git.
-last_note() {
-	local id
-	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
-	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
-}
-
 # note_has ERE WHAT: a line of the note matches ERE.
 note_has() {
 	check grep -Eq -- "$1" <<<"$note" || bad "note lacks $2: $(grep -E '^(status|baseline)' <<<"$note" | paste -sd'|' -)"

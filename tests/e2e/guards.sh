@@ -11,13 +11,6 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
 harness_init guards --operator 'Gail Guard <gail@example.com>' --repo-per-check
 
-# The note of the newest change, from plain git.
-last_note() {
-	local id
-	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
-	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
-}
-
 # write_rb GUARDS NEW: a metric reading `lat` with GUARDS (YAML lines), and a
 # step writing NEW into it (its rollback writes 120 back).
 write_rb() {

@@ -20,23 +20,10 @@ on_cleanup sshd_stop
 mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" ||
 	setup_failed "cannot make $HOME/.ssh"
 ADDRS=(127.0.0.21 127.0.0.22 127.0.0.23)
-# shellcheck disable=SC2034 # read by sshd_write_config (lib/sshd.sh)
-SSHD_EXTRA=$(printf 'ListenAddress %s\n' "${ADDRS[@]}")
-if ! sshd_start "$tmp/sshd" >"$tmp/sshd-start.log" 2>&1; then
+if ! sshd_start_on "$tmp/sshd" "${ADDRS[@]}" >"$tmp/sshd-start.log" 2>&1; then
 	setup_failed "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
 fi
-key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")
-for a in "${ADDRS[@]}"; do
-	printf '[%s]:%s %s\n' "$a" "$SSHD_PORT" "$key" >>"$SSH_KNOWN"
-done
 KH=(--known-hosts "$SSH_KNOWN")
-
-# The note of the newest change, from plain git.
-last_note() {
-	local id
-	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
-	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
-}
 
 # Each host appends its name to $D/ran when its step runs and to $D/undone
 # when its rollback runs (the hosts share this machine's file system).

@@ -21,15 +21,10 @@ on_cleanup sshd_stop
 mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" ||
 	setup_failed "cannot make $HOME/.ssh"
 ADDRS=(127.0.0.1 127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7)
-# shellcheck disable=SC2034 # read by sshd_write_config (lib/sshd.sh)
-SSHD_EXTRA=$(printf 'ListenAddress %s\n' "${ADDRS[@]:1}")
-if ! sshd_start "$tmp/sshd" >"$tmp/sshd-start.log" 2>&1; then
+if ! sshd_start_on "$tmp/sshd" "${ADDRS[@]}" >"$tmp/sshd-start.log" 2>&1; then
 	setup_failed "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
 fi
-key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")
-for a in "${ADDRS[@]}" 127.0.0.8; do
-	printf '[%s]:%s %s\n' "$a" "$SSHD_PORT" "$key" >>"$SSH_KNOWN"
-done
+sshd_trust_also 127.0.0.8	# answers nothing: an unreachable host
 KH=(--known-hosts "$SSH_KNOWN")
 P=$SSHD_PORT
 
@@ -74,13 +69,6 @@ YAML
 
 hosts_in() { cut -d' ' -f1 "$1" 2>/dev/null | sed 's/:.*//' | sort | paste -sd' ' -; }
 ALL6="127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7"
-
-# The note of the newest change, from plain git.
-last_note() {
-	local id
-	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
-	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
-}
 
 begin one-host-fails-within-the-budget
 write_fleet 1

@@ -54,13 +54,6 @@ steps:
 YAML
 }
 
-# The note of the newest change, from plain git.
-last_note() {
-	local id
-	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
-	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
-}
-
 begin "an applied change: start and applied, with its id, target and note commit"
 write_rb 0
 rb apply apply rb.yml

@@ -48,17 +48,10 @@ mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" ||
 # the eight hosts: extra listen addresses of the one sshd, same host key
 ADDRS=(127.0.0.11 127.0.0.12 127.0.0.13 127.0.0.14 127.0.0.15 127.0.0.16
 	127.0.0.17 127.0.0.18)
-# shellcheck disable=SC2034 # read by sshd_write_config (lib/sshd.sh)
-SSHD_EXTRA=$(printf 'ListenAddress %s\n' "${ADDRS[@]}")
-if ! sshd_start "$tmp/sshd" >"$tmp/sshd-start.log" 2>&1; then
+if ! sshd_start_on "$tmp/sshd" "${ADDRS[@]}" >"$tmp/sshd-start.log" 2>&1; then
 	setup_failed "sshd did not start: $(tail -n 5 "$tmp/sshd-start.log" | paste -sd' ' -)"
 fi
-HOSTS=()
-key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")
-for a in "${ADDRS[@]}"; do
-	HOSTS+=("$a:$SSHD_PORT")
-	printf '[%s]:%s %s\n' "$a" "$SSHD_PORT" "$key" >>"$SSH_KNOWN"
-done
+HOSTS=("${ADDRS[@]/%/:$SSHD_PORT}")
 KH=(--known-hosts "$SSH_KNOWN")
 for a in "${ADDRS[@]}"; do
 	ssh-keyscan -p "$SSHD_PORT" "$a" >/dev/null 2>&1 ||

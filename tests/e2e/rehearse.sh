@@ -13,13 +13,6 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
 harness_init rehearse --operator 'Olive Operator <olive@example.com>' --repo-per-check
 
-# The note of the newest change, from plain git.
-last_note() {
-	local id
-	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
-	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
-}
-
 # A runbook whose rollbacks restore (or, with FORGET=1, forget) file b.
 write_rb() {
 	cat > rb.yml <<YAML

@@ -11,13 +11,6 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib/harness.sh"
 harness_init watch --operator 'Walt Watch <walt@example.com>' --repo-per-check
 
-# The note of the newest change, from plain git.
-last_note() {
-	local id
-	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
-	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
-}
-
 # write_rb FAIL_AFTER DURATION: a "service" (a file with its start time)
 # that is healthy for FAIL_AFTER seconds, watched every second for DURATION.
 write_rb() {

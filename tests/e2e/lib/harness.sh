@@ -439,6 +439,15 @@ rb_cmd() {
 	fi
 }
 
+# last_note: prints the note of the newest change in the current
+# directory's notes (`runbook log -n 1` for its id, then plain git, so a
+# bug in runbook's own reading of notes cannot hide one in the note).
+last_note() {
+	local id
+	id=$("$RUNBOOK" log -n 1 --json | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["change"])') || return 1
+	git show "runbook-notes:changes/${id:0:4}/${id:4:2}/$id.md"
+}
+
 # CLEAN_ENV: NAME=VALUE words run_clean adds to its environment.
 CLEAN_ENV=()
 

@@ -6,6 +6,12 @@
 #                           sets SSHD_PORT, SSHD_DIR, SSHD_PID, SSH_USER,
 #                           SSH_KEY (user key), SSH_KNOWN (known_hosts with
 #                           the host key for 127.0.0.1-3:port)
+#   sshd_start_on DIR ADDR...
+#                           the same, also listening on each ADDR (of
+#                           127.0.0.0/8; SSHD_EXTRA is replaced) and with
+#                           known_hosts lines for them
+#   sshd_trust_also ADDR... known_hosts lines for more addresses (one that
+#                           nothing listens on stands for a host that is down)
 #   sshd_stop               stops it by pid (and its session children)
 #   sshd_restart            same port, same keys (e.g. after a new host key)
 #   sshd_kill_sessions      kill -9 every per-connection sshd, not the daemon
@@ -90,6 +96,28 @@ sshd_trust() {
 	for a in 127.0.0.1 127.0.0.2 127.0.0.3; do
 		printf '[%s]:%s %s\n' "$a" "$SSHD_PORT" "$key" >> "$SSH_KNOWN"
 	done
+}
+
+# more addresses with the current host key, after sshd_start
+sshd_trust_also() {
+	local key a
+	key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub") || return 1
+	for a; do
+		printf '[%s]:%s %s\n' "$a" "$SSHD_PORT" "$key" >> "$SSH_KNOWN"
+	done
+}
+
+sshd_start_on() {
+	local dir=$1 a
+	shift
+	SSHD_EXTRA=
+	for a; do
+		case $a in
+		127.0.0.[123]) ;;	# listened on already
+		*) SSHD_EXTRA+="ListenAddress $a"$'\n' ;;
+		esac
+	done
+	sshd_start "$dir" && sshd_trust_also "$@"
 }
 
 sshd_launch() {
