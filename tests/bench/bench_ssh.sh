@@ -189,13 +189,14 @@ med() {
 	sort -n "$work/$1.us" | awk '{ a[NR] = $1 } END {
 		print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
-ratio() {	# text a b target(or -) [>=]
-	awk -v t="$1" -v a="$(med "$2")" -v b="$(med "$3")" -v lim="$4" -v ge="${5:-}" 'BEGIN {
-		r = a / b
+ratio_of() {	# text a b target(or -) [>=]: a / b, two figures
+	awk -v t="$1" -v a="$2" -v b="$3" -v lim="$4" -v ge="${5:-}" 'BEGIN {
+		r = (b > 0) ? a / b : 0
 		if (lim == "-") printf "   %-64s %6.2f (no target)\n", t, r
 		else if (ge != "") printf "   %-64s %6.1f (target >= %s) %s\n", t, r, lim, (r >= lim + 0) ? "PASS" : "MISS"
 		else printf "   %-64s %6.2f (target <= %s) %s\n", t, r, lim, (r <= lim + 0) ? "PASS" : "MISS" }'
 }
+ratio() { ratio_of "$1" "$(med "$2")" "$(med "$3")" "${@:4}"; }	# text A B ...: of medians
 # what each step adds, in ms: (median of LABEL100 - median of LABEL1) / (N1 - 1)
 per_step() {
 	awk -v a="$(med "$1")" -v b="$(med "$2")" -v n="$N1" 'BEGIN { printf "%.3f", (a - b) / (n - 1) / 1000 }'
@@ -386,9 +387,8 @@ if $have_ansible; then
 	line "ansible-playbook: $H2 hosts x $N2 tasks" a2
 	line "ansible-playbook: $N4 local tasks" a4
 	ratio "ansible / runbook, $N1 steps on 1 host (x faster)" a1 w1_rb 100 ge
-	awk -v a="$(per_step a1 a1one)" -v r="$(per_step w1_rb w1one_rb)" -v t="ansible / runbook, each further step on 1 host (x faster)" 'BEGIN {
-		if (r > 0) x = a / r; else x = 0
-		printf "   %-64s %6.1f (target >= 100) %s\n", t, x, (x >= 100) ? "PASS" : "MISS" }'
+	ratio_of "ansible / runbook, each further step on 1 host (x faster)" \
+		"$(per_step a1 a1one)" "$(per_step w1_rb w1one_rb)" 100 ge
 	ratio "ansible / runbook, $H2 hosts x $N2 (x faster)" a2 w2_rb 100 ge
 	ratio "ansible / runbook, $N4 local steps (x faster)" a4 w4_rb 100 ge
 else

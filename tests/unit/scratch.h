@@ -6,8 +6,6 @@
 #ifndef RUNBOOK_TEST_SCRATCH_H
 #define RUNBOOK_TEST_SCRATCH_H
 
-#include <stddef.h>
-
 #define SCRATCH_MAX 64
 
 /* Makes DIR/NAME.XXXXXX into dir (SCRATCH_MAX bytes). 0, or -1. */

@@ -90,15 +90,11 @@ sshd_start() {
 
 # known_hosts with the current host key for the three addresses
 sshd_trust() {
-	local key a
-	key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")
 	: > "$SSH_KNOWN"
-	for a in 127.0.0.1 127.0.0.2 127.0.0.3; do
-		printf '[%s]:%s %s\n' "$a" "$SSHD_PORT" "$key" >> "$SSH_KNOWN"
-	done
+	sshd_trust_also 127.0.0.1 127.0.0.2 127.0.0.3
 }
 
-# more addresses with the current host key, after sshd_start
+# known_hosts lines for more addresses, with the current host key
 sshd_trust_also() {
 	local key a
 	key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub") || return 1
